@@ -1,0 +1,202 @@
+"""The HTTP layer: one client factory and one retry policy for every outbound call.
+
+The client factory enforces S10: HTTPS only (plain HTTP to a loopback host is allowed, for the
+sandbox and tests), certificate verification always on, a timeout on every request. The retry
+policy retries only :class:`~threatshare.errors.TemporaryError` (never a permanent error, never
+RQ's job-timeout exception), waits what the server asked for when it asked, otherwise backs off
+exponentially with jitter, and never sleeps past the run's deadline.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import ipaddress
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import httpx2 as httpx
+import structlog
+import tenacity
+from tenacity import RetryCallState
+
+from threatshare.errors import NetworkError, TemporaryError, UpstreamUnavailable
+
+T = TypeVar("T")
+
+log = structlog.get_logger(__name__)
+
+#: Connect, read, write and pool timeouts for every request, in seconds.
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+#: A server may ask for a long wait; we never wait longer than this for one retry.
+MAX_SERVER_WAIT = 300.0
+#: Largest response body we read from an upstream (S10: size-limited untrusted input).
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+USER_AGENT = "threatshare/0.1"
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback IP literals: the only hosts plain HTTP may reach."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` may not be used as an upstream address, or None when it may (S1, S10)."""
+    try:
+        parsed = httpx.URL(url)
+    except Exception:  # httpx raises several types for malformed URLs
+        return "is not a valid URL"
+    if not parsed.host:
+        return "has no host"
+    if parsed.scheme == "https":
+        return None
+    if parsed.scheme == "http" and is_loopback_host(parsed.host):
+        return None
+    return "must use https:// (plain http:// only to a loopback host)"
+
+
+def make_client(
+    base_url: str = "",
+    *,
+    timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+    transport: httpx.BaseTransport | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> httpx.Client:
+    """An HTTP client for one upstream, with TLS verification on and timeouts everywhere."""
+    if base_url and (problem := url_problem(base_url)):
+        raise ValueError(f"upstream URL {base_url!r} {problem}")
+    all_headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+    all_headers.update(headers or {})
+    return httpx.Client(
+        base_url=base_url,
+        timeout=timeout,
+        verify=True,
+        transport=transport,
+        headers=all_headers,
+        follow_redirects=False,
+        trust_env=False,  # no proxy or netrc from the environment picks up our credentials
+    )
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """An absolute point in (monotonic) time by which a run must be over."""
+
+    at: float
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(time.monotonic() + seconds)
+
+    def remaining(self) -> float:
+        return max(0.0, self.at - time.monotonic())
+
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() >= self.at
+
+
+_SECONDS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:s|sec|secs|second|seconds)?\s*$", re.IGNORECASE)
+
+
+def parse_retry_after(value: object) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value: ``"5"``, ``"5 seconds"``, ``"5s"`` or an
+    HTTP date. ``None`` when it cannot be read. ZIA sends ``"0 seconds"``, which still means
+    "wait a moment": the result is at least one second."""
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return max(1.0, float(value))
+    text = str(value)
+    if match := _SECONDS.match(text):
+        return max(1.0, float(match.group(1)))
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(1.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def transport_error(exc: httpx.TransportError, what: str) -> NetworkError:
+    """A temporary ``network`` error for a failed connection, read or write."""
+    return NetworkError(f"{what}: {type(exc).__name__}")
+
+
+def read_json(response: httpx.Response, what: str) -> Any:
+    """The JSON body of ``response``; a non-JSON or oversized body is a temporary error (a
+    proxy's error page, a truncated answer)."""
+    if len(response.content) > MAX_RESPONSE_BYTES:
+        raise UpstreamUnavailable(f"{what}: response of {len(response.content)} bytes is too large")
+    try:
+        return response.json()
+    except ValueError:
+        raise UpstreamUnavailable(
+            f"{what}: HTTP {response.status_code} with a body that is not JSON"
+        ) from None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How temporary errors are retried inside a run (S4)."""
+
+    max_attempts: int = 8
+    initial_wait: float = 1.0
+    max_wait: float = 60.0
+    jitter: float = 1.0
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        server_wait = getattr(exc, "retry_after", None)
+        if server_wait is not None:
+            return min(float(server_wait), MAX_SERVER_WAIT)
+        backoff = tenacity.wait_exponential_jitter(
+            initial=self.initial_wait, max=self.max_wait, jitter=self.jitter
+        )
+        return float(backoff(state))
+
+    def attempts(self, deadline: Deadline, what: str) -> Iterator[tenacity.AttemptManager]:
+        """Attempts for ``what``; use as ``for attempt in policy.attempts(...): with attempt:``.
+
+        The last error is re-raised as itself when attempts run out or the next wait would cross
+        the deadline, so callers catch threatshare errors, never ``tenacity.RetryError``."""
+
+        def past_deadline(state: RetryCallState) -> bool:
+            upcoming = state.upcoming_sleep or 0.0
+            return upcoming >= deadline.remaining()
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            log.warning(
+                "retrying",
+                call=what,
+                attempt=state.attempt_number,
+                wait_s=round(state.upcoming_sleep, 2),
+                code=getattr(exc, "code", type(exc).__name__),
+            )
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(TemporaryError),
+            wait=self._wait,
+            stop=tenacity.stop_after_attempt(self.max_attempts) | past_deadline,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        return iter(retrying)
+
+    def call(self, deadline: Deadline, what: str, fn: Callable[[], T]) -> T:
+        """``fn()`` with temporary errors retried under this policy."""
+        for attempt in self.attempts(deadline, what):
+            with attempt:
+                return fn()
+        raise AssertionError("unreachable: tenacity re-raises or returns")  # pragma: no cover

@@ -1,0 +1,85 @@
+"""Every Redis key threatshare uses, in one place.
+
+All keys share the prefix ``threatshare:``. Keys of one instance share the hash tag
+``{i:<name>}`` so that the Lua scripts and transactions touching them work on Redis Cluster too.
+RQ's own keys (``rq:*``) are RQ's business; the queue is named :data:`QUEUE`.
+"""
+
+from __future__ import annotations
+
+PREFIX = "threatshare:"
+QUEUE = "threatshare"
+
+
+def _instance(name: str) -> str:
+    return f"{PREFIX}{{i:{name}}}"
+
+
+def instance_state(name: str) -> str:
+    """Hash: state, bookmark, last success/attempt/error, category id, fingerprint, counters."""
+    return f"{_instance(name)}:state"
+
+
+def instance_entries(name: str) -> str:
+    """Hash: entry -> "<first_seen> <last_seen>" (epoch seconds) for all pushed to the category."""
+    return f"{_instance(name)}:entries"
+
+
+def instance_lock(name: str) -> str:
+    """String with a TTL: the token of the run that holds the instance (one run at a time)."""
+    return f"{_instance(name)}:lock"
+
+
+def instance_pending(name: str) -> str:
+    """Hash: entries pushed in the current, unfinished window -> epoch; survives a crash."""
+    return f"{_instance(name)}:pending"
+
+
+def instance_runs(name: str) -> str:
+    """Stream-like list of recent run summaries (newest first), capped."""
+    return f"{_instance(name)}:runs"
+
+
+def instances_index() -> str:
+    """Set of instance names that have state; `status` lists them."""
+    return f"{PREFIX}instances"
+
+
+def tenant_limit(tenant: str, bucket: str) -> str:
+    """Sorted set of recent call times for one ZIA tenant and one rate-limit bucket."""
+    return f"{PREFIX}{{t:{tenant}}}:limit:{bucket}"
+
+
+def tenant_unactivated(tenant: str) -> str:
+    """String: epoch of the oldest change staged in a ZIA tenant and not yet activated."""
+    return f"{PREFIX}{{t:{tenant}}}:unactivated"
+
+
+def tenant_activation_lock(tenant: str) -> str:
+    """String with a TTL: held while one worker activates the tenant."""
+    return f"{PREFIX}{{t:{tenant}}}:activating"
+
+
+def tenants_unactivated() -> str:
+    """Set of tenant ids with staged, unactivated changes (for the fleet's activator)."""
+    return f"{PREFIX}tenants:unactivated"
+
+
+def tenant_quota(tenant: str) -> str:
+    """Hash: last quota read of a ZIA tenant: used, remaining, at."""
+    return f"{PREFIX}{{t:{tenant}}}:quota"
+
+
+def outbox() -> str:
+    """List of alert e-mails waiting for delivery (JSON), oldest at the head."""
+    return f"{PREFIX}alerts:outbox"
+
+
+def alert_sent(name: str, incident: str) -> str:
+    """String with a TTL: marks an alert of one incident as queued, so no incident alerts twice."""
+    return f"{_instance(name)}:alerted:{incident}"
+
+
+def scheduler_slot(name: str, slot: int) -> str:
+    """Job id (not a key) of an instance's sync job in one time slot; RQ ids allow no colon."""
+    return f"sync-{name}-{slot}"

@@ -1,0 +1,112 @@
+"""Logging set-up (S8): structlog, JSON lines off a terminal, console output on one.
+
+Secrets cannot reach a log line: values of type ``SecretStr`` are masked, keys that name a
+credential (``authorization``, ``password``, ``token``…) are masked whatever their value, and
+any text that looks like a bearer token or a JWT is masked before rendering. stdlib logging
+(RQ, httpx2) goes through the same processors.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any, Literal, TextIO
+
+import structlog
+from pydantic import SecretStr
+
+MASK = "**********"
+_SECRET_KEYS = re.compile(
+    r"(authorization|password|passwd|secret|token|api_?key|cookie|jsessionid|credential)",
+    re.IGNORECASE,
+)
+# Bearer values, JWTs (three base64url parts), and JSESSIONID cookie values inside free text.
+_SECRET_TEXT = re.compile(
+    r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"
+    r"|eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"
+    r"|(jsessionid=)[^;,\s]+"
+)
+# Counts and flags about secrets are fine to log; these keys are not secrets themselves.
+_SAFE_KEYS = {"token_fetches", "token_url", "tokens", "token_auth"}
+
+
+def _mask_text(text: str) -> str:
+    return _SECRET_TEXT.sub(lambda m: (m.group(1) or m.group(2) or "") + MASK, text)
+
+
+def _clean(key: str, value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return MASK
+    if key not in _SAFE_KEYS and _SECRET_KEYS.search(key):
+        return MASK if value not in (None, "") else value
+    if isinstance(value, str):
+        return _mask_text(value)
+    if isinstance(value, dict):
+        return {k: _clean(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(key, v) for v in value]
+    return value
+
+
+def redact_secrets(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: mask every secret-looking value before anything renders it."""
+    for key in list(event_dict):
+        event_dict[key] = _clean(key, event_dict[key])
+    return event_dict
+
+
+def _renderer(fmt: Literal["auto", "json", "console"], stream: TextIO) -> Any:
+    console = fmt == "console" or (fmt == "auto" and stream.isatty())
+    if console:
+        return structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    return structlog.processors.JSONRenderer()
+
+
+def configure(
+    fmt: Literal["auto", "json", "console"] = "auto",
+    level: int = logging.INFO,
+    stream: TextIO | None = None,
+) -> None:
+    """Set up structlog and stdlib logging once, at the edge (CLI or worker start)."""
+    stream = stream or sys.stderr
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        redact_secrets,
+    ]
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            redact_secrets,
+            _renderer(fmt, stream),
+        ],
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # httpx2 logs every request line at INFO; the run logs counts instead (S8).
+    for noisy in ("httpx2", "httpcore2", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # RQ configures its own loggers without propagation (rq 3); route them through ours.
+    for name in ("rq", "rq.worker", "rq.scheduler"):
+        rq_logger = logging.getLogger(name)
+        rq_logger.handlers[:] = [handler]
+        rq_logger.propagate = False

@@ -1,0 +1,150 @@
+"""A small threaded HTTP/1.1 server on loopback that the emulators plug into.
+
+An emulator is a callable ``app(Request) -> Response``. The server gives it parsed requests,
+writes its responses with keep-alive, and can drop a connection mid-response when the app
+asks for it (fault tests). It binds 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: Message
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+    def form(self) -> dict[str, str]:
+        return {k: v[-1] for k, v in parse_qs(self.body.decode("latin-1")).items()}
+
+    def arg(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[-1] if values else None
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: Any = None  # bytes are sent as they are; anything else as JSON
+    headers: dict[str, str] = field(default_factory=dict)
+    #: Send the headers and half the body, then close the socket (a dropped connection).
+    drop: bool = False
+
+    def encoded(self) -> bytes:
+        if isinstance(self.body, bytes):
+            return self.body
+        if self.body is None:
+            return b""
+        self.headers.setdefault("Content-Type", "application/json")
+        return json.dumps(self.body, separators=(",", ":")).encode()
+
+
+App = Callable[[Request], Response]
+
+
+def json_response(status: int, body: Any, **headers: str) -> Response:
+    return Response(status=status, body=body, headers=dict(headers))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # the emulators keep their own call logs
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        parts = urlsplit(self.path)
+        request = Request(
+            method=self.command,
+            path=parts.path,
+            query=parse_qs(parts.query, keep_blank_values=True),
+            headers=self.headers,
+            body=body,
+        )
+        try:
+            response = self.server.app(request)
+        except Exception as exc:  # an emulator bug must show up as a 500, not a hang
+            response = json_response(500, {"message": f"emulator error: {exc!r}"})
+        payload = response.encoded()
+        self.send_response(response.status)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if response.drop:
+            self.wfile.write(payload[: len(payload) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+    allow_reuse_address = True
+
+    def __init__(self, app: App, port: int) -> None:
+        self.app = app
+        super().__init__(("127.0.0.1", port), _Handler)
+
+
+class EmulatorServer:
+    """Serve ``app`` on 127.0.0.1 in a background thread."""
+
+    def __init__(self, app: App, port: int = 0) -> None:
+        self._server = _Server(app, port)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> EmulatorServer:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> EmulatorServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def sleep_latency(seconds: float) -> None:
+    """Emulated network latency (a knob of every emulator)."""
+    if seconds > 0:
+        time.sleep(seconds)
