@@ -17,6 +17,7 @@ from pathlib import Path
 import redis
 
 START_TIMEOUT = 15.0
+SOCKET_NAME = "redis.sock"
 
 
 def redis_server_binary() -> str:
@@ -46,11 +47,19 @@ class EmbeddedRedis:
 
     def __init__(self, data_dir: Path | None = None, port: int | None = None) -> None:
         self.data_dir = data_dir
-        self.port = port or free_port()
+        # With a data directory the server listens on a Unix socket there (mode 0700, no TCP):
+        # only this user's processes reach it. Without one, on a loopback port (tests).
+        self.port = 0 if data_dir is not None else (port or free_port())
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
+    def socket_path(self) -> Path | None:
+        return None if self.data_dir is None else self.data_dir / SOCKET_NAME
+
+    @property
     def url(self) -> str:
+        if self.socket_path is not None:
+            return f"unix://{self.socket_path}?db=0"
         return f"redis://127.0.0.1:{self.port}/0"
 
     def _arguments(self) -> list[str]:
@@ -73,6 +82,10 @@ class EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         return [
             *args,
+            "--unixsocket",
+            str(self.socket_path),
+            "--unixsocketperm",
+            "700",
             "--dir",
             str(self.data_dir),
             "--appendonly",
@@ -132,3 +145,28 @@ class EmbeddedRedis:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def running_url(data_dir: Path) -> str | None:
+    """URL of an embedded Redis already serving ``data_dir`` (started by another threatshare
+    process, e.g. `threatshare run`), or None."""
+    sock = data_dir / SOCKET_NAME
+    if not sock.exists():
+        return None
+    url = f"unix://{sock}?db=0"
+    client = redis.Redis.from_url(url, socket_timeout=1)
+    try:
+        return url if client.ping() else None
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return None
+    finally:
+        client.close()
+
+
+def connect_or_start(data_dir: Path) -> tuple[str, EmbeddedRedis | None]:
+    """The embedded Redis of ``data_dir``: the running one, or a new one this process owns."""
+    if url := running_url(data_dir):
+        return url, None
+    (data_dir / SOCKET_NAME).unlink(missing_ok=True)  # left by a process that was killed
+    server = EmbeddedRedis(data_dir).start()
+    return server.url, server

@@ -161,7 +161,7 @@ class RetryPolicy:
         if server_wait is not None:
             return min(float(server_wait), MAX_SERVER_WAIT)
         backoff = tenacity.wait_exponential_jitter(
-            initial=self.initial_wait, max=self.max_wait, jitter=self.jitter
+            multiplier=self.initial_wait, max=self.max_wait, jitter=self.jitter
         )
         return float(backoff(state))
 

@@ -1,0 +1,133 @@
+"""The HTTP layer: URL rules, Retry-After parsing and the retry policy (S4, S10)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from threatshare.errors import NetworkError, RateLimited, RequestRejected
+from threatshare.http import Deadline, RetryPolicy, make_client, parse_retry_after, url_problem
+
+FAST = RetryPolicy(max_attempts=5, initial_wait=0.01, max_wait=0.02, jitter=0.0)
+
+
+class TestUrls:
+    @pytest.mark.parametrize(
+        ("url", "ok"),
+        [
+            ("https://api.services.mimecast.com", True),
+            ("http://127.0.0.1:8080", True),
+            ("http://localhost:1", True),
+            ("http://[::1]:9", True),
+            ("http://api.example.com", False),
+            ("ftp://example.com", False),
+            ("https://", False),
+        ],
+    )
+    def test_https_only_except_loopback(self, url: str, ok: bool) -> None:
+        """Only https:// is allowed, plus plain http:// to a loopback host."""
+        assert (url_problem(url) is None) is ok
+
+    def test_client_refuses_plain_http_to_remote_host(self) -> None:
+        """The client factory refuses a plain-http upstream that is not loopback."""
+        with pytest.raises(ValueError, match="https"):
+            make_client("http://example.com")
+
+    def test_client_has_timeouts_and_verification(self) -> None:
+        """Every client has connect and read timeouts."""
+        client = make_client("https://example.com")
+        assert client.timeout.connect == 10.0
+        assert client.timeout.read == 30.0
+        client.close()
+
+
+class TestRetryAfter:
+    @pytest.mark.parametrize(
+        ("value", "seconds"),
+        [("5", 5.0), ("5 seconds", 5.0), ("2s", 2.0), ("0 seconds", 1.0), (3, 3.0), ("1.5", 1.5)],
+    )
+    def test_forms(self, value: object, seconds: float) -> None:
+        """Integers, 'N seconds', 'Ns' are read; zero still waits one second."""
+        assert parse_retry_after(value) == seconds
+
+    def test_http_date_and_garbage(self) -> None:
+        """An HTTP date gives the seconds until then; garbage gives None."""
+        assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 1.0  # in the past
+        assert parse_retry_after("soon") is None
+        assert parse_retry_after(None) is None
+
+
+class TestRetryPolicy:
+    def test_retries_temporary_then_succeeds(self) -> None:
+        """A temporary error is retried and the call's result returned."""
+        calls = []
+
+        def flaky() -> str:
+            calls.append(1)
+            if len(calls) < 3:
+                raise NetworkError("reset")
+            return "done"
+
+        assert FAST.call(Deadline.after(5), "t", flaky) == "done"
+        assert len(calls) == 3
+
+    def test_permanent_is_not_retried(self) -> None:
+        """A permanent error is raised at once, as itself."""
+        calls = []
+
+        def refused() -> None:
+            calls.append(1)
+            raise RequestRejected("no")
+
+        with pytest.raises(RequestRejected):
+            FAST.call(Deadline.after(5), "t", refused)
+        assert calls == [1]
+
+    def test_other_exceptions_are_not_retried(self) -> None:
+        """Exceptions that are not ours (e.g. a job timeout) pass straight through."""
+        calls = []
+
+        def boom() -> None:
+            calls.append(1)
+            raise TimeoutError("job timeout")
+
+        with pytest.raises(TimeoutError):
+            FAST.call(Deadline.after(5), "t", boom)
+        assert calls == [1]
+
+    def test_server_wait_is_honoured(self) -> None:
+        """retry_after on the error sets the wait before the next attempt."""
+        stamps: list[float] = []
+
+        def limited() -> str:
+            stamps.append(time.monotonic())
+            if len(stamps) == 1:
+                raise RateLimited("429", retry_after=0.3)
+            return "ok"
+
+        assert FAST.call(Deadline.after(5), "t", limited) == "ok"
+        assert stamps[1] - stamps[0] >= 0.29
+
+    def test_deadline_stops_retrying(self) -> None:
+        """No sleep crosses the deadline: the last error is raised before it."""
+        start = time.monotonic()
+
+        def always() -> None:
+            raise RateLimited("429", retry_after=10)
+
+        with pytest.raises(RateLimited):
+            FAST.call(Deadline.after(1), "t", always)
+        assert time.monotonic() - start < 1
+
+    def test_attempts_are_bounded(self) -> None:
+        """max_attempts bounds the number of calls."""
+        calls = []
+
+        def always() -> None:
+            calls.append(1)
+            raise NetworkError("down")
+
+        with pytest.raises(NetworkError):
+            FAST.call(Deadline.after(30), "t", always)
+        assert len(calls) == 5
