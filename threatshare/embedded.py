@@ -111,6 +111,8 @@ class EmbeddedRedis:
                     raise RuntimeError(f"redis-server exited at start: {err.strip()[:500]}")
                 try:
                     if client.ping():
+                        if self._process.stderr is not None:
+                            self._process.stderr.close()  # only read when the start fails
                         return self
                 except redis.ConnectionError:
                     time.sleep(0.02)

@@ -51,7 +51,7 @@ def tenant_limit(tenant: str, bucket: str) -> str:
 
 
 def tenant_unactivated(tenant: str) -> str:
-    """String: epoch of the oldest change staged in a ZIA tenant and not yet activated."""
+    """Integer generation of the changes staged in a ZIA tenant and not yet activated."""
     return f"{PREFIX}{{t:{tenant}}}:unactivated"
 
 
@@ -80,6 +80,21 @@ def alert_sent(name: str, incident: str) -> str:
     return f"{_instance(name)}:alerted:{incident}"
 
 
+def outbox_sending(alert_id: str) -> str:
+    """String with a TTL: held by the delivery that is sending one outbox alert right now."""
+    return f"{PREFIX}alerts:sending:{alert_id}"
+
+
 def scheduler_slot(name: str, slot: int) -> str:
     """Job id (not a key) of an instance's sync job in one time slot; RQ ids allow no colon."""
     return f"sync-{name}-{slot}"
+
+
+def activation_slot(tenant: str, slot: int) -> str:
+    """Job id (not a key) of a ZIA tenant's activation job in one coalescing slot."""
+    return f"activate-{tenant}-{slot}"
+
+
+def delivery_slot(slot: int) -> str:
+    """Job id (not a key) of the alert outbox's delivery job in one slot."""
+    return f"alerts-{slot}"

@@ -1,0 +1,124 @@
+"""A sandbox world for end-to-end tests: emulators on loopback, a real Redis, real SMTP."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from threatshare import config as config_module
+from threatshare.activation import activate_pending
+from threatshare.config import Config
+from threatshare.http import RetryPolicy
+from threatshare.outbox import Outbox
+from threatshare.runtime import Runtime
+from threatshare.sandbox.mimecast_logs import impersonation_log, url_log
+from threatshare.sandbox.world import Sandbox
+from threatshare.sync import RunResult, sync_all
+
+FAST = RetryPolicy(max_attempts=12, initial_wait=0.01, max_wait=0.05, jitter=0.01)
+
+# Seeded threats and the entries each source must make of them (S2).
+URL_RECORDS = [
+    ("https://Evil.Example.COM:443/Login?x=1#f", "evil.example.com/login", "evil.example.com"),
+    ("http://bücher.example:8080/a/", "xn--bcher-kva.example:8080/a/", "xn--bcher-kva.example"),
+    ("https://evil.example.", "evil.example", "evil.example"),
+    ("http://10.0.0.1/x", None, None),  # private: skipped
+    ("https://docs.google.com/forms/abc", "docs.google.com/forms/abc", None),  # protected host
+    ("ftp://x.example/", None, None),  # rejected
+]
+IMPERSONATION_RECORDS = [
+    ("a@look-alike.example", ["similar_internal_domain"], ".look-alike.example"),
+    ("b@name-only.example", ["internal_user_name"], None),
+]
+
+
+def expected(sources: list[str]) -> set[str]:
+    out: set[str] = set()
+    for _, url_entry, host_entry in URL_RECORDS:
+        if "malicious_urls" in sources and url_entry:
+            out.add(url_entry)
+        if "url_domains" in sources and host_entry:
+            out.add(host_entry)
+    if "malicious_domains" in sources:
+        out |= {entry for _, _, entry in IMPERSONATION_RECORDS if entry}
+    return out
+
+
+INSTANCES: dict[str, dict[str, Any]] = {
+    "all": {
+        "zia": "prod",
+        "category": "All Threats",
+        "sources": ["malicious_urls", "url_domains", "malicious_domains"],
+        "notify": ["all@example.com"],
+    },
+    "domains": {
+        "zia": "prod",
+        "category": "Impersonation",
+        "sources": ["malicious_domains"],
+        "notify": ["domains@example.com"],
+    },
+    "lab": {
+        "zia": "lab",
+        "category": "Lab URLs",
+        "sources": ["malicious_urls"],
+        "notify": ["lab@example.com"],
+    },
+}
+
+
+def seed(sandbox: Sandbox, at: datetime | None = None) -> None:
+    at = at or datetime.now(UTC) - timedelta(hours=2)
+    sandbox.mimecast.add_url_logs(
+        url_log(url, at + timedelta(seconds=i)) for i, (url, _, _) in enumerate(URL_RECORDS)
+    )
+    sandbox.mimecast.add_impersonation_logs(
+        impersonation_log(sender, at + timedelta(seconds=i), ids)
+        for i, (sender, ids, _) in enumerate(IMPERSONATION_RECORDS)
+    )
+
+
+@dataclass
+class World:
+    sandbox: Sandbox
+    tmp: Path
+    redis_url: str
+
+    def write(
+        self,
+        instances: Mapping[str, Mapping[str, Any]] = INSTANCES,
+        name: str = "threatshare.toml",
+        **kw: Any,
+    ) -> Path:
+        settings = {"redis_url": self.redis_url, "settle": "0s", **kw.pop("settings", {})}
+        return self.sandbox.write_config(self.tmp / name, instances, settings=settings, **kw)
+
+    def config(self, instances: Mapping[str, Mapping[str, Any]] = INSTANCES, **kw: Any) -> Config:
+        return config_module.load(self.write(instances, **kw))
+
+    def run(self, config: Config) -> dict[str, RunResult]:
+        """One `run --once`, in process: every instance, activation, the outbox."""
+        client = redis.Redis.from_url(self.redis_url)
+        rt = Runtime(config, client, policy=FAST, zia_reauth_wait=0.05)
+        try:
+            results = sync_all(rt, config.enabled_instances())
+            activate_pending(rt)
+        finally:
+            rt.close()
+        Outbox(client).deliver(config.smtp)
+        client.close()
+        return {r.instance: r for r in results}
+
+    def active(self, config: Config, name: str) -> set[str]:
+        inst = config.instances[name]
+        return self.sandbox.tenants[inst.zia].emulator.active_urls(inst.category)
+
+    def zia_calls(self, tenant: str) -> int:
+        return len(self.sandbox.tenants[tenant].emulator.calls)
+
+    def mails(self) -> list[Any]:
+        return self.sandbox.smtp.messages

@@ -1,0 +1,172 @@
+"""End-to-end runs of the sync engine against the emulators, a real Redis and SMTP (S4–S6)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.e2e import IMPERSONATION_RECORDS, INSTANCES, URL_RECORDS, World, expected, seed
+from threatshare.sandbox.mimecast_logs import url_log
+from threatshare.sandbox.world import Sandbox
+from threatshare.store import Store
+
+
+@pytest.fixture
+def world(tmp_path: Path, redis_url: str) -> Iterator[World]:
+    with Sandbox(tenant_names=("prod", "lab")) as sandbox:
+        seed(sandbox)
+        yield World(sandbox, tmp_path, redis_url)
+
+
+class TestHappyPath:
+    def test_three_instances_two_tenants_every_source(self, world: World) -> None:
+        """After one run each category holds exactly the expected entries, active."""
+        config = world.config()
+        results = world.run(config)
+        assert {r.outcome for r in results.values()} == {"ok"}
+        for name, inst in INSTANCES.items():
+            assert world.active(config, name) == expected(inst["sources"]), name
+        counters = results["all"].counters
+        assert counters["skipped_by_reason"]["non_global_address"] == 1
+        assert counters["rejected_by_reason"]["unsupported_scheme"] == 1
+        assert counters["pulled"] == len(URL_RECORDS) + len(IMPERSONATION_RECORDS)
+        assert world.mails() == []
+
+    def test_second_run_pushes_only_new_and_idle_run_calls_nothing(self, world: World) -> None:
+        """A second run pushes only what is new; a run with nothing new makes no ZIA call."""
+        config = world.config()
+        world.run(config)
+        world.sandbox.mimecast.add_url_logs(
+            [url_log("https://fresh.example/new", datetime.now(UTC) - timedelta(seconds=30))]
+        )
+        before = world.zia_calls("prod")
+        second = world.run(config)
+        assert second["all"].counters["pushed"] == 2  # the URL and its host
+        assert second["domains"].counters["pushed"] == 0
+        assert "fresh.example/new" in world.active(config, "all")
+        # The fresh record is re-read (overlap) but already shared: no ZIA call at all.
+        calls = world.zia_calls("prod"), world.zia_calls("lab")
+        third = world.run(config)
+        assert {r.outcome for r in third.values()} == {"ok"}
+        assert third["all"].counters["skipped_by_reason"]["already_in_category"] >= 2
+        assert (world.zia_calls("prod"), world.zia_calls("lab")) == calls
+        assert world.zia_calls("prod") > before
+
+    def test_bookmark_moves_to_window_end(self, world: World) -> None:
+        """The bookmark is the end of the last fully shared window."""
+        config = world.config()
+        start = datetime.now(UTC)
+        world.run(config)
+        state = Store(redis.Redis.from_url(world.redis_url)).load("all")
+        assert state.state == "ok"
+        assert state.bookmark is not None and state.bookmark >= start
+        assert state.category_id
+
+
+class TestTemporaryFailures:
+    def test_thirty_percent_failures_converge_without_mail(self, world: World) -> None:
+        """With 30% of Mimecast and ZIA calls failing temporarily, everything lands, no e-mail."""
+        config = world.config()
+        world.sandbox.mimecast.temporary_failure_rate = 0.3
+        for tenant in world.sandbox.tenants.values():
+            tenant.emulator.temporary_failure_rate = 0.3
+            tenant.emulator.injected_retry_after = 0
+        states: dict[str, str] = {}
+        for _ in range(8):
+            results = world.run(config)
+            states = {name: r.state for name, r in results.items()}
+            if set(states.values()) == {"ok"}:
+                break
+        assert set(states.values()) == {"ok"}
+        for name, inst in INSTANCES.items():
+            assert world.active(config, name) == expected(inst["sources"]), name
+        assert world.mails() == []
+
+
+class TestPermanentFailures:
+    def test_revoked_client_halts_its_tenant_only_and_recovers(self, world: World) -> None:
+        """A revoked ZIA client halts that tenant's instance with one e-mail; a new secret in the
+        configuration resumes it by itself, shares what came meanwhile, and mails once more."""
+        lab = world.sandbox.tenants["lab"]
+        world.sandbox.idp.revoke(lab.client_id)
+        config = world.config()
+        for _ in range(3):
+            results = world.run(config)
+            assert results["lab"].state == "halted"
+            assert results["all"].state == "ok"
+        halted = [m for m in world.mails() if "halted" in m.message["Subject"]]
+        assert len(halted) == 1
+        assert halted[0].message["Subject"] == "[threatshare] lab halted: zia_auth"
+        assert set(halted[0].envelope_to) == {"lab@example.com", "soc@sandbox.example"}
+        # A threat arrives during the outage; then the operator fixes the credentials.
+        world.sandbox.mimecast.add_url_logs(
+            [url_log("https://during-outage.example/x", datetime.now(UTC) - timedelta(minutes=1))]
+        )
+        world.sandbox.idp.add_client("zia-lab-new", "new-lab-secret", scope=lab.scope)
+        fixed = world.config(
+            tenant_overrides={"lab": {"client_id": "zia-lab-new", "client_secret": "new-lab-secret"}}
+        )
+        results = world.run(fixed)
+        assert results["lab"].state == "ok"
+        assert world.active(fixed, "lab") == expected(["malicious_urls"]) | {
+            "during-outage.example/x"
+        }
+        world.run(fixed)
+        subjects = [m.message["Subject"] for m in world.mails()]
+        assert subjects.count("[threatshare] lab recovered") == 1
+        assert subjects.count("[threatshare] lab halted: zia_auth") == 1
+
+    def test_quota_exhausted_then_more_quota_and_resume(self, world: World) -> None:
+        """A short quota halts with quota_exhausted and its e-mail; more quota + resume finishes."""
+        prod = world.sandbox.tenants["prod"].emulator
+        prod.url_quota = 3
+        instances = {"all": INSTANCES["all"]}
+        config = world.config(instances)
+        results = world.run(config)
+        assert results["all"].state == "halted"
+        assert results["all"].error and results["all"].error["code"] == "quota_exhausted"
+        assert len(world.active(config, "all")) == 3  # what fitted was pushed and activated
+        assert [m.message["Subject"] for m in world.mails()] == [
+            "[threatshare] all halted: quota_exhausted"
+        ]
+        world.run(config)  # still halted: skipped, no second e-mail
+        assert len(world.mails()) == 1
+        prod.url_quota = 25_000
+        assert Store(redis.Redis.from_url(world.redis_url)).resume("all")
+        results = world.run(config)
+        assert results["all"].state == "ok"
+        assert world.active(config, "all") == expected(INSTANCES["all"]["sources"])
+        assert world.mails()[-1].message["Subject"] == "[threatshare] all recovered"
+
+    def test_mimecast_refusal_is_permanent(self, world: World) -> None:
+        """A Mimecast fail[] with retryable false halts the instance with mimecast_request."""
+        world.sandbox.mimecast.fail_next("url", "fail_permanent")
+        results = world.run(world.config({"lab": INSTANCES["lab"]}))
+        assert results["lab"].state == "halted"
+        assert results["lab"].error and results["lab"].error["code"] == "mimecast_request"
+
+
+class TestWindow:
+    def test_bookmark_older_than_thirty_days_is_clamped_and_recorded(self, world: World) -> None:
+        """An old bookmark starts the window at now − 30 d and records the lost span."""
+        config = world.config({"lab": INSTANCES["lab"]})
+        client = redis.Redis.from_url(world.redis_url)
+        old = datetime.now(UTC) - timedelta(days=45)
+        client.hset("threatshare:{i:lab}:state", mapping={"bookmark": old.isoformat()})
+        results = world.run(config)
+        assert results["lab"].state == "ok"
+        state = Store(client).load("lab")
+        assert state.lost_span is not None
+        assert state.lost_span["from"].startswith(old.date().isoformat())
+        first = world.sandbox.mimecast.calls[0]
+        assert first is not None
+
+    def test_disabled_instance_is_not_run(self, world: World) -> None:
+        """An instance with enabled = false is never run and shows as disabled."""
+        config = world.config({"lab": {**INSTANCES["lab"], "enabled": False}})
+        assert world.run(config) == {}
+        assert world.zia_calls("lab") == 0

@@ -1,0 +1,86 @@
+"""Activation of staged ZIA changes, once per changed tenant rather than once per run (S3).
+
+A run marks its tenant "to activate" in Redis *before* its first change, so a crash between a
+change and its activation leaves a durable trace; whoever activates next (``run --once`` at its
+end, or the fleet's activation job) clears the mark only for changes made before the
+activation began. At most one activation per tenant at a time across the fleet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+
+from threatshare import keys
+from threatshare.errors import ThreatshareError
+from threatshare.http import Deadline
+from threatshare.runtime import Runtime
+from threatshare.store import Store
+
+log = structlog.get_logger(__name__)
+
+ACTIVATION_LOCK_TTL = 120
+
+
+@dataclass(frozen=True)
+class Activation:
+    tenant: str  # name of the [zia.*] table
+    activated: bool
+    error: dict[str, str] | None = None
+
+
+def tenants_by_id(rt: Runtime) -> dict[str, str]:
+    """Tenant id (as stored in Redis) -> name of the first [zia.*] table with that id."""
+    out: dict[str, str] = {}
+    for name in sorted(rt.config.zia):
+        out.setdefault(rt.config.zia[name].tenant_id, name)
+    return out
+
+
+def activate_tenant(rt: Runtime, name: str, deadline: Deadline | None = None) -> Activation:
+    """Activate ``name``'s staged changes if any are marked; a no-op otherwise."""
+    store = Store(rt.redis)
+    tenant_id = rt.config.zia[name].tenant_id
+    marked = store.unactivated_generation(tenant_id)
+    if marked is None:
+        return Activation(name, activated=False)
+    lock = rt.redis.lock(
+        keys.tenant_activation_lock(tenant_id),
+        timeout=ACTIVATION_LOCK_TTL,
+        blocking=False,
+        thread_local=False,
+    )
+    if not lock.acquire():
+        return Activation(name, activated=False)  # another worker is activating it now
+    deadline = deadline or Deadline.after(rt.config.settings.run_deadline.total_seconds())
+    client = rt.zia_client(name, deadline)
+    try:
+        # Read again under the lock: the activation covers the changes marked up to now.
+        marked = store.unactivated_generation(tenant_id)
+        if marked is None:
+            return Activation(name, activated=False)
+        client.activate()
+        store.clear_unactivated(tenant_id, marked)
+        log.info("zia.activated", tenant=name)
+        return Activation(name, activated=True)
+    except ThreatshareError as exc:
+        log.warning("zia.activation_failed", tenant=name, code=exc.code, error=exc.message)
+        return Activation(name, activated=False, error=exc.as_dict())
+    finally:
+        client.close()
+        try:
+            lock.release()
+        except Exception:  # expired under us: nothing to release
+            pass
+
+
+def activate_pending(rt: Runtime) -> list[Activation]:
+    """Activate every tenant of this configuration that has marked, unactivated changes."""
+    store = Store(rt.redis)
+    known = tenants_by_id(rt)
+    return [
+        activate_tenant(rt, known[tenant_id])
+        for tenant_id in store.unactivated_tenants()
+        if tenant_id in known
+    ]

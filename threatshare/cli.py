@@ -1,0 +1,204 @@
+"""The ``threatshare`` command (S7).
+
+``threatshare [--config PATH] COMMAND``: run, worker, scheduler, status, resume, check, demo.
+Configuration is loaded once here and passed down; an invalid one prints one line per problem
+and exits 2. The fleet runtime (``workers``) is imported only by the commands that need it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import redis
+import structlog
+
+from threatshare import config as config_module
+from threatshare import logs
+from threatshare.config import Config
+from threatshare.errors import ConfigError
+
+log = structlog.get_logger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="threatshare",
+        description="Share Mimecast threats with a Zscaler ZIA custom URL category.",
+    )
+    parser.add_argument("--config", metavar="PATH", help="configuration file (TOML)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="sync instances (once, or scheduler + worker until stopped)")
+    run.add_argument("--once", action="store_true", help="sync each instance once, then exit")
+    run.add_argument(
+        "--instance", action="append", default=[], metavar="NAME", help="only this instance"
+    )
+    run.add_argument(
+        "--dry-run", action="store_true", help="pull and normalise; change nothing in ZIA or state"
+    )
+
+    worker = sub.add_parser("worker", help="an RQ worker of the fleet")
+    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    sub.add_parser("scheduler", help="the fleet's scheduler: one job per instance per interval")
+
+    status = sub.add_parser("status", help="state of every instance")
+    status.add_argument("name", nargs="?", metavar="NAME")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    resume = sub.add_parser("resume", help="clear 'halted' so the next run tries again")
+    resume.add_argument("name", metavar="NAME")
+
+    check = sub.add_parser("check", help="validate the configuration")
+    check.add_argument(
+        "--live", action="store_true", help="also get tokens and make one read call each"
+    )
+
+    demo = sub.add_parser("demo", help="the whole product on sandbox emulators, on this machine")
+    demo.add_argument("--state-dir", metavar="DIR", help="where the demo keeps its files")
+    return parser
+
+
+def load_config(path: str | None) -> Config:
+    """The configuration, or SystemExit(2) after printing every problem."""
+    resolved = config_module.resolve_path(path)
+    try:
+        return config_module.load(resolved)
+    except ConfigError as exc:
+        print(f"{resolved}: invalid configuration ({len(exc.problems)} problems)", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+@contextlib.contextmanager
+def redis_for(config: Config) -> Iterator[redis.Redis]:
+    """The configured Redis, or the embedded one in ``state_dir`` (started if not running)."""
+    from threatshare.embedded import connect_or_start
+
+    server = None
+    if config.settings.redis_url is not None:
+        url = config.settings.redis_url.get_secret_value()
+    else:
+        url, server = connect_or_start(config.settings.resolved_state_dir)
+    client = redis.Redis.from_url(url, socket_timeout=30, health_check_interval=30)
+    try:
+        yield client
+    finally:
+        client.close()
+        if server is not None:
+            server.stop()
+
+
+def cmd_check(args: argparse.Namespace, config: Config) -> int:
+    path = config_module.resolve_path(args.config)
+    for warning in config_module.warnings_for(path, config):
+        print(f"warning: {warning}")
+    print(
+        f"{path}: valid ({len(config.instances)} instances, {len(config.mimecast)} Mimecast "
+        f"accounts, {len(config.zia)} ZIA tenants)"
+    )
+    if not args.live:
+        return EXIT_OK
+    from threatshare.live_check import check_live
+
+    with redis_for(config) as client:
+        results = check_live(config, client)
+    for line in results.lines:
+        print(line)
+    return EXIT_OK if results.ok else EXIT_FAILED
+
+
+def cmd_status(args: argparse.Namespace, config: Config) -> int:
+    from threatshare import status
+    from threatshare.store import Store
+
+    if args.name and args.name not in config.instances:
+        print(f"no instance {args.name!r} in the configuration", file=sys.stderr)
+        return EXIT_CONFIG
+    with redis_for(config) as client:
+        records = status.collect(config, Store(client), args.name)
+    print(status.render_json(records) if args.json else status.render_table(records))
+    return status.exit_code(records)
+
+
+def cmd_resume(args: argparse.Namespace, config: Config) -> int:
+    from threatshare.store import Store
+
+    if args.name not in config.instances:
+        print(f"no instance {args.name!r} in the configuration", file=sys.stderr)
+        return EXIT_CONFIG
+    with redis_for(config) as client:
+        resumed = Store(client).resume(args.name)
+    if resumed:
+        print(f"{args.name}: resumed; the next run tries again")
+    else:
+        print(f"{args.name}: was not halted; nothing to do")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace, config: Config) -> int:
+    unknown = [n for n in args.instance if n not in config.instances]
+    if unknown:
+        print(f"no such instance: {', '.join(unknown)}", file=sys.stderr)
+        return EXIT_CONFIG
+    if not args.once and not args.dry_run:
+        from workers.single import run_forever
+
+        return run_forever(config)
+    from threatshare.run_once import run_once
+
+    with redis_for(config) as client:
+        return run_once(config, client, args.instance or None, dry_run=args.dry_run)
+
+
+def cmd_worker(args: argparse.Namespace, config: Config) -> int:
+    from workers.worker import run_worker
+
+    return run_worker(config, burst=args.burst)
+
+
+def cmd_scheduler(args: argparse.Namespace, config: Config) -> int:
+    from workers.scheduler import run_scheduler
+
+    return run_scheduler(config)
+
+
+def cmd_demo(args: argparse.Namespace, config: Config | None) -> int:
+    from threatshare.sandbox.demo import run_demo
+
+    return run_demo(Path(args.state_dir) if args.state_dir else None)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Any], int]] = {
+    "run": cmd_run,
+    "worker": cmd_worker,
+    "scheduler": cmd_scheduler,
+    "status": cmd_status,
+    "resume": cmd_resume,
+    "check": cmd_check,
+    "demo": cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        # The demo writes its own configuration; every other command reads one.
+        config = None if args.command == "demo" else load_config(args.config)
+        logs.configure(config.settings.log_format if config else "auto")
+        return COMMANDS[args.command](args, config)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""``threatshare check --live``: a token and one read call against each Mimecast account and
+ZIA tenant, each reported on one line (the reference product's "Verify")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import redis
+
+from threatshare.auth import ClientCredentials
+from threatshare.config import Config
+from threatshare.errors import ThreatshareError
+from threatshare.http import Deadline, RetryPolicy
+from threatshare.mimecast import MimecastClient
+from threatshare.ratelimit import RateLimiter
+from threatshare.zia import ZiaClient
+
+CHECK_DEADLINE = 30.0
+# One quick retry at most: an operator is waiting for the answer.
+CHECK_POLICY = RetryPolicy(max_attempts=2, initial_wait=0.5, max_wait=2.0)
+
+
+@dataclass
+class LiveCheck:
+    lines: list[str] = field(default_factory=list)
+    ok: bool = True
+
+    def record(self, what: str, outcome: str | ThreatshareError) -> None:
+        if isinstance(outcome, ThreatshareError):
+            self.ok = False
+            self.lines.append(f"FAIL {what}: {outcome.code} ({outcome.kind}): {outcome.message}")
+        else:
+            self.lines.append(f"ok   {what}: {outcome}")
+
+
+def check_live(config: Config, client: redis.Redis) -> LiveCheck:
+    """One line per account and tenant; ZIA calls go through the fleet's rate limiter too."""
+    result = LiveCheck()
+    for name, account in sorted(config.mimecast.items()):
+        deadline = Deadline.after(CHECK_DEADLINE)
+        mimecast = MimecastClient(
+            account,
+            deadline=deadline,
+            policy=CHECK_POLICY,
+            credential=ClientCredentials(
+                token_url=account.token_url,
+                client_id=account.client_id,
+                client_secret=account.client_secret,
+                error_code="mimecast_auth",
+                what="Mimecast token endpoint",
+            ),
+        )
+        try:
+            result.record(f"mimecast.{name}", mimecast.check())
+        except ThreatshareError as exc:
+            result.record(f"mimecast.{name}", exc)
+        finally:
+            mimecast.close()
+    for name, tenant in sorted(config.zia.items()):
+        deadline = Deadline.after(CHECK_DEADLINE)
+        limiter = RateLimiter(client, tenant.tenant_id)
+        zia = ZiaClient(tenant, limiter=limiter, deadline=deadline, policy=CHECK_POLICY)
+        try:
+            result.record(f"zia.{name}", zia.check())
+        except ThreatshareError as exc:
+            result.record(f"zia.{name}", exc)
+        finally:
+            zia.close()
+    return result

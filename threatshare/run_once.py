@@ -1,0 +1,61 @@
+"""``threatshare run --once``: every enabled instance once, then one activation per changed
+tenant, then the alert outbox; a summary on stdout. Exit 0 when every instance ended ``ok``."""
+
+from __future__ import annotations
+
+import redis
+
+from threatshare.activation import activate_pending
+from threatshare.outbox import Outbox
+from threatshare.config import Config
+from threatshare.runtime import Runtime
+from threatshare.sync import RunResult, sync_all
+
+
+def summary(results: list[RunResult]) -> str:
+    rows = [("INSTANCE", "OUTCOME", "PULLED", "PUSHED", "SKIPPED", "REJECTED", "ERROR")]
+    for r in results:
+        c = r.counters
+        error = f"{r.error['code']}: {r.error['message']}" if r.error else ""
+        rows.append(
+            (
+                r.instance,
+                r.outcome,
+                str(c.get("pulled", 0)),
+                str(c.get("pushed", c.get("would_push", 0))),
+                str(c.get("skipped", 0)),
+                str(c.get("rejected", 0)),
+                error[:120],
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def dry_run_report(results: list[RunResult]) -> str:
+    lines = []
+    for r in results:
+        lines.append(f"{r.instance}: would push {r.counters.get('would_push', 0)} entries")
+        lines.extend(f"  {entry}" for entry in r.would_push)
+    return "\n".join(lines)
+
+
+def run_once(
+    config: Config, client: redis.Redis, names: list[str] | None, *, dry_run: bool = False
+) -> int:
+    rt = Runtime(config, client)
+    try:
+        results = sync_all(rt, config.enabled_instances(names), dry_run=dry_run)
+        if dry_run:
+            print(dry_run_report(results))
+            print(summary(results))
+            return 0
+        activate_pending(rt)
+    finally:
+        rt.close()
+    Outbox(client).deliver(config.smtp)
+    print(summary(results))
+    return 0 if results and all(r.outcome == "ok" for r in results) else 1

@@ -1,0 +1,107 @@
+"""The long-lived resources of one process: configuration, Redis, and cached credentials.
+
+Built once at the edge (the CLI, or a worker process) and passed down. Credentials are cached
+per Mimecast account and ZIA tenant for the life of the process, so consecutive runs reuse a
+token instead of fetching one each; a changed table (new secret) gets a new credential.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from threatshare.auth import ClientCredentials, Credential
+from threatshare.config import Config, MimecastAccount, ZiaTenant
+from threatshare.http import Deadline, RetryPolicy
+from threatshare.mimecast import MimecastClient
+from threatshare.ratelimit import RateLimiter
+from threatshare.zia import ZiaClient
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    config: Config
+    redis: redis.Redis
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    now: Callable[[], datetime] = _now
+    #: ZIA's hour and minute windows divided by this (tests and the sandbox use > 1).
+    time_scale: float = 1.0
+    #: Wait before the last try of a ZIA 401 that survives a fresh token (JWKS caching).
+    zia_reauth_wait: float = 60.0
+    sleep: Callable[[float], None] = time.sleep
+    _credentials: dict[tuple[str, str, int], Any] = field(default_factory=dict)
+
+    @property
+    def lock_ttl(self) -> float:
+        """Above the run deadline, so a dead run's lock frees itself soon after (S5)."""
+        return self.config.settings.run_deadline.total_seconds() + 60.0
+
+    def _cached(self, kind: str, name: str, table: Any, make: Callable[[], Any]) -> Any:
+        key = (kind, name, hash(table.model_dump_json()) ^ hash(_secrets_of(table)))
+        if key not in self._credentials:
+            self._credentials = {k: v for k, v in self._credentials.items() if k[:2] != key[:2]}
+            self._credentials[key] = make()
+        return self._credentials[key]
+
+    def close(self) -> None:
+        """Close the cached credentials' connections (end of the process or command)."""
+        for credential in self._credentials.values():
+            close = getattr(credential, "close", None)
+            if close is not None:
+                close()
+        self._credentials.clear()
+
+    def mimecast_credential(self, name: str) -> Credential:
+        account: MimecastAccount = self.config.mimecast[name]
+        return self._cached(
+            "mimecast",
+            name,
+            account,
+            lambda: ClientCredentials(
+                token_url=account.token_url,
+                client_id=account.client_id,
+                client_secret=account.client_secret,
+                error_code="mimecast_auth",
+                what="Mimecast token endpoint",
+            ),
+        )
+
+    def mimecast_client(self, name: str, deadline: Deadline) -> MimecastClient:
+        return MimecastClient(
+            self.config.mimecast[name],
+            deadline=deadline,
+            policy=self.policy,
+            credential=self.mimecast_credential(name),
+        )
+
+    def zia_client(self, name: str, deadline: Deadline) -> ZiaClient:
+        tenant: ZiaTenant = self.config.zia[name]
+        limiter = RateLimiter(self.redis, tenant.tenant_id, time_scale=self.time_scale)
+        client = ZiaClient(
+            tenant,
+            limiter=limiter,
+            deadline=deadline,
+            policy=self.policy,
+            reauth_wait=self.zia_reauth_wait,
+            sleep=self.sleep,
+        )
+        return client
+
+
+def _secrets_of(table: Any) -> tuple[str, ...]:
+    """Secret values of a table, for the cache key only (never stored or shown)."""
+    out = []
+    for name in type(table).model_fields:
+        value = getattr(table, name)
+        if hasattr(value, "get_secret_value"):
+            out.append(value.get_secret_value())
+    return tuple(out)

@@ -1,0 +1,322 @@
+"""One run of one instance (S4, S5): the product's main job.
+
+::
+
+    lock ─► window = [bookmark − overlap, now − settle] ─► Mimecast pages ─► entries
+         ─► dedupe against the category ─► staged in Redis ─► ZIA adds (newest first)
+         ─► tenant marked "to activate" ─► bookmark moved, state ok
+
+The bookmark moves only when every source of the window was pulled and every entry pushed,
+rejected or skipped; on any error it stays, so what Mimecast saw meanwhile is shared on
+recovery. A temporary error leaves the instance ``retrying``; a permanent one ``halted`` with
+one alert. Activation is not done here: the caller activates each changed tenant once
+(:mod:`threatshare.activation`), which is what ZIA's 40-an-hour limit asks for.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+import structlog
+
+from threatshare.alerts import Alert
+from threatshare.outbox import Outbox
+from threatshare.config import Instance, fingerprint
+from threatshare.errors import PermanentError, QuotaExhausted, TemporaryError, ThreatshareError
+from threatshare.http import Deadline
+from threatshare.indicators import Extractor, Tally
+from threatshare.runtime import Runtime
+from threatshare.store import InstanceState, RunLock, Store, to_iso
+
+log = structlog.get_logger(__name__)
+
+MIMECAST_RETENTION = timedelta(days=30)
+URL_SOURCES = {"malicious_urls", "url_domains"}
+SAMPLE = 20  # entries a dry run lists
+
+
+@dataclass(frozen=True)
+class Window:
+    start: datetime
+    end: datetime
+    lost_from: datetime | None = None  # records older than Mimecast keeps, never to be shared
+
+
+def window_for(state: InstanceState, inst: Instance, rt: Runtime, now: datetime) -> Window:
+    """The window of the next run, clamped to Mimecast's 30 days (S5)."""
+    settings = rt.config.settings
+    end = now - settings.settle
+    start = state.bookmark - settings.overlap if state.bookmark else now - inst.fetch_from
+    floor = now - MIMECAST_RETENTION
+    if start >= floor:
+        return Window(start, end)
+    lost_from = state.bookmark if state.bookmark and state.bookmark < floor else None
+    return Window(floor, end, lost_from)
+
+
+@dataclass
+class RunResult:
+    """What one run did: its outcome, the state it left, and its counters."""
+
+    instance: str
+    run_id: str
+    outcome: str  # ok | retrying | halted | skipped_halted | skipped_locked | disabled
+    state: str
+    counters: dict[str, Any] = field(default_factory=dict)
+    error: dict[str, str] | None = None
+    would_push: list[str] = field(default_factory=list)  # dry run: a sample
+
+
+def _record_time(record: Any, field_name: str, default: float) -> float:
+    try:
+        return datetime.fromisoformat(str(record[field_name])).timestamp()
+    except (TypeError, KeyError, ValueError):
+        return default
+
+
+def counters_of(tally: Tally, pushed: int, refused: dict[str, str], removed: int) -> dict[str, Any]:
+    """The counters of S7's ``last_run``."""
+    rejected = dict(tally.rejected)
+    if refused:
+        rejected["refused_by_zia"] = rejected.get("refused_by_zia", 0) + len(refused)
+    return {
+        "pulled": tally.pulled,
+        "pushed": pushed,
+        "rejected": sum(rejected.values()),
+        "skipped": sum(tally.skipped.values()),
+        "removed": removed,
+        "skipped_by_reason": dict(tally.skipped),
+        "rejected_by_reason": rejected,
+    }
+
+
+class Run:
+    """The state of one run of one instance; :func:`sync_instance` drives it."""
+
+    def __init__(self, rt: Runtime, name: str, *, dry_run: bool) -> None:
+        self.rt = rt
+        self.name = name
+        self.inst = rt.config.instances[name]
+        self.store = Store(rt.redis)
+        self.dry_run = dry_run
+        self.run_id = uuid.uuid4().hex[:12]
+        self.tally = Tally()
+        self.pushed = 0
+        self.refused: dict[str, str] = {}
+        self.sample: list[str] = []
+        self.new_in_dry_run = 0
+        self.lock: RunLock | None = None
+
+    # --- pulling -------------------------------------------------------------------------
+
+    def _take_page(
+        self,
+        page: list[Any],
+        extract: Callable[[Any, Tally], list[str]],
+        time_field: str,
+        default_time: float,
+    ) -> None:
+        timed: dict[str, float] = {}
+        for record in page:
+            when = _record_time(record, time_field, default_time)
+            for entry in extract(record, self.tally):
+                if timed.get(entry, -1.0) < when:
+                    timed[entry] = when
+        if not timed:
+            return
+        fresh = self.store.unknown(self.name, list(timed))
+        known = len(timed) - len(fresh)
+        if known:
+            self.tally.skipped["already_in_category"] += known
+        if self.dry_run:
+            self.new_in_dry_run += len(fresh)
+            self.sample.extend(fresh[: max(0, SAMPLE - len(self.sample))])
+            return
+        if known:
+            fresh_set = set(fresh)
+            seen_again = [e for e in timed if e not in fresh_set]
+            self.store.touch(self.name, seen_again, self.rt.now())
+        self.store.stage(self.name, {e: timed[e] for e in fresh})
+        if self.lock is not None and not self.lock.extend():
+            raise ThreatshareError("the run lost its lock (it ran longer than the lock TTL)")
+
+    def pull(self, window: Window, deadline: Deadline) -> None:
+        extractor = Extractor(
+            self.inst.sources, self.inst.allow, self.rt.config.settings.protected_hosts
+        )
+        client = self.rt.mimecast_client(self.inst.mimecast, deadline)
+        end_ts = window.end.timestamp()
+        try:
+            if URL_SOURCES & set(self.inst.sources):
+                for page in client.url_log_pages(window.start, window.end):
+                    self._take_page(page, extractor.url_record, "date", end_ts)
+            if "malicious_domains" in self.inst.sources:
+                for page in client.impersonation_log_pages(window.start, window.end):
+                    self._take_page(page, extractor.impersonation_record, "eventTime", end_ts)
+        finally:
+            client.close()
+
+    # --- pushing -------------------------------------------------------------------------
+
+    def push(self, state: InstanceState, deadline: Deadline) -> None:
+        staged = self.store.staged_count(self.name)
+        if staged == 0:
+            return
+        tenant = self.rt.config.zia[self.inst.zia]
+        # Recorded before the first change, so a crash after it still gets activated.
+        self.store.mark_unactivated(tenant.tenant_id)
+        client = self.rt.zia_client(self.inst.zia, deadline)
+        try:
+            category_id = client.find_or_create_category(
+                self.inst.category, self._description(), state.category_id
+            )
+            if category_id != state.category_id:
+                self.store.set_category(self.name, category_id)
+
+            def landed(batch: list[str]) -> None:
+                self.store.mark_unactivated(tenant.tenant_id)
+                self.store.record_pushed(self.name, batch, self.rt.now())
+                self.pushed += len(batch)
+
+            entries = [e for chunk in self.store.staged_newest_first(self.name) for e in chunk]
+            try:
+                result = client.add(
+                    category_id, self.inst.category, entries, self.inst.batch_size, landed
+                )
+            finally:
+                if (quota := getattr(client, "last_quota", None)) is not None:
+                    self.store.set_quota(
+                        tenant.tenant_id, quota.used, quota.remaining, self.rt.now()
+                    )
+            self.refused.update(result.rejected)
+            self.store.clear_staged(self.name)
+        finally:
+            client.close()
+
+    def _description(self) -> str:
+        text = self.inst.description or "Threats shared from Mimecast"
+        return f"{text} (threatshare instance {self.name})"[:1000]
+
+    def counters(self, removed: int = 0) -> dict[str, Any]:
+        return counters_of(self.tally, self.pushed, self.refused, removed)
+
+
+def _alert(rt: Runtime, name: str, kind: str, state: InstanceState, error: dict[str, str] | None) -> Alert:
+    inst = rt.config.instances[name]
+    recipients = tuple(dict.fromkeys([*inst.notify, *rt.config.settings.admins]))
+    return Alert(
+        kind=kind,  # type: ignore[arg-type]
+        instance=name,
+        category=inst.category,
+        zia_tenant=inst.zia,
+        mimecast_account=inst.mimecast,
+        code=(error or {}).get("code"),
+        message=(error or {}).get("message"),
+        since=state.error_since,
+        bookmark=state.bookmark,
+        recipients=recipients,
+    )
+
+
+def sync_instance(rt: Runtime, name: str, *, dry_run: bool = False) -> RunResult:
+    """Run instance ``name`` once. Never raises for an upstream failure: the outcome and the
+    state it left are in the result (and in Redis)."""
+    run = Run(rt, name, dry_run=dry_run)
+    structlog.contextvars.bind_contextvars(instance=name, run_id=run.run_id)
+    try:
+        return _sync(rt, run)
+    finally:
+        structlog.contextvars.unbind_contextvars("instance", "run_id")
+
+
+def _sync(rt: Runtime, run: Run) -> RunResult:
+    name, inst, store = run.name, run.inst, run.store
+    state = store.load(name)
+    if not inst.enabled:
+        if not run.dry_run:
+            store.set_disabled(name)
+        return RunResult(name, run.run_id, "disabled", "disabled")
+    current = fingerprint(rt.config, name)
+    if state.state == "halted" and state.halted_fingerprint == current and not run.dry_run:
+        log.info("run.skipped", reason="halted", code=(state.last_error or {}).get("code"))
+        return RunResult(name, run.run_id, "skipped_halted", "halted", error=state.last_error)
+    now = rt.now()
+    window = window_for(state, inst, rt, now)
+    deadline = Deadline.after(rt.config.settings.run_deadline.total_seconds())
+    if run.dry_run:
+        run.pull(window, deadline)
+        counters = run.counters()
+        counters["would_push"] = run.new_in_dry_run
+        return RunResult(name, run.run_id, "dry_run", state.state, counters, None, run.sample)
+
+    run.lock = store.try_lock(name, rt.lock_ttl)
+    if run.lock is None:
+        log.info("run.skipped", reason="locked")
+        return RunResult(name, run.run_id, "skipped_locked", state.state)
+    try:
+        store.begin(name, run.run_id, now, current)
+        log.info("run.start", window_from=to_iso(window.start), window_to=to_iso(window.end))
+        store.clear_staged(name)
+        if window.lost_from is not None:
+            store.set_lost_span(name, window.lost_from, window.start)
+        if window.end > window.start:
+            run.pull(window, deadline)
+            run.push(state, deadline)
+        bookmark = max(window.end, state.bookmark or window.end)
+        if not store.finish_ok(name, run.lock, bookmark, rt.now()):
+            raise ThreatshareError("the run lost its lock before it could move the bookmark")
+        store.record_run(name, run.counters())
+        log.info("run.ok", **{k: v for k, v in run.counters().items() if isinstance(v, int)})
+        if state.halted_since is not None:
+            Outbox(rt.redis).put(
+                _alert(rt, name, "recovered", state, None), f"recovered:{to_iso(state.error_since)}"
+            )
+        return RunResult(name, run.run_id, "ok", "ok", run.counters())
+    except ThreatshareError as exc:
+        return _failed(rt, run, exc, current)
+    except redis.RedisError as exc:
+        # Nothing can be recorded without Redis; the next scheduled run repeats this one.
+        log.warning("run.store_unavailable", error=type(exc).__name__)
+        return RunResult(name, run.run_id, "retrying", "retrying", run.counters(),
+                         {"kind": "temporary", "code": "store_unavailable", "message": str(exc)[:200]})
+    except Exception as exc:  # a bug must not kill the fleet; it is logged with its traceback
+        log.exception("run.internal_error")
+        error = TemporaryError(f"internal error: {type(exc).__name__}", code="internal")
+        return _failed(rt, run, error, current)
+    finally:
+        run.lock.release()
+
+
+def _failed(rt: Runtime, run: Run, exc: ThreatshareError, current: str) -> RunResult:
+    halt = isinstance(exc, PermanentError)
+    error = exc.as_dict()
+    store = run.store
+    now = rt.now()
+    counters = run.counters()
+    store.record_run(run.name, counters)
+    before = store.finish_error(run.name, error, now, halt=halt, fingerprint=current)
+    after = store.load(run.name)
+    if halt:
+        log.error("run.halted", code=exc.code, error=exc.message)
+        if before.state != "halted":  # one e-mail per incident; the outbox dedupes too
+            Outbox(rt.redis).put(
+                _alert(rt, run.name, "halted", after, error), f"halted:{to_iso(after.error_since)}"
+            )
+    else:
+        log.warning("run.retrying", code=exc.code, error=exc.message)
+    if isinstance(exc, QuotaExhausted):
+        log.error("quota.exhausted", pushed=run.pushed)
+    return RunResult(run.name, run.run_id, "halted" if halt else "retrying", after.state, counters, error)
+
+
+def sync_all(rt: Runtime, names: Iterable[str], *, dry_run: bool = False) -> list[RunResult]:
+    return [sync_instance(rt, name, dry_run=dry_run) for name in names]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
