@@ -53,9 +53,17 @@ def run_once(
             print(dry_run_report(results))
             print(summary(results))
             return 0
-        activate_pending(rt)
+        activations = activate_pending(rt)
     finally:
         rt.close()
     Outbox(client).deliver(config.smtp)
     print(summary(results))
+    for activation in activations:
+        if activation.error:
+            print(
+                f"ZIA tenant {activation.tenant}: activation failed "
+                f"({activation.error['code']}); it is retried by the next run"
+            )
+        elif not activation.activated:
+            print(f"ZIA tenant {activation.tenant}: another process is activating it")
     return 0 if results and all(r.outcome == "ok" for r in results) else 1

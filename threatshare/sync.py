@@ -189,7 +189,7 @@ class Run:
                     category_id, self.inst.category, entries, self.inst.batch_size, landed
                 )
             finally:
-                if (quota := getattr(client, "last_quota", None)) is not None:
+                if (quota := client.last_quota) is not None:
                     self.store.set_quota(
                         tenant.tenant_id, quota.used, quota.remaining, self.rt.now()
                     )
