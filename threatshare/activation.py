@@ -8,9 +8,11 @@ activation began. At most one activation per tenant at a time across the fleet.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import structlog
+from redis.exceptions import LockError
 
 from threatshare import keys
 from threatshare.errors import ThreatshareError
@@ -69,10 +71,8 @@ def activate_tenant(rt: Runtime, name: str, deadline: Deadline | None = None) ->
         return Activation(name, activated=False, error=exc.as_dict())
     finally:
         client.close()
-        try:
+        with contextlib.suppress(LockError):  # expired under us: nothing to release
             lock.release()
-        except Exception:  # expired under us: nothing to release
-            pass
 
 
 def activate_pending(rt: Runtime) -> list[Activation]:

@@ -53,7 +53,7 @@ Source = Literal["malicious_domains", "malicious_urls", "url_domains"]
 
 
 def _check_email(value: str) -> str:
-    if not EMAIL_PATTERN.match(value):
+    if not EMAIL_PATTERN.fullmatch(value):
         raise ValueError("is not a valid e-mail address")
     return value
 
@@ -119,6 +119,14 @@ class Smtp(_Model):
     timeout: Duration = timedelta(seconds=30)
     # A private CA for the SMTP server's certificate; verification itself is never switched off.
     ca_file: Path | None = None
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        # It goes into the From header: not even a trailing newline (which `$` lets through).
+        if not EMAIL_PATTERN.fullmatch(value):
+            raise ValueError("is not a valid e-mail address")
+        return value
 
     @field_validator("host")
     @classmethod
@@ -228,7 +236,7 @@ class Instance(_Model):
     @field_validator("category")
     @classmethod
     def _category(cls, value: str) -> str:
-        if not CATEGORY_PATTERN.match(value):
+        if not CATEGORY_PATTERN.fullmatch(value):
             raise ValueError("may use only letters, digits, space and _ - . ( )")
         return value
 
@@ -334,7 +342,7 @@ def _structure_problems(raw: dict[str, Any]) -> list[str]:
         if not isinstance(table, dict):
             continue
         for name in table:
-            if not NAME_PATTERN.match(name):
+            if not NAME_PATTERN.fullmatch(name):
                 problems.append(f"{section}.{name}: name must match ^[a-z0-9][a-z0-9_-]{{0,62}}$")
     for name, tenant in (raw.get("zia") or {}).items():
         if not isinstance(tenant, dict):

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 import redis
 
-from threatshare.auth import ClientCredentials
 from threatshare.config import Config
 from threatshare.errors import ThreatshareError
 from threatshare.http import Deadline, RetryPolicy
@@ -37,18 +36,8 @@ def check_live(config: Config, client: redis.Redis) -> LiveCheck:
     """One line per account and tenant; ZIA calls go through the fleet's rate limiter too."""
     result = LiveCheck()
     for name, account in sorted(config.mimecast.items()):
-        deadline = Deadline.after(CHECK_DEADLINE)
         mimecast = MimecastClient(
-            account,
-            deadline=deadline,
-            policy=CHECK_POLICY,
-            credential=ClientCredentials(
-                token_url=account.token_url,
-                client_id=account.client_id,
-                client_secret=account.client_secret,
-                error_code="mimecast_auth",
-                what="Mimecast token endpoint",
-            ),
+            account, deadline=Deadline.after(CHECK_DEADLINE), policy=CHECK_POLICY
         )
         try:
             result.record(f"mimecast.{name}", mimecast.check())

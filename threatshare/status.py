@@ -7,7 +7,7 @@ one is ``halted``. Nothing here reads a secret.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from threatshare.config import Config
@@ -41,7 +41,11 @@ def instance_status(config: Config, store: Store, name: str) -> dict[str, Any]:
         "last_attempt": to_iso(st.last_attempt),
         "last_error": st.last_error,
         "error_since": to_iso(st.error_since),
-        "category": {"name": inst.category, "id": st.category_id, "entries": store.entry_count(name)},
+        "category": {
+            "name": inst.category,
+            "id": st.category_id,
+            "entries": store.entry_count(name),
+        },
         "last_run": last_run,
         "totals": st.totals,
         "quota": store.quota(tenant.tenant_id),
@@ -71,8 +75,6 @@ def _age(iso: str | None, now: datetime) -> str:
         return "never"
     when = datetime.fromisoformat(iso.replace("Z", "+00:00"))
     seconds = max(0, int((now - when).total_seconds()))
-    from datetime import timedelta
-
     return format_duration(timedelta(seconds=seconds)) + " ago"
 
 
@@ -118,4 +120,4 @@ def render_table(records: list[dict[str, Any]], now: datetime | None = None) -> 
             details.append(f"{r['name']}: last run skipped/rejected: {listed}")
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
-    return "\n".join([*lines, *([""] + details if details else [])])
+    return "\n".join([*lines, *(["", *details] if details else [])])

@@ -9,6 +9,7 @@ fenced by the run's lock token: a run whose lock expired cannot move it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -31,7 +32,6 @@ redis.call('HSET', KEYS[2], unpack(cjson.decode(ARGV[2])))
 redis.call('HDEL', KEYS[2], 'last_error', 'error_since', 'halted_since', 'halted_fingerprint')
 return 1
 """
-
 
 
 def to_iso(value: datetime | None) -> str | None:
@@ -85,10 +85,9 @@ class RunLock:
             return False
 
     def release(self) -> None:
-        try:
+        # An expired lock may be another run's now: there is nothing of ours to release.
+        with contextlib.suppress(redis.exceptions.LockError):
             self.lock.release()
-        except redis.exceptions.LockError:
-            pass  # expired: another run may hold it now; nothing of ours to release
 
 
 class Store:
@@ -113,7 +112,9 @@ class Store:
         return sorted(v.decode() for v in self.redis.smembers(keys.instances_index()))
 
     def load(self, name: str) -> InstanceState:
-        raw = {k.decode(): v.decode() for k, v in self.redis.hgetall(keys.instance_state(name)).items()}
+        raw = {
+            k.decode(): v.decode() for k, v in self.redis.hgetall(keys.instance_state(name)).items()
+        }
         st = InstanceState(name=name)
         if not raw:
             return st
@@ -264,16 +265,6 @@ class Store:
         if mapping:
             self.redis.hset(key, mapping=mapping)
 
-    def entries_with_times(self, name: str, limit: int = 1000) -> Iterator[tuple[str, int, int]]:
-        """(entry, first seen, last seen) of up to ``limit`` entries, for `status` and debugging."""
-        count = 0
-        for entry, value in self.redis.hscan_iter(keys.instance_entries(name), count=500):
-            first, last = value.decode().split(" ", 1)
-            yield entry.decode(), int(first), int(last)
-            count += 1
-            if count >= limit:
-                return
-
     # --- tenants ---------------------------------------------------------------------------
 
     def mark_unactivated(self, tenant: str) -> None:
@@ -318,7 +309,9 @@ class Store:
         )
 
     def quota(self, tenant: str) -> dict[str, Any] | None:
-        raw = {k.decode(): v.decode() for k, v in self.redis.hgetall(keys.tenant_quota(tenant)).items()}
+        raw = {
+            k.decode(): v.decode() for k, v in self.redis.hgetall(keys.tenant_quota(tenant)).items()
+        }
         if not raw:
             return None
         return {"used": int(raw["used"]), "remaining": int(raw["remaining"]), "at": raw["at"]}

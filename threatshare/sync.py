@@ -24,12 +24,18 @@ from typing import Any
 import redis
 import structlog
 
-from threatshare.alerts import Alert
-from threatshare.outbox import Outbox
+from threatshare.alerts import Alert, recipients_for
 from threatshare.config import Instance, fingerprint
-from threatshare.errors import PermanentError, QuotaExhausted, TemporaryError, ThreatshareError
+from threatshare.errors import (
+    PermanentError,
+    QuotaExhausted,
+    StoreUnavailable,
+    TemporaryError,
+    ThreatshareError,
+)
 from threatshare.http import Deadline
 from threatshare.indicators import Extractor, Tally
+from threatshare.outbox import Outbox
 from threatshare.runtime import Runtime
 from threatshare.store import InstanceState, RunLock, Store, to_iso
 
@@ -159,6 +165,10 @@ class Run:
                 for page in client.impersonation_log_pages(window.start, window.end):
                     self._take_page(page, extractor.impersonation_record, "eventTime", end_ts)
         finally:
+            # Page entries that were not even JSON objects never reach the extractor.
+            if client.malformed_records:
+                self.tally.pulled += client.malformed_records
+                self.tally.rejected["malformed_record"] += client.malformed_records
             client.close()
 
     # --- pushing -------------------------------------------------------------------------
@@ -206,9 +216,10 @@ class Run:
         return counters_of(self.tally, self.pushed, self.refused, removed)
 
 
-def _alert(rt: Runtime, name: str, kind: str, state: InstanceState, error: dict[str, str] | None) -> Alert:
+def _alert(
+    rt: Runtime, name: str, kind: str, state: InstanceState, error: dict[str, str] | None
+) -> Alert:
     inst = rt.config.instances[name]
-    recipients = tuple(dict.fromkeys([*inst.notify, *rt.config.settings.admins]))
     return Alert(
         kind=kind,  # type: ignore[arg-type]
         instance=name,
@@ -219,7 +230,7 @@ def _alert(rt: Runtime, name: str, kind: str, state: InstanceState, error: dict[
         message=(error or {}).get("message"),
         since=state.error_since,
         bookmark=state.bookmark,
-        recipients=recipients,
+        recipients=recipients_for(rt.config, name),
     )
 
 
@@ -230,6 +241,11 @@ def sync_instance(rt: Runtime, name: str, *, dry_run: bool = False) -> RunResult
     structlog.contextvars.bind_contextvars(instance=name, run_id=run.run_id)
     try:
         return _sync(rt, run)
+    except (redis.RedisError, StoreUnavailable) as exc:
+        # Nothing can be recorded without Redis; the next scheduled run repeats this one.
+        log.warning("run.store_unavailable", error=type(exc).__name__)
+        error = {"kind": "temporary", "code": "store_unavailable", "message": "Redis unavailable"}
+        return RunResult(name, run.run_id, "retrying", "retrying", run.counters(), error)
     finally:
         structlog.contextvars.unbind_contextvars("instance", "run_id")
 
@@ -274,16 +290,11 @@ def _sync(rt: Runtime, run: Run) -> RunResult:
         log.info("run.ok", **{k: v for k, v in run.counters().items() if isinstance(v, int)})
         if state.halted_since is not None:
             Outbox(rt.redis).put(
-                _alert(rt, name, "recovered", state, None), f"recovered:{to_iso(state.error_since)}"
+                _alert(rt, name, "recovered", state, None), str(to_iso(state.error_since))
             )
         return RunResult(name, run.run_id, "ok", "ok", run.counters())
     except ThreatshareError as exc:
         return _failed(rt, run, exc, current)
-    except redis.RedisError as exc:
-        # Nothing can be recorded without Redis; the next scheduled run repeats this one.
-        log.warning("run.store_unavailable", error=type(exc).__name__)
-        return RunResult(name, run.run_id, "retrying", "retrying", run.counters(),
-                         {"kind": "temporary", "code": "store_unavailable", "message": str(exc)[:200]})
     except Exception as exc:  # a bug must not kill the fleet; it is logged with its traceback
         log.exception("run.internal_error")
         error = TemporaryError(f"internal error: {type(exc).__name__}", code="internal")
@@ -305,13 +316,15 @@ def _failed(rt: Runtime, run: Run, exc: ThreatshareError, current: str) -> RunRe
         log.error("run.halted", code=exc.code, error=exc.message)
         if before.state != "halted":  # one e-mail per incident; the outbox dedupes too
             Outbox(rt.redis).put(
-                _alert(rt, run.name, "halted", after, error), f"halted:{to_iso(after.error_since)}"
+                _alert(rt, run.name, "halted", after, error), str(to_iso(after.error_since))
             )
     else:
         log.warning("run.retrying", code=exc.code, error=exc.message)
     if isinstance(exc, QuotaExhausted):
         log.error("quota.exhausted", pushed=run.pushed)
-    return RunResult(run.name, run.run_id, "halted" if halt else "retrying", after.state, counters, error)
+    return RunResult(
+        run.name, run.run_id, "halted" if halt else "retrying", after.state, counters, error
+    )
 
 
 def sync_all(rt: Runtime, names: Iterable[str], *, dry_run: bool = False) -> list[RunResult]:

@@ -63,6 +63,8 @@ def json_response(status: int, body: Any, **headers: str) -> Response:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Small answers on a kept-alive connection otherwise wait ~40 ms for Nagle + delayed ACK.
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:

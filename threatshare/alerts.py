@@ -1,0 +1,339 @@
+"""Alert e-mails (S6): what an operator reads when an instance halts or recovers.
+
+The sync engine decides *when* an instance halted or recovered; this module turns that into
+an :class:`Alert` and a plain-text :class:`~email.message.EmailMessage`, and
+:mod:`threatshare.outbox` delivers it.
+
+Untrusted text (error messages that quote Mimecast or ZIA, indicators) goes only into the
+body, with control and format characters removed, its length capped, and anything that looks
+like a URL or a host name defanged (``hxxp://``, ``[.]``) so no mail client turns a threat into a
+link. Header values are built only from validated names and codes, and checked again before
+they are set. An :class:`Alert` carries no secret, so no e-mail can.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime, timedelta
+from email import policy
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from typing import Any, Literal
+
+from threatshare.config import CATEGORY_PATTERN, EMAIL_PATTERN, NAME_PATTERN, Config
+from threatshare.errors import REMEDIES
+
+AlertKind = Literal["halted", "recovered"]
+
+MAX_MESSAGE = 1000
+MAX_INDICATOR = 300
+MAX_INDICATORS = 10
+# Mimecast keeps 30 days of logs: a bookmark older than that leaves a span nobody can share.
+RETENTION = timedelta(days=30)
+WIDTH = 76
+
+_CODE = re.compile(r"[^a-z0-9_]")
+_SCHEME = re.compile(r"(?i)\bhttp(s?)://")
+# A dot between two name characters: the dots of host names, IP addresses and file names, but
+# not the full stop that ends a sentence.
+_NAME_DOT = re.compile(r"(?<=[\w-])\.(?=[\w-])")
+
+
+# Cc: C0/C1 controls (CR, LF, TAB, ESC…) and Zl/Zp line breaks separate words: they become
+# spaces. Cf (bidi overrides, zero-width characters) can make a quoted indicator read as
+# something it is not; they, surrogates, private-use and unassigned code points are dropped.
+_BREAKS = {"Cc", "Zl", "Zp"}
+_INVISIBLE = {"Cf", "Cs", "Co", "Cn"}
+
+
+def _is_unsafe_char(char: str) -> bool:
+    category = unicodedata.category(char)
+    return category in _BREAKS or category in _INVISIBLE
+
+
+def clean_text(text: str, limit: int) -> str:
+    """Untrusted text made fit for one line of a body: unsafe characters become spaces, runs of
+    spaces collapse, and the result is at most ``limit`` characters (an ellipsis marks a cut)."""
+    categories = ((c, unicodedata.category(c)) for c in text)
+    flat = "".join(" " if cat in _BREAKS else c for c, cat in categories if cat not in _INVISIBLE)
+    flat = " ".join(flat.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def defang(text: str) -> str:
+    """Make URLs and host names in ``text`` unclickable: ``http://`` → ``hxxp://``,
+    ``https://`` → ``hxxps://``, and every dot inside a name → ``[.]``. Idempotent."""
+    unlinked = _SCHEME.sub(lambda m: f"hxxp{m.group(1).lower()}://", text)
+    return _NAME_DOT.sub("[.]", unlinked)
+
+
+def _check_header(value: str) -> str:
+    if any(_is_unsafe_char(c) for c in value):
+        raise ValueError("header value contains a control or format character")
+    return value
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _unique(addresses: Iterable[str]) -> tuple[str, ...]:
+    """Each address once, first occurrence wins; addresses differing only in case are one."""
+    seen: set[str] = set()
+    out = []
+    for address in addresses:
+        if address.lower() not in seen:
+            seen.add(address.lower())
+            out.append(address)
+    return tuple(out)
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return None if value is None else _utc(datetime.fromisoformat(value))
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A halted or recovered instance, as the e-mail will tell it.
+
+    Names are checked against the configuration's patterns and recipients against its e-mail
+    pattern (so none can carry a header break); ``message`` and ``indicators`` are untrusted and
+    cleaned here, once, so what is queued is already bounded.
+    """
+
+    kind: AlertKind
+    instance: str
+    category: str
+    zia_tenant: str
+    mimecast_account: str
+    code: str | None
+    message: str | None
+    since: datetime | None
+    bookmark: datetime | None
+    recipients: tuple[str, ...]
+    indicators: tuple[str, ...] = ()
+    #: When the transition happened; the outbox sets it when queued if the caller did not.
+    at: datetime | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("halted", "recovered"):
+            raise ValueError(f"alert kind must be 'halted' or 'recovered', not {self.kind!r}")
+        for label in ("instance", "zia_tenant", "mimecast_account"):
+            # fullmatch: the patterns end in `$`, which also matches before a final newline.
+            if not NAME_PATTERN.fullmatch(getattr(self, label)):
+                raise ValueError(f"alert {label} is not a valid name")
+        if not CATEGORY_PATTERN.fullmatch(self.category):
+            raise ValueError("alert category is not a valid category name")
+        for address in self.recipients:
+            if not EMAIL_PATTERN.fullmatch(address):
+                raise ValueError("alert recipient is not a valid e-mail address")
+        recipients = _unique(self.recipients)
+        code = _CODE.sub("_", self.code.lower())[:64] if self.code else None
+        message = clean_text(self.message, MAX_MESSAGE) if self.message else None
+        cleaned = (clean_text(i, MAX_INDICATOR) for i in self.indicators)
+        indicators = tuple(i for i in cleaned if i)[:MAX_INDICATORS]
+        for name, value in (
+            ("recipients", recipients),
+            ("code", code),
+            ("message", message),
+            ("indicators", indicators),
+            ("since", _utc(self.since)),
+            ("bookmark", _utc(self.bookmark)),
+            ("at", _utc(self.at)),
+        ):
+            object.__setattr__(self, name, value)
+
+    @property
+    def subject(self) -> str:
+        if self.kind == "recovered":
+            return f"[threatshare] {self.instance} recovered"
+        return f"[threatshare] {self.instance} halted: {self.code or 'error'}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data (times as ISO 8601 UTC) for the outbox."""
+        data = asdict(self)
+        for name in ("since", "bookmark", "at"):
+            moment = data[name]
+            data[name] = moment.isoformat() if moment is not None else None
+        data["recipients"] = list(self.recipients)
+        data["indicators"] = list(self.indicators)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Alert:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        for name in ("since", "bookmark", "at"):
+            values[name] = _parse_time(values.get(name))
+        values["recipients"] = tuple(values.get("recipients") or ())
+        values["indicators"] = tuple(values.get("indicators") or ())
+        return cls(**values)
+
+
+def recipients_for(config: Config, instance: str) -> tuple[str, ...]:
+    """Who hears about ``instance``: its ``notify`` list, then ``settings.admins``, each once."""
+    return _unique([*config.instances[instance].notify, *config.settings.admins])
+
+
+def _when(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _span(length: timedelta) -> str:
+    """A duration for people: ``3d 4h``, ``2h 5m``, ``45s``."""
+    seconds = max(0, int(length.total_seconds()))
+    days, rest = divmod(seconds, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")]
+    shown = [f"{n}{unit}" for n, unit in parts if n][:2]
+    return " ".join(shown) or "0s"
+
+
+def _paragraph(text: str, indent: str = "", *, hanging: str | None = None) -> str:
+    # Long names and defanged URLs stay whole: a split indicator would be misread.
+    return textwrap.fill(
+        text,
+        WIDTH,
+        initial_indent=indent,
+        subsequent_indent=indent if hanging is None else hanging,
+        break_on_hyphens=False,
+        break_long_words=False,
+    )
+
+
+def _row(label: str, value: str) -> str:
+    return _paragraph(f"{label + ':':<18}{value}", hanging=" " * 18)
+
+
+def _facts(alert: Alert) -> list[str]:
+    rows = [
+        ("Instance", alert.instance),
+        ("Category", alert.category),
+        ("ZIA tenant", alert.zia_tenant),
+        ("Mimecast account", alert.mimecast_account),
+    ]
+    return [_row(label, value) for label, value in rows]
+
+
+def _bookmark_lines(alert: Alert, now: datetime) -> list[str]:
+    if alert.bookmark is None:
+        return [
+            _row("Bookmark", "none yet (no run has completed)"),
+            "",
+            _paragraph(
+                "On recovery the first run starts `fetch_from` back from then. Mimecast keeps "
+                "30 days of logs: records older than 30 days before now are gone from it."
+            ),
+        ]
+    expiry = alert.bookmark + RETENTION
+    lines = [_row("Bookmark", _when(alert.bookmark)), ""]
+    if expiry > now:
+        lines.append(
+            _paragraph(
+                "On recovery, the threats Mimecast recorded since the bookmark are shared into "
+                "the category. Mimecast keeps 30 days of logs: records older than 30 days "
+                "before now are gone from it. Records from just after this bookmark start to "
+                f"disappear at {_when(expiry)} (in {_span(expiry - now)}); resume before then "
+                "to lose none."
+            )
+        )
+    else:
+        lines.append(
+            _paragraph(
+                "Mimecast keeps 30 days of logs: records older than 30 days before now are "
+                f"gone from it. This bookmark passed that limit at {_when(expiry)}: the "
+                f"records from {_when(alert.bookmark)} to {_when(now - RETENTION)} can no "
+                "longer be shared, and more are lost every hour until the instance resumes. "
+                "On recovery, the last 30 days are shared."
+            )
+        )
+    return lines
+
+
+def _indicator_lines(alert: Alert) -> list[str]:
+    if not alert.indicators:
+        return []
+    return ["", "Examples of what it was sharing (defanged):"] + [
+        "  " + defang(i) for i in alert.indicators
+    ]
+
+
+def _halted_body(alert: Alert, now: datetime) -> str:
+    code = alert.code or "error"
+    remedy = REMEDIES.get(code, "Read the error message above, fix its cause, then resume.")
+    since = alert.since or alert.at or now
+    lines = [
+        _paragraph(
+            f"threatshare halted the instance {alert.instance}: it shares nothing with ZIA until "
+            "the cause below is fixed and the instance is resumed."
+        ),
+        "",
+        *_facts(alert),
+        _row("Error code", code),
+        _row("Error", defang(alert.message) if alert.message else "(no message)"),
+        _row("Halted since", f"{_when(since)} ({_span(now - since)} ago)"),
+        *_bookmark_lines(alert, now),
+        *_indicator_lines(alert),
+        "",
+        "What to fix:",
+        _paragraph(remedy, "  "),
+        "",
+        "Then resume it (a change to its configuration resumes it too):",
+        f"  threatshare resume {alert.instance}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _recovered_body(alert: Alert, now: datetime) -> str:
+    recovered = alert.at or now
+    lines = [
+        _paragraph(f"The instance {alert.instance} recovered: it shares threats with ZIA again."),
+        "",
+        *_facts(alert),
+        _row("Recovered at", _when(recovered)),
+    ]
+    if alert.since is not None:
+        lines += [
+            _row("Halted since", _when(alert.since)),
+            _row("Halted for", _span(recovered - alert.since)),
+        ]
+    if alert.code:
+        lines.append(_row("It had halted on", alert.code))
+    if alert.bookmark is not None:
+        lines.append(_row("Bookmark", _when(alert.bookmark)))
+    lines += ["", _paragraph("Nothing else to do; `threatshare status` shows its counters.")]
+    return "\n".join(lines) + "\n"
+
+
+def compose(alert: Alert, sender: str, *, now: datetime | None = None) -> EmailMessage:
+    """The e-mail for ``alert`` from ``sender``: plain text, UTF-8, checked headers.
+
+    ``now`` fixes the clock (tests, and the Date header of a delayed delivery)."""
+    if not EMAIL_PATTERN.fullmatch(sender):
+        raise ValueError("sender is not a valid e-mail address")
+    if not alert.recipients:
+        raise ValueError("alert has no recipients")
+    moment = _utc(now) or datetime.now(UTC)
+    body = (_halted_body if alert.kind == "halted" else _recovered_body)(alert, moment)
+    # 7-bit on the wire: a non-ASCII body goes quoted-printable, so no server needs 8BITMIME.
+    message = EmailMessage(policy=policy.SMTP.clone(cte_type="7bit"))
+    headers = {
+        "From": sender,
+        "To": ", ".join(alert.recipients),
+        "Subject": alert.subject,
+        "Date": format_datetime(moment),
+        "Message-ID": make_msgid("threatshare", domain=sender.rsplit("@", 1)[1]),
+        # RFC 3834: no auto-replies (vacation notices) back to the sender.
+        "Auto-Submitted": "auto-generated",
+    }
+    for name, value in headers.items():
+        message[name] = _check_header(value)
+    message.set_content(body, charset="utf-8")
+    return message
