@@ -142,7 +142,9 @@ class Sandbox:
             tables[f"instances.{name}"] = {"mimecast": "main", **table}
         return to_toml(tables)
 
-    def write_config(self, path: Path, instances: Mapping[str, Mapping[str, Any]], **kw: Any) -> Path:
+    def write_config(
+        self, path: Path, instances: Mapping[str, Mapping[str, Any]], **kw: Any
+    ) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.config(instances, **kw))
         path.chmod(0o600)  # it holds (sandbox) secrets
