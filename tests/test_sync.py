@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx2
 import pytest
 import redis
 
@@ -67,6 +68,54 @@ class TestHappyPath:
         assert state.category_id
 
 
+class TestCategory:
+    def test_known_category_is_used_without_look_up(self, world: World) -> None:
+        """A second run that pushes uses the stored category id: no GET of categories."""
+        config = world.config({"lab": INSTANCES["lab"]})
+        world.run(config)
+        world.sandbox.mimecast.add_url_logs(
+            [url_log("https://second.example/x", datetime.now(UTC) - timedelta(seconds=30))]
+        )
+        first = world.zia_calls("lab")
+        world.run(config)
+        calls = world.sandbox.tenants["lab"].emulator.calls[first:]
+        assert [(c.method, c.bucket) for c in calls] == [
+            ("GET", "GET /urlCategories/urlQuota"),
+            ("PUT", "PUT /urlCategories/{id}"),
+            ("POST", "POST /status/activate"),
+        ]
+
+    def test_deleted_category_is_recreated_with_everything(self, world: World) -> None:
+        """If the category is deleted in ZIA, the next push recreates it with every entry."""
+        config = world.config({"lab": INSTANCES["lab"]})
+        world.run(config)
+        zia = world.sandbox.tenants["lab"].emulator
+        category_id = next(c["id"] for c in zia.categories() if c["configuredName"] == "Lab URLs")
+        tenant = world.sandbox.tenants["lab"]
+        access = httpx2.post(
+            world.sandbox.token_url,
+            data={
+                "grant_type": "client_credentials",
+                "client_id": tenant.client_id,
+                "client_secret": tenant.client_secret,
+                "scope": tenant.scope,
+            },
+        ).json()["access_token"]
+        gone = httpx2.delete(
+            f"{tenant.server.url}/api/v1/urlCategories/{category_id}",
+            headers={"Authorization": f"Bearer {access}"},
+        )
+        assert gone.status_code in (200, 204), gone.text
+        world.sandbox.mimecast.add_url_logs(
+            [url_log("https://after-delete.example/x", datetime.now(UTC) - timedelta(seconds=30))]
+        )
+        results = world.run(config)
+        assert results["lab"].state == "ok"
+        assert world.active(config, "lab") == expected(["malicious_urls"]) | {
+            "after-delete.example/x"
+        }
+
+
 class TestTemporaryFailures:
     def test_thirty_percent_failures_converge_without_mail(self, world: World) -> None:
         """With 30% of Mimecast and ZIA calls failing temporarily, everything lands, no e-mail."""
@@ -108,7 +157,9 @@ class TestPermanentFailures:
         )
         world.sandbox.idp.add_client("zia-lab-new", "new-lab-secret", scope=lab.scope)
         fixed = world.config(
-            tenant_overrides={"lab": {"client_id": "zia-lab-new", "client_secret": "new-lab-secret"}}
+            tenant_overrides={
+                "lab": {"client_id": "zia-lab-new", "client_secret": "new-lab-secret"}
+            }
         )
         results = world.run(fixed)
         assert results["lab"].state == "ok"

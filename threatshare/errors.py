@@ -118,12 +118,25 @@ class Forbidden(PermanentError):
 class QuotaExhausted(PermanentError):
     default_code = "quota_exhausted"
 
-    def __init__(self, message: str, *, pushed: int = 0, left_out: int = 0) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        pushed: int = 0,
+        left_out: int = 0,
+        pushed_entries: list[str] | None = None,
+        rejected: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
-        #: Entries that did fit and were pushed before the quota ran out.
-        self.pushed = pushed
-        #: Entries that did not fit.
+        #: The entries that did fit and were pushed (staged) before the quota ran out, newest
+        #: first; the caller records them and activates them before halting (S3).
+        self.pushed_entries = list(pushed_entries or [])
+        #: How many entries were pushed (``len(pushed_entries)`` when those are given).
+        self.pushed = pushed or len(self.pushed_entries)
+        #: How many entries did not fit.
         self.left_out = left_out
+        #: Entries ZIA refused on the way (entry -> reason), as in a normal add.
+        self.rejected = dict(rejected or {})
 
 
 class CategoryRefused(PermanentError):

@@ -246,6 +246,19 @@ class Store:
         if mapping:
             self.redis.hset(keys.instance_entries(name), mapping=mapping)
 
+    def restage_pushed(self, name: str) -> int:
+        """Stage again everything the category held (it was deleted in ZIA) and forget it was
+        pushed; returns how many entries are staged."""
+        batch: dict[str, float] = {}
+        for entry, value in self.redis.hscan_iter(keys.instance_entries(name), count=1000):
+            batch[entry.decode()] = float(value.split(b" ", 1)[-1])
+            if len(batch) >= 1000:
+                self.stage(name, batch)
+                batch = {}
+        self.stage(name, batch)
+        self.redis.delete(keys.instance_entries(name))
+        return self.staged_count(name)
+
     def record_removed(self, name: str, entries: Sequence[str]) -> None:
         if entries:
             self.redis.hdel(keys.instance_entries(name), *entries)

@@ -38,6 +38,8 @@ from threatshare.indicators import Extractor, Tally
 from threatshare.outbox import Outbox
 from threatshare.runtime import Runtime
 from threatshare.store import InstanceState, RunLock, Store, to_iso
+from threatshare.zia import ZiaClient
+from threatshare.zia_errors import CategoryGone
 
 log = structlog.get_logger(__name__)
 
@@ -174,39 +176,47 @@ class Run:
     # --- pushing -------------------------------------------------------------------------
 
     def push(self, state: InstanceState, deadline: Deadline) -> None:
-        staged = self.store.staged_count(self.name)
-        if staged == 0:
+        if self.store.staged_count(self.name) == 0:
             return
         tenant = self.rt.config.zia[self.inst.zia]
         # Recorded before the first change, so a crash after it still gets activated.
         self.store.mark_unactivated(tenant.tenant_id)
         client = self.rt.zia_client(self.inst.zia, deadline)
+
+        def landed(batch: list[str]) -> None:
+            self.store.mark_unactivated(tenant.tenant_id)
+            self.store.record_pushed(self.name, batch, self.rt.now())
+            self.pushed += len(batch)
+
         try:
-            category_id = client.find_or_create_category(
-                self.inst.category, self._description(), state.category_id
-            )
-            if category_id != state.category_id:
-                self.store.set_category(self.name, category_id)
-
-            def landed(batch: list[str]) -> None:
-                self.store.mark_unactivated(tenant.tenant_id)
-                self.store.record_pushed(self.name, batch, self.rt.now())
-                self.pushed += len(batch)
-
-            entries = [e for chunk in self.store.staged_newest_first(self.name) for e in chunk]
-            try:
-                result = client.add(
-                    category_id, self.inst.category, entries, self.inst.batch_size, landed
-                )
-            finally:
-                if (quota := client.last_quota) is not None:
-                    self.store.set_quota(
-                        tenant.tenant_id, quota.used, quota.remaining, self.rt.now()
+            # A known id is used as it is (no look-up call, S11); if ZIA says it is gone, the
+            # category is found or created again.
+            category_id = state.category_id or self._resolve(client)
+            for attempt in range(2):
+                try:
+                    batches = self.store.staged_newest_first(self.name, self.inst.batch_size)
+                    _, refused = client.add_batches(
+                        category_id, self.inst.category, batches, landed
                     )
-            self.refused.update(result.rejected)
+                    break
+                except CategoryGone:
+                    if attempt:
+                        raise
+                    # Everything the deleted category held goes into the new one.
+                    self.store.restage_pushed(self.name)
+                    category_id = self._resolve(client)
+            self.refused.update(refused)
             self.store.clear_staged(self.name)
         finally:
+            if client.last_quota is not None:
+                quota = client.last_quota
+                self.store.set_quota(tenant.tenant_id, quota.used, quota.remaining, self.rt.now())
             client.close()
+
+    def _resolve(self, client: ZiaClient) -> str:
+        category_id = client.find_or_create_category(self.inst.category, self._description())
+        self.store.set_category(self.name, category_id)
+        return category_id
 
     def _description(self) -> str:
         text = self.inst.description or "Threats shared from Mimecast"

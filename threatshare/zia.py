@@ -1,0 +1,450 @@
+"""The ZIA API as threatshare uses it: find or create the category, add and remove entries in
+batches, read the quota, activate (S3).
+
+Every request, including the legacy login and activation, first asks the tenant's
+:class:`~threatshare.ratelimit.RateLimiter` (a request hook of the HTTP client, so no call can
+skip it, retries included). Temporary failures are retried under the run's
+:class:`~threatshare.http.RetryPolicy` and deadline. A 401 gets one fresh token at once, then,
+because ZIA caches the IdP's signing keys for about a minute, one more after ``reauth_wait``;
+only a 401 after that is a permanent ``zia_auth``.
+
+How answers map onto errors is in :mod:`threatshare.zia_errors`; how a refused batch is
+searched for its bad entries, in :mod:`threatshare.zia_bisect`. Log lines carry counts only:
+never a token, a cookie or a list of entries.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2 as httpx
+import structlog
+
+from threatshare.auth import ClientCredentials, Credential, LegacySession
+from threatshare.config import ZiaTenant
+from threatshare.errors import (
+    CategoryRefused,
+    Forbidden,
+    QuotaExhausted,
+    TemporaryError,
+    UpstreamUnavailable,
+)
+from threatshare.http import Deadline, RetryPolicy, make_client, read_json, transport_error
+from threatshare.ratelimit import RateLimiter, endpoint
+from threatshare.zia_bisect import push_isolating_refused
+from threatshare.zia_errors import CategoryGone, ZiaRejected, raise_for_status
+
+log = structlog.get_logger(__name__)
+
+#: ZIA's documentation says a new category needs ``urls`` or ``keywords`` (reference §2,
+#: UCHOW). A category is first created empty; only if the tenant refuses that is it created
+#: holding this one entry. The ``.invalid`` TLD is reserved (RFC 6761) and never resolves, so
+#: blocking it harms nothing; it costs one unit of quota and is left in place.
+CATEGORY_SEED = "seed.threatshare.invalid"
+ADD = "ADD_TO_LIST"
+REMOVE = "REMOVE_FROM_LIST"
+# Three tries for one call: the first token, a fresh one, a fresh one after ``reauth_wait``.
+_AUTH_TRIES = 3
+
+
+@dataclass(frozen=True)
+class Quota:
+    """The tenant's custom-URL quota: unique URLs provisioned and still available."""
+
+    used: int
+    remaining: int
+
+
+@dataclass
+class AddResult:
+    """What an add did: entries staged in the category (newest first) and those ZIA refused."""
+
+    pushed: list[str] = field(default_factory=list)
+    rejected: dict[str, str] = field(default_factory=dict)
+
+
+def category_description(instance: str, description: str = "") -> str:
+    """The description of an instance's category: it names threatshare and the instance (S3),
+    so a ZIA admin knows where the entries come from and what manages them."""
+    head = f"Managed by threatshare, instance {instance}: threats shared from Mimecast."
+    return f"{head} {description}".strip()
+
+
+def build_credential(
+    tenant: ZiaTenant, http: httpx.Client, transport: httpx.BaseTransport | None = None
+) -> Credential:
+    """The credential of a tenant's ``auth`` mode (S3). ``http`` is the ZIA client the legacy
+    login goes through; ``transport`` reaches the token endpoint (tests)."""
+    if tenant.auth == "legacy":
+        if tenant.api_key is None or tenant.username is None or tenant.password is None:
+            raise ValueError("legacy ZIA auth needs api_key, username and password")
+        return LegacySession(
+            http,
+            api_key=tenant.api_key,
+            username=tenant.username,
+            password=tenant.password,
+            idle=tenant.session_idle.total_seconds(),
+        )
+    if tenant.token_url is None or tenant.client_id is None or tenant.client_secret is None:
+        raise ValueError(f"{tenant.auth} ZIA auth needs token_url, client_id and client_secret")
+    return ClientCredentials(
+        token_url=tenant.token_url,
+        client_id=tenant.client_id,
+        client_secret=tenant.client_secret,
+        error_code="zia_auth",
+        what="ZIA token endpoint",
+        auth_method=tenant.token_auth,
+        scope=tenant.scope,
+        audience=tenant.audience if tenant.auth == "oneapi" else None,
+        transport=transport,
+    )
+
+
+def _short_quota(
+    why: str,
+    pushed: int,
+    pending: list[str],
+    batches: Iterator[list[str]],
+    rejected: dict[str, str],
+) -> QuotaExhausted:
+    left_out = len(pending) + sum(len(b) for b in batches)
+    return QuotaExhausted(
+        f"{why}: {pushed} entries pushed, {left_out} did not fit",
+        pushed=pushed,
+        left_out=left_out,
+        rejected=rejected,
+    )
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+class ZiaClient:
+    """One run's connection to one ZIA tenant."""
+
+    def __init__(
+        self,
+        tenant: ZiaTenant,
+        *,
+        limiter: RateLimiter,
+        deadline: Deadline,
+        policy: RetryPolicy | None = None,
+        credential: Credential | None = None,
+        transport: httpx.BaseTransport | None = None,
+        reauth_wait: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._limiter = limiter
+        self._deadline = deadline
+        self._policy = policy or RetryPolicy()
+        self._reauth_wait = reauth_wait
+        self._sleep = sleep
+        self._http = make_client(tenant.resolved_api_base, transport=transport)
+        self._http.event_hooks = {"request": [self._wait_for_budget], "response": []}
+        #: The quota as last read, for status (S7).
+        self.last_quota: Quota | None = None
+        self._own_credential = credential is None
+        try:
+            self._credential = credential or build_credential(tenant, self._http, transport)
+        except BaseException:
+            self._http.close()
+            raise
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _wait_for_budget(self, request: httpx.Request) -> None:
+        self._limiter.acquire(request.method, request.url.path, self._deadline)
+
+    def _send(
+        self, method: str, path: str, params: dict[str, str] | None, body: Any, what: str
+    ) -> httpx.Response:
+        headers = self._credential.headers()
+        try:
+            return self._http.request(method, path, params=params, json=body, headers=headers)
+        except httpx.TransportError as exc:
+            raise transport_error(exc, what) from None
+
+    def _refused_token(self, refusals: int, what: str) -> None:
+        """After the ``refusals``-th 401 of one call: forget the token, and before the last try
+        wait for ZIA to refresh its copy of the IdP's keys."""
+        self._credential.invalidate()
+        if refusals < _AUTH_TRIES - 1:
+            return
+        if self._reauth_wait >= self._deadline.remaining():
+            raise TemporaryError(
+                f"{what}: ZIA refused a fresh token; it is tried again after a wait that does "
+                "not fit in this run",
+                code="zia_auth_pending",
+                retry_after=self._reauth_wait,
+            )
+        log.warning("zia_token_refused", call=what, wait_s=self._reauth_wait)
+        self._sleep(self._reauth_wait)
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        body: Any = None,
+        missing_ok: bool = False,
+    ) -> Any:
+        """One ZIA call with retries; its JSON answer (``None`` for a 404 when ``missing_ok``)."""
+        what = f"ZIA {method} {endpoint(path)}"
+        refusals = 0
+
+        def attempt() -> Any:
+            nonlocal refusals
+            for _ in range(_AUTH_TRIES):
+                response = self._send(method, path, params, body, what)
+                if response.status_code != 401:
+                    break
+                refusals += 1
+                if refusals >= _AUTH_TRIES:
+                    break
+                self._refused_token(refusals, what)
+            if response.status_code != 401:
+                self._credential.used()
+            if missing_ok and response.status_code == 404:
+                return None
+            raise_for_status(response, what)
+            return read_json(response, what) if response.content else None
+
+        return self._policy.call(self._deadline, what, attempt)
+
+    # -- category ------------------------------------------------------------------------------
+
+    def _custom_categories(self) -> list[dict[str, Any]]:
+        answer = self._call(
+            "GET",
+            "/urlCategories",
+            params={"customOnly": "true", "includeOnlyUrlKeywordCounts": "true"},
+        )
+        if not isinstance(answer, list):
+            raise UpstreamUnavailable("ZIA GET /urlCategories: answer is not a list")
+        return [c for c in answer if isinstance(c, dict)]
+
+    def _find(self, name: str) -> str | None:
+        categories = self._custom_categories()
+        for same in (lambda n: n == name, lambda n: n.casefold() == name.casefold()):
+            for category in categories:
+                configured = category.get("configuredName")
+                if isinstance(configured, str) and same(configured) and category.get("id"):
+                    return str(category["id"])
+        return None
+
+    def _create(self, name: str, description: str) -> str | None:
+        """The id of a new category; ``None`` when ZIA says the name exists (a race).
+
+        Created empty when the tenant allows it; when it refuses an empty category (ZIA's
+        documentation requires ``urls`` or ``keywords``), created again with the seed."""
+        body: dict[str, Any] = {
+            "configuredName": name,
+            "superCategory": "USER_DEFINED",
+            "customCategory": True,
+            "type": "URL_CATEGORY",
+            "description": description,
+        }
+        created: Any = None
+        for urls in ([], [CATEGORY_SEED]):
+            try:
+                created = self._call("POST", "/urlCategories", body={**body, "urls": urls})
+            except ZiaRejected as exc:
+                if exc.zia_code == "DUPLICATE_ITEM":
+                    return None
+                if exc.status == 400 and not urls:
+                    continue
+                raise CategoryRefused(f"ZIA refused to create category {name!r}: {exc}") from None
+            except Forbidden as exc:
+                raise CategoryRefused(f"ZIA refused to create category {name!r}: {exc}") from None
+            break
+        if not isinstance(created, dict) or not created.get("id"):
+            raise UpstreamUnavailable("ZIA POST /urlCategories: answer has no id")
+        log.info("zia_category_created", category=name)
+        return str(created["id"])
+
+    def find_or_create_category(
+        self, name: str, description: str, known_id: str | None = None
+    ) -> str:
+        """The id of the custom category ``name``: ``known_id`` when it still is that category,
+        else the one found by name, else a new one."""
+        if known_id:
+            current = self._call("GET", f"/urlCategories/{known_id}", missing_ok=True)
+            if isinstance(current, dict):
+                configured = current.get("configuredName")
+                if isinstance(configured, str) and configured.casefold() == name.casefold():
+                    return known_id
+        found = self._find(name)
+        if found:
+            return found
+        created = self._create(name, description)
+        if created:
+            return created
+        # Another worker created it between our look-up and our create: look once more.
+        found = self._find(name)
+        if found:
+            return found
+        raise CategoryRefused(f"ZIA says category {name!r} exists but it is not a custom one")
+
+    # -- entries -------------------------------------------------------------------------------
+
+    def _put(self, category_id: str, name: str, action: str, urls: list[str]) -> None:
+        try:
+            self._call(
+                "PUT",
+                f"/urlCategories/{category_id}",
+                params={"action": action},
+                body={"configuredName": name, "superCategory": "USER_DEFINED", "urls": urls},
+            )
+        except ZiaRejected as exc:
+            if exc.status == 404:
+                raise CategoryGone(
+                    f"ZIA category {category_id} ({name!r}) no longer exists; it is found or "
+                    "created again on the next run",
+                    category_id=category_id,
+                ) from None
+            raise
+
+    def add(
+        self,
+        category_id: str,
+        name: str,
+        entries: Sequence[str],
+        batch_size: int,
+        on_batch: Callable[[list[str]], None] | None = None,
+    ) -> AddResult:
+        """Stage ``entries`` (newest first) in the category, ``batch_size`` per request.
+
+        Reads the quota first and pushes only what fits, newest first; then raises
+        :class:`QuotaExhausted` carrying what was pushed. A batch ZIA refuses because of some
+        entries is searched for them (:mod:`threatshare.zia_bisect`), which are rejected.
+        ``on_batch`` hears of every batch ZIA accepted, as soon as it did, so the caller can
+        record progress durably."""
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        result = AddResult()
+
+        def done(batch: list[str]) -> None:
+            result.pushed.extend(batch)
+            if on_batch is not None:
+                on_batch(batch)
+
+        queue = list(dict.fromkeys(entries))
+        try:
+            _, result.rejected = self.add_batches(
+                category_id, name, _chunks(queue, batch_size), done
+            )
+        except QuotaExhausted as exc:
+            raise QuotaExhausted(
+                exc.message,
+                pushed_entries=result.pushed,
+                left_out=exc.left_out,
+                rejected=exc.rejected,
+            ) from None
+        return result
+
+    def add_batches(
+        self,
+        category_id: str,
+        name: str,
+        batches: Iterable[list[str]],
+        on_batch: Callable[[list[str]], None],
+    ) -> tuple[int, dict[str, str]]:
+        """The streaming form of :meth:`add`: ``batches`` of distinct entries, newest first,
+        are pulled one at a time, so memory holds one batch whatever the number of entries.
+        One quota read; returns (entries pushed, entries refused -> reason)."""
+        stream = iter(batches)
+        first = next(stream, None)
+        if not first:
+            return 0, {}
+        pushed = 0
+        rejected: dict[str, str] = {}
+
+        def put(urls: list[str]) -> None:
+            self._put(category_id, name, ADD, urls)
+
+        def done(batch: list[str]) -> None:
+            nonlocal pushed
+            pushed += len(batch)
+            on_batch(batch)
+
+        quota = self.quota()
+        room = quota.remaining
+        pending: list[str] = first
+        batch: list[str] = []
+        before = 0
+        try:
+            while pending and room > 0:
+                # Refused entries take no quota, so the room left is recomputed after each batch.
+                batch, pending = pending[:room], pending[room:]
+                before = pushed
+                push_isolating_refused(put, batch, done, rejected)
+                room -= pushed - before
+                if not pending:
+                    pending = next(stream, None) or []
+        except QuotaExhausted as exc:
+            # What of the refused batch did not land is left out too.
+            unpushed = [e for e in batch if e not in rejected][pushed - before :]
+            raise _short_quota(exc.message, pushed, unpushed + pending, stream, rejected) from None
+        log.info("zia_added", pushed=pushed, rejected=len(rejected), quota=room)
+        if pending:
+            why = f"ZIA's custom-URL quota is used up ({quota.remaining} were free)"
+            raise _short_quota(why, pushed, pending, stream, rejected)
+        return pushed, rejected
+
+    def remove(self, category_id: str, name: str, entries: Sequence[str], batch_size: int) -> int:
+        """Remove ``entries`` from the category, ``batch_size`` per request; how many went."""
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        removed: list[str] = []
+        refused: dict[str, str] = {}
+
+        def put(urls: list[str]) -> None:
+            self._put(category_id, name, REMOVE, urls)
+
+        for batch in _chunks(list(dict.fromkeys(entries)), batch_size):
+            push_isolating_refused(put, batch, removed.extend, refused)
+        log.info("zia_removed", removed=len(removed), refused=len(refused))
+        return len(removed)
+
+    # -- tenant --------------------------------------------------------------------------------
+
+    def quota(self) -> Quota:
+        """The tenant's custom-URL quota (counted over unique URLs of all custom categories)."""
+        answer = self._call("GET", "/urlCategories/urlQuota")
+        try:
+            used = int(answer["uniqueUrlsProvisioned"])
+            remaining = int(answer["remainingUrlsQuota"])
+        except (TypeError, KeyError, ValueError):
+            raise UpstreamUnavailable(
+                "ZIA GET /urlCategories/urlQuota: unexpected answer"
+            ) from None
+        self.last_quota = Quota(used=used, remaining=remaining)
+        return self.last_quota
+
+    def activate(self) -> None:
+        """Make every staged change of the tenant active (``POST /status/activate``)."""
+        answer = self._call("POST", "/status/activate")
+        status = answer.get("status") if isinstance(answer, dict) else None
+        log.info("zia_activated", status=status if isinstance(status, str) else None)
+
+    def check(self) -> str:
+        """One read call for ``check --live``: the quota, which also proves the credentials."""
+        quota = self.quota()
+        return f"{quota.used} custom URLs provisioned, {quota.remaining} remaining"
+
+    def close(self) -> None:
+        if self._own_credential and isinstance(self._credential, ClientCredentials):
+            self._credential.close()
+        self._http.close()
+
+    def __enter__(self) -> ZiaClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

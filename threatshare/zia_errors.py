@@ -1,0 +1,149 @@
+"""How ZIA answers map onto threatshare's errors (S4, the ZIA rows; reference §4, §5).
+
+=========================================  ==========================================
+ZIA answer                                 error
+=========================================  ==========================================
+429                                        RateLimited, ``retry_after`` from the answer
+409 (edit lock), 412, "Org barrier"        EditLocked (temporary)
+5xx, a redirect                            UpstreamUnavailable (temporary)
+403 STATE_READONLY / x-zscaler-mode        ReadOnly (temporary)
+other 403                                  Forbidden ``zia_forbidden``
+401 (after the client's re-login dance)    AuthError ``zia_auth``
+400 with the quota message                 QuotaExhausted
+404 to an ADD/REMOVE of a category         CategoryGone (temporary; raised by the client)
+other 4xx                                  ZiaRejected ``zia_request`` (keeps ZIA's code)
+=========================================  ==========================================
+
+ZIA's own message is quoted (shortened) in the error so an operator sees the field it names;
+headers, tokens and request bodies never are.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import httpx2 as httpx
+
+from threatshare.errors import (
+    AuthError,
+    EditLocked,
+    Forbidden,
+    QuotaExhausted,
+    RateLimited,
+    ReadOnly,
+    RequestRejected,
+    TemporaryError,
+    UpstreamUnavailable,
+)
+from threatshare.http import parse_retry_after
+
+_BARRIER = re.compile(r"org barrier|resource access blocked", re.IGNORECASE)
+_QUOTA = re.compile(r"maximum of \d+ custom urls", re.IGNORECASE)
+MAX_DETAIL = 200
+# ZIA's message is kept whole (bounded) for finding the entry it names; errors quote less.
+MAX_MESSAGE = 4096
+
+
+class ZiaRejected(RequestRejected):
+    """ZIA refused a request (a 4xx no other error covers); ``zia_code`` and ``detail`` are
+    ZIA's own ``code`` and ``message``, ``status`` the HTTP status."""
+
+    def __init__(self, message: str, *, status: int, zia_code: str, detail: str) -> None:
+        super().__init__(message, code="zia_request")
+        self.status = status
+        self.zia_code = zia_code
+        self.detail = detail
+
+
+class CategoryGone(TemporaryError):
+    """The category's id no longer exists in ZIA (an admin deleted it). Forget the stored id:
+    the next :meth:`~threatshare.zia.ZiaClient.find_or_create_category` without it finds or
+    creates the category again. Temporary, so nothing halts; raised without retries."""
+
+    default_code = "zia_category_gone"
+
+    def __init__(self, message: str, *, category_id: str) -> None:
+        super().__init__(message)
+        self.category_id = category_id
+
+
+def _body(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _text(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def retry_after(response: httpx.Response, body: dict[str, Any] | None = None) -> float | None:
+    """Seconds a 429 (or 503) asks us to wait: the ``Retry-After`` header (``1``, ``"1
+    seconds"``, ``"10s"``), else the body's ``"Retry-After"``, else ``x-ratelimit-reset``."""
+    body = _body(response) if body is None else body
+    for value in (
+        response.headers.get("Retry-After"),
+        body.get("Retry-After"),
+        response.headers.get("x-ratelimit-reset"),
+    ):
+        seconds = parse_retry_after(value)
+        if seconds is not None:
+            return seconds
+    return None
+
+
+def is_read_only(response: httpx.Response, zia_code: str) -> bool:
+    mode = response.headers.get("x-zscaler-mode", "")
+    return zia_code == "STATE_READONLY" or mode.lower() == "read-only"
+
+
+def raise_for_status(response: httpx.Response, what: str) -> None:
+    """Raise the error an answer means (see the module's table); return on 2xx."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    body = _body(response)
+    zia_code = _text(body, "code")
+    detail = _text(body, "message")[:MAX_MESSAGE]
+    said = " ".join(part for part in (zia_code, detail[:MAX_DETAIL]) if part)
+    summary = f"{what}: HTTP {status}" + (f" {said}" if said else "")
+    if status == 429:
+        raise RateLimited(summary, retry_after=retry_after(response, body))
+    if status in (409, 412) or _BARRIER.search(detail):
+        raise EditLocked(summary)
+    if status >= 500 or status < 400:
+        raise UpstreamUnavailable(summary, retry_after=retry_after(response, body))
+    if status == 403:
+        if is_read_only(response, zia_code):
+            raise ReadOnly(summary)
+        raise Forbidden(summary, code="zia_forbidden")
+    if status == 401:
+        raise AuthError(summary, code="zia_auth")
+    if status == 400 and _QUOTA.search(detail):
+        raise QuotaExhausted(f"{what}: ZIA's custom-URL quota is used up ({detail[:MAX_DETAIL]})")
+    raise ZiaRejected(summary, status=status, zia_code=zia_code, detail=detail)
+
+
+def refuses_an_entry(exc: ZiaRejected, entries: Sequence[str]) -> bool:
+    """True when a 400 to an ADD/REMOVE refused the batch because of some entry in it, so
+    bisecting can find it; a malformed body or any other refusal is not bisected."""
+    if exc.status != 400:
+        return False
+    return exc.zia_code == "INVALID_INPUT_ARGUMENT" or named_entry(exc, entries) is not None
+
+
+def named_entry(exc: ZiaRejected, entries: Sequence[str]) -> str | None:
+    """The entry of ``entries`` that ZIA's message names, if any (the longest match wins, so
+    ``a.example`` does not shadow ``evil-a.example``)."""
+    detail = exc.detail.lower()
+    if not detail:
+        return None
+    found = [e for e in entries if e and e.lower() in detail]
+    if not found:
+        return None
+    return max(found, key=len)
