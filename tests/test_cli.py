@@ -176,3 +176,43 @@ class TestSecrets:
             for secret in secrets:
                 assert secret not in text, f"a secret appears in {where}"
             assert "Bearer " not in text, where
+
+
+class TestCheckLive:
+    def test_live_check_reports_each_account_and_tenant(self, world: World) -> None:
+        """check --live gets tokens and reads once per account and tenant; a revoked client
+        is reported as failing and the exit code is 1."""
+        path = write(world)
+        good = cli(path, "check", "--live")
+        assert good.returncode == 0, good.stdout + good.stderr
+        assert "ok   mimecast.main" in good.stdout
+        assert "ok   zia.prod" in good.stdout and "ok   zia.lab" in good.stdout
+        world.sandbox.idp.revoke(world.sandbox.tenants["lab"].client_id)
+        bad = cli(path, "check", "--live")
+        assert bad.returncode == 1
+        assert "FAIL zia.lab: zia_auth (permanent)" in bad.stdout
+        assert "ok   zia.prod" in bad.stdout
+
+
+class TestDemo:
+    def test_demo_shows_the_product_working(self, tmp_path: Path) -> None:
+        """`threatshare demo` syncs the sandbox, shows status, the categories and the alert."""
+        result = subprocess.run(
+            [sys.executable, "-m", "threatshare.cli", "demo", "--state-dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            cwd=ROOT,
+        )
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        out = result.stdout
+        assert "=== threatshare status ===" in out
+        assert "login.micros0ft-support.example/verify" in out
+        assert "xn--bcher-rabatt-dlb.example:8080/angebot/" in out
+        assert "Subject: [threatshare] lab-urls halted: zia_auth" in out
+        assert "192.168.10.20" not in out.split("=== ZIA tenant")[1]
+        # The demo's state persists: status works afterwards without the emulators.
+        status = cli(tmp_path / "threatshare.toml", "status", "--json")
+        assert status.returncode == 2
+        states = {r["name"]: r["state"] for r in json.loads(status.stdout)["instances"]}
+        assert states == {"impersonation": "ok", "urls": "ok", "lab-urls": "halted"}
