@@ -116,6 +116,23 @@ class TestCategory:
         }
 
 
+class TestWithdrawal:
+    def test_entries_newly_allowed_leave_the_category(self, world: World) -> None:
+        """A host added to the allow list is removed from the category on the next run."""
+        instance = {**INSTANCES["all"]}
+        config = world.config({"all": instance})
+        world.run(config)
+        assert "evil.example.com/login" in world.active(config, "all")
+        allowed = world.config({"all": {**instance, "allow": ["example.com"]}})
+        results = world.run(allowed)
+        gone = {"evil.example.com/login", "evil.example.com"}
+        assert results["all"].counters["removed"] == len(gone)
+        assert not gone & world.active(allowed, "all")
+        assert world.active(allowed, "all") == expected(instance["sources"]) - gone
+        again = world.run(allowed)
+        assert again["all"].counters["removed"] == 0
+
+
 class TestTemporaryFailures:
     def test_thirty_percent_failures_converge_without_mail(self, world: World) -> None:
         """With 30% of Mimecast and ZIA calls failing temporarily, everything lands, no e-mail."""

@@ -187,6 +187,16 @@ class Extractor:
 
     # --- decisions (cached) --------------------------------------------------------------
 
+    def withdrawn(self, entry: str) -> str | None:
+        """Why an entry pushed earlier must now leave the category (the allow list or the
+        protected hosts grew since), as a skip reason; None when it may stay."""
+        host_level = "/" not in entry
+        host = entry.lstrip(".").split("/", 1)[0]
+        if not _is_ip(host):
+            host = host.rpartition(":")[0] or host  # drop a port
+        kind, detail = self._judge(entry, host, host_level)
+        return detail if kind == "skip" else None
+
     def _decide_url(self, url: str) -> tuple[Outcome, ...]:
         try:
             parts = split_url(url)

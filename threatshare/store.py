@@ -148,8 +148,8 @@ class Store:
                 pipe.hdel(keys.instance_state(name), *gone)
             pipe.execute()
 
-    def begin(self, name: str, run_id: str, at: datetime, fingerprint: str) -> None:
-        self._set(name, {"last_attempt": to_iso(at), "run_id": run_id, "fingerprint": fingerprint})
+    def begin(self, name: str, run_id: str, at: datetime) -> None:
+        self._set(name, {"last_attempt": to_iso(at), "run_id": run_id})
 
     def set_category(self, name: str, category_id: str | None) -> None:
         self._set(name, {"category_id": category_id})
@@ -169,10 +169,14 @@ class Store:
                     pipe.hincrby(keys.instance_state(name), f"total_{counter}", counters[counter])
             pipe.execute()
 
-    def finish_ok(self, name: str, lock: RunLock, bookmark: datetime, at: datetime) -> bool:
-        """State ``ok``, the bookmark moved to ``bookmark``, the error cleared; False (and no
-        change) when the run no longer holds the lock."""
+    def finish_ok(
+        self, name: str, lock: RunLock, bookmark: datetime, at: datetime, fingerprint: str
+    ) -> bool:
+        """State ``ok``, the bookmark moved to ``bookmark``, the error cleared, the
+        configuration it ran with remembered; False (and no change) when the run no longer
+        holds the lock."""
         fields = ["state", "ok", "bookmark", to_iso(bookmark), "last_success", to_iso(at)]
+        fields += ["fingerprint", fingerprint]
         done = self._finish(
             keys=[keys.instance_lock(name), keys.instance_state(name)],
             args=[lock.token, json.dumps(fields)],

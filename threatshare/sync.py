@@ -115,6 +115,7 @@ class Run:
         self.run_id = uuid.uuid4().hex[:12]
         self.tally = Tally()
         self.pushed = 0
+        self.removed = 0
         self.refused: dict[str, str] = {}
         self.sample: list[str] = []
         self.new_in_dry_run = 0
@@ -213,6 +214,30 @@ class Run:
                 self.store.set_quota(tenant.tenant_id, quota.used, quota.remaining, self.rt.now())
             client.close()
 
+    def withdraw(self, state: InstanceState, deadline: Deadline) -> None:
+        """Remove from the category what the configuration now says must not be there (an
+        entry newly on the allow list or under a protected host). Checked when the
+        configuration changed, not on every run."""
+        if state.category_id is None:
+            return
+        extractor = Extractor(
+            self.inst.sources, self.inst.allow, self.rt.config.settings.protected_hosts
+        )
+        gone = [e for e in self.store.entries(self.name) if extractor.withdrawn(e)]
+        if not gone:
+            return
+        tenant = self.rt.config.zia[self.inst.zia]
+        self.store.mark_unactivated(tenant.tenant_id)
+        client = self.rt.zia_client(self.inst.zia, deadline)
+        try:
+            self.removed = client.remove(
+                state.category_id, self.inst.category, gone, self.inst.batch_size
+            )
+        finally:
+            client.close()
+        self.store.record_removed(self.name, gone)
+        log.info("run.withdrawn", removed=self.removed)
+
     def _resolve(self, client: ZiaClient) -> str:
         category_id = client.find_or_create_category(self.inst.category, self._description())
         self.store.set_category(self.name, category_id)
@@ -222,8 +247,8 @@ class Run:
         text = self.inst.description or "Threats shared from Mimecast"
         return f"{text} (threatshare instance {self.name})"[:1000]
 
-    def counters(self, removed: int = 0) -> dict[str, Any]:
-        return counters_of(self.tally, self.pushed, self.refused, removed)
+    def counters(self) -> dict[str, Any]:
+        return counters_of(self.tally, self.pushed, self.refused, self.removed)
 
 
 def _alert(
@@ -285,16 +310,18 @@ def _sync(rt: Runtime, run: Run) -> RunResult:
         log.info("run.skipped", reason="locked")
         return RunResult(name, run.run_id, "skipped_locked", state.state)
     try:
-        store.begin(name, run.run_id, now, current)
+        store.begin(name, run.run_id, now)
         log.info("run.start", window_from=to_iso(window.start), window_to=to_iso(window.end))
         store.clear_staged(name)
         if window.lost_from is not None:
             store.set_lost_span(name, window.lost_from, window.start)
+        if state.fingerprint is not None and state.fingerprint != current:
+            run.withdraw(state, deadline)
         if window.end > window.start:
             run.pull(window, deadline)
             run.push(state, deadline)
         bookmark = max(window.end, state.bookmark or window.end)
-        if not store.finish_ok(name, run.lock, bookmark, rt.now()):
+        if not store.finish_ok(name, run.lock, bookmark, rt.now(), current):
             raise ThreatshareError("the run lost its lock before it could move the bookmark")
         store.record_run(name, run.counters())
         log.info("run.ok", **{k: v for k, v in run.counters().items() if isinstance(v, int)})
