@@ -94,7 +94,9 @@ class TestLoad:
         assert cfg.zia["prod"].resolved_api_base == "https://zsapi.zscloud.net/api/v1"
         assert cfg.mimecast["main"].token_url == "https://api.services.mimecast.com/oauth/token"
 
-    def test_environment_overrides_file(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_environment_overrides_file(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """THREATSHARE_<SECTION>__<NAME>__<KEY> overrides the file, case-insensitively."""
         monkeypatch.setenv("THREATSHARE_ZIA__PROD__CLIENT_SECRET", "FromEnv-3")
         monkeypatch.setenv("threatshare_instances__urls__batch_size", "250")
@@ -134,7 +136,10 @@ class TestLoad:
             (("[instances.urls]", "[instances.Urls]"), "instances.Urls: name must match"),
             (('zia = "prod"', 'zia = "nope"'), "instances.urls.zia: no [zia.nope] table"),
             (('scope = "zscloud.net::1::Role"\n', ""), "zia.prod.scope: required when auth"),
-            (('category = "Mimecast URLs"', 'category = "a/b"'), "instances.urls.category: may use"),
+            (
+                ('category = "Mimecast URLs"', 'category = "a/b"'),
+                "instances.urls.category: may use",
+            ),
             (("[instances.urls]", '[instances.urls]\nfetch_from = "31d"'), "fetch_from: must be"),
             (("[instances.urls]", "[instances.urls]\nbatch_size = 0"), "batch_size: Input should"),
             (("[instances.urls]", "[instances.urls]\nbatch_size = 10001"), "batch_size: Input"),

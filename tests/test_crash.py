@@ -40,7 +40,9 @@ def seed_many(sandbox: Sandbox) -> set[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kill_after", KILL_POINTS, ids=[f"{t:.2f}s" for t in KILL_POINTS])
-def test_sigkill_then_rerun_loses_nothing(tmp_path: Path, redis_url: str, kill_after: float) -> None:
+def test_sigkill_then_rerun_loses_nothing(
+    tmp_path: Path, redis_url: str, kill_after: float
+) -> None:
     """Killed at this point of `run --once` and run again, every expected entry is in the
     category, active, once, and the instance has exactly one category."""
     with Sandbox(tenant_names=("prod",)) as sandbox:
@@ -49,7 +51,9 @@ def test_sigkill_then_rerun_loses_nothing(tmp_path: Path, redis_url: str, kill_a
         world = World(sandbox, tmp_path, redis_url)
         path = world.write({"crash": INSTANCE}, settings={"log_format": "json"})
         # The Mimecast account pages 10 records at a time, so the run has several checkpoints.
-        path.write_text(path.read_text().replace("[mimecast.main]", "[mimecast.main]\npage_size = 10"))
+        path.write_text(
+            path.read_text().replace("[mimecast.main]", "[mimecast.main]\npage_size = 10")
+        )
         proc = subprocess.Popen(
             [sys.executable, "-m", "threatshare.cli", "--config", str(path), "run", "--once"],
             cwd=ROOT,

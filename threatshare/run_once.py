@@ -6,8 +6,8 @@ from __future__ import annotations
 import redis
 
 from threatshare.activation import activate_pending
-from threatshare.outbox import Outbox
 from threatshare.config import Config
+from threatshare.outbox import Outbox
 from threatshare.runtime import Runtime
 from threatshare.sync import RunResult, sync_all
 
