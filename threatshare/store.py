@@ -216,19 +216,43 @@ class Store:
 
     # --- entries ---------------------------------------------------------------------------
 
-    def unknown(self, name: str, entries: Sequence[str]) -> list[str]:
-        """Those of ``entries`` not yet pushed to the category (dedupe, S2)."""
+    def split_known(self, name: str, entries: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+        """``entries`` split into those not yet pushed to the category (dedupe, S2) and those
+        already there, with their first-seen time; one round trip."""
         if not entries:
-            return []
+            return [], {}
         found = self.redis.hmget(keys.instance_entries(name), entries)
-        return [entry for entry, seen in zip(entries, found, strict=True) if seen is None]
+        fresh: list[str] = []
+        known: dict[str, str] = {}
+        for entry, seen in zip(entries, found, strict=True):
+            if seen is None:
+                fresh.append(entry)
+            else:
+                known[entry] = seen.split(b" ", 1)[0].decode()
+        return fresh, known
 
-    def stage(self, name: str, timed_entries: dict[str, float]) -> int:
-        """Queue entries of the current window for pushing; returns how many are queued."""
+    def stage(self, name: str, timed_entries: dict[str, float]) -> None:
+        """Queue entries of the current window for pushing, scored by record time."""
         if timed_entries:
             # GT: an entry seen twice keeps its newest record time (and new ones are added).
             self.redis.zadd(keys.instance_pending(name), timed_entries, gt=True)
-        return self.staged_count(name)
+
+    def record_page(
+        self, name: str, known: dict[str, str], staged: dict[str, float], at: datetime
+    ) -> None:
+        """One page's dedupe outcome in one round trip: entries already in the category get
+        their last-seen time (``known``: entry -> first seen, as :meth:`split_known` gives
+        it), new ones are staged (:meth:`stage`)."""
+        if not known and not staged:
+            return
+        stamp = int(at.timestamp())
+        with self.redis.pipeline(transaction=False) as pipe:
+            if known:
+                mapping = {entry: f"{first} {stamp}" for entry, first in known.items()}
+                pipe.hset(keys.instance_entries(name), mapping=mapping)
+            if staged:
+                pipe.zadd(keys.instance_pending(name), staged, gt=True)
+            pipe.execute()
 
     def staged_count(self, name: str) -> int:
         return int(self.redis.zcard(keys.instance_pending(name)))
@@ -266,21 +290,6 @@ class Store:
     def record_removed(self, name: str, entries: Sequence[str]) -> None:
         if entries:
             self.redis.hdel(keys.instance_entries(name), *entries)
-
-    def touch(self, name: str, entries: Sequence[str], at: datetime) -> None:
-        """Update last-seen of entries already in the category (seen again in Mimecast)."""
-        if not entries:
-            return
-        key = keys.instance_entries(name)
-        stamp = int(at.timestamp())
-        found = self.redis.hmget(key, entries)
-        mapping = {}
-        for entry, value in zip(entries, found, strict=True):
-            if value is not None:
-                first = value.split(b" ", 1)[0].decode()
-                mapping[entry] = f"{first} {stamp}"
-        if mapping:
-            self.redis.hset(key, mapping=mapping)
 
     # --- tenants ---------------------------------------------------------------------------
 

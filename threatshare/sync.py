@@ -15,6 +15,7 @@ one alert. Activation is not done here: the caller activates each changed tenant
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -46,6 +47,8 @@ log = structlog.get_logger(__name__)
 MIMECAST_RETENTION = timedelta(days=30)
 URL_SOURCES = {"malicious_urls", "url_domains"}
 SAMPLE = 20  # entries a dry run lists
+LOCK_EXTEND_EVERY = 10.0  # seconds between extensions of the run lock while pulling
+SEEN_LIMIT = 100_000  # entries a run remembers having looked up (bounded memory)
 
 
 @dataclass(frozen=True)
@@ -118,8 +121,11 @@ class Run:
         self.removed = 0
         self.refused: dict[str, str] = {}
         self.sample: list[str] = []
+        #: entry -> staged record time, or None when it is already in the category.
+        self.seen: dict[str, float | None] = {}
         self.new_in_dry_run = 0
         self.lock: RunLock | None = None
+        self.extended_at = time.monotonic()
 
     # --- pulling -------------------------------------------------------------------------
 
@@ -138,21 +144,29 @@ class Run:
                     timed[entry] = when
         if not timed:
             return
-        fresh = self.store.unknown(self.name, list(timed))
-        known = len(timed) - len(fresh)
-        if known:
-            self.tally.skipped["already_in_category"] += known
+        # Entries met earlier in this run need no look-up: a known one is still known, a
+        # staged one only needs its newest record time.
+        seen = self.seen
+        fresh, known = self.store.split_known(self.name, [e for e in timed if e not in seen])
+        again = {e: t for e, t in timed.items() if (was := seen.get(e)) is not None and t > was}
+        already = len(known) + sum(1 for e in timed if e in seen and seen[e] is None)
+        if already:
+            self.tally.skipped["already_in_category"] += already
         if self.dry_run:
             self.new_in_dry_run += len(fresh)
             self.sample.extend(fresh[: max(0, SAMPLE - len(self.sample))])
-            return
-        if known:
-            fresh_set = set(fresh)
-            seen_again = [e for e in timed if e not in fresh_set]
-            self.store.touch(self.name, seen_again, self.rt.now())
-        self.store.stage(self.name, {e: timed[e] for e in fresh})
-        if self.lock is not None and not self.lock.extend():
-            raise ThreatshareError("the run lost its lock (it ran longer than the lock TTL)")
+        else:
+            staged = {**{e: timed[e] for e in fresh}, **again}
+            self.store.record_page(self.name, known, staged, self.rt.now())
+        if len(seen) > SEEN_LIMIT:
+            seen.clear()  # memory stays bounded whatever the backlog; look-ups resume
+        seen.update(dict.fromkeys(known))
+        seen.update((e, timed[e]) for e in fresh)
+        seen.update(again)
+        if self.lock is not None and time.monotonic() - self.extended_at > LOCK_EXTEND_EVERY:
+            if not self.lock.extend():
+                raise ThreatshareError("the run lost its lock (it ran longer than the lock TTL)")
+            self.extended_at = time.monotonic()
 
     def pull(self, window: Window, deadline: Deadline) -> None:
         extractor = Extractor(
