@@ -1,0 +1,88 @@
+"""``python -m bench [--quick] [--only NAME …]``: every S11 measurement, one JSON report.
+
+Measurements: ``throughput`` (normalisation and dedupe, records/s on one core), ``backlog``
+(the 30-day backlog: wall time and peak memory of the sync process), ``calls`` (ZIA calls per
+run), ``fleet`` (200 instances on 10 tenants: 429s and p95 threat-to-active latency). The full
+run takes about 15-20 minutes; ``--quick`` uses small sizes (a few minutes). Everything runs on
+127.0.0.1: emulators in this process, Redis and the product in their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bench import backlog, calls, fleet, throughput
+from threatshare.embedded import EmbeddedRedis
+
+NAMES = ("throughput", "calls", "backlog", "fleet")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    parser.add_argument("--only", nargs="+", choices=NAMES, help="run only these measurements")
+    parser.add_argument("--records", type=int, help="throughput: records per mix")
+    parser.add_argument(
+        "--backlog", type=int, nargs="+", metavar="N", help="backlog sizes (records)"
+    )
+    parser.add_argument("--fleet-instances", type=int, help="fleet: instances (default 200)")
+    parser.add_argument("--fleet-workers", type=int, help="fleet: worker processes (default 4)")
+    parser.add_argument("--fleet-minutes", type=float, help="fleet: minutes of new threats")
+    return parser
+
+
+def _plans(args: argparse.Namespace, redis_url: str) -> dict[str, Callable[[], dict[str, Any]]]:
+    quick = args.quick
+    records = args.records or (20_000 if quick else 200_000)
+    sizes = tuple(args.backlog or ((10_000, 50_000) if quick else (100_000, 1_000_000)))
+    call_sizes = (0, 1, 1_000, 10_000) if quick else (0, 1, 10_000, 100_000)
+    shape = fleet.Shape()
+    if quick:
+        shape = fleet.Shape(instances=40, tenants=4, accounts=4, threats=8, inject_for=90.0)
+    if args.fleet_instances:
+        shape.instances = args.fleet_instances
+    if args.fleet_workers:
+        shape.workers = args.fleet_workers
+    if args.fleet_minutes:
+        shape.inject_for = args.fleet_minutes * 60
+    return {
+        "throughput": lambda: throughput.measure(redis_url, records),
+        "calls": lambda: calls.measure(redis_url, call_sizes),
+        "backlog": lambda: backlog.measure(redis_url, sizes),
+        "fleet": lambda: fleet.measure(redis_url, shape),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    report: dict[str, Any] = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "quick": args.quick,
+    }
+    with EmbeddedRedis() as server:
+        plans = _plans(args, server.url)
+        for name in args.only or NAMES:
+            started = time.monotonic()
+            print(f"bench: {name}…", file=sys.stderr, flush=True)
+            try:
+                report[name] = plans[name]()
+            except Exception as exc:  # one failed measurement must not hide the others
+                report[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            report[name]["bench_s"] = round(time.monotonic() - started, 1)
+    report["targets_met"] = {
+        name: report[name].get("meets_target", report[name].get("under_limit"))
+        for name in args.only or NAMES
+    }
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""A fleet of 200 instances on 10 ZIA tenants (S11): zero 429 answers from emulators that
+enforce ZIA's documented limits, and a new threat active in ZIA within 2 minutes (p95) with the
+default settings (interval 60 s, settle 30 s, overlap 5 m).
+
+The real fleet runs: one ``threatshare scheduler`` and several ``threatshare worker``
+processes on one Redis. The emulators run in this process: 10 ZIA tenants and 20 Mimecast
+accounts; instance ``n`` reads account ``n // 10`` and pushes to tenant ``n % 10``, so a threat
+seen by one account goes to ten categories on ten tenants. Once every instance has had a first
+run, threats appear at a sparse random rate; the latency of each (instance, threat) is the
+time from the record's appearance in Mimecast to its entry being active in the tenant.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from bench.common import percentile, write_config
+from threatshare.sandbox.mimecast import MimecastEmulator
+from threatshare.sandbox.mimecast_logs import url_log
+from threatshare.sandbox.server import EmulatorServer
+from threatshare.sandbox.world import Sandbox, to_toml
+from threatshare.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_P95_S = 120.0
+WARMUP_TIMEOUT = 240.0
+POLL_EVERY = 0.5
+
+
+@dataclass
+class Shape:
+    instances: int = 200
+    tenants: int = 10
+    accounts: int = 20
+    workers: int = 4
+    threats: int = 30  # over the whole injection period, spread over the accounts
+    inject_for: float = 300.0  # seconds
+    drain_for: float = 180.0  # seconds to wait after the last threat
+
+    @property
+    def per_account(self) -> int:
+        return self.instances // self.accounts
+
+
+@dataclass
+class Watch:
+    """Injected threats and when each (instance, entry) became active."""
+
+    appeared: dict[tuple[str, str], float] = field(default_factory=dict)
+    active: dict[tuple[str, str], float] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _instances(shape: Shape) -> dict[str, dict[str, Any]]:
+    return {
+        f"i{n:03d}": {
+            "mimecast": f"m{n // shape.per_account:02d}",
+            "zia": f"t{n % shape.tenants}",
+            "category": f"Fleet {n:03d}",
+            "sources": ["malicious_urls"],
+            "fetch_from": "1h",
+        }
+        for n in range(shape.instances)
+    }
+
+
+def _spawn(config: Path, command: str, log: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("THREATSHARE_")}
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "threatshare.cli", "--config", str(config), command],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+def _poll(
+    sandbox: Sandbox, instances: dict[str, dict[str, Any]], watch: Watch, stop: threading.Event
+) -> None:
+    while not stop.wait(POLL_EVERY):
+        with watch.lock:
+            waiting = [key for key in watch.appeared if key not in watch.active]
+        by_instance: dict[str, list[str]] = {}
+        for name, entry in waiting:
+            by_instance.setdefault(name, []).append(entry)
+        now = time.time()
+        for name, entries in by_instance.items():
+            table = instances[name]
+            active = sandbox.tenants[table["zia"]].emulator.active_urls(table["category"])
+            with watch.lock:
+                for entry in entries:
+                    if entry in active:
+                        watch.active[(name, entry)] = now
+
+
+def _warm_up(client: redis.Redis, names: list[str], timeout: float) -> float:
+    """Seconds until every instance had a successful first run."""
+    store, started = Store(client), time.monotonic()
+    while time.monotonic() - started < timeout:
+        if all(store.load(name).state == "ok" for name in names):
+            return time.monotonic() - started
+        time.sleep(1.0)
+    raise RuntimeError(f"the fleet did not run every instance within {timeout:.0f}s")
+
+
+def measure(redis_url: str, shape: Shape | None = None) -> dict[str, Any]:
+    shape = shape or Shape()
+    client = redis.Redis.from_url(redis_url)
+    client.flushall()
+    instances = _instances(shape)
+    tenants = tuple(f"t{k}" for k in range(shape.tenants))
+    rng = random.Random(7)
+    accounts = {
+        f"m{a:02d}": MimecastEmulator(
+            client_id=f"m{a:02d}", client_secret=f"m{a:02d}-secret", seed=a
+        )
+        for a in range(shape.accounts)
+    }
+    servers = {name: EmulatorServer(emulator).start() for name, emulator in accounts.items()}
+    processes: list[subprocess.Popen[bytes]] = []
+    watch, stop = Watch(), threading.Event()
+    try:
+        with Sandbox(tenant_names=tenants) as sandbox, tempfile.TemporaryDirectory() as tmp:
+            extra = to_toml(
+                {
+                    f"mimecast.{name}": {
+                        "base_url": servers[name].url,
+                        "client_id": emulator.client_id,
+                        "client_secret": f"{name}-secret",
+                    }
+                    for name, emulator in accounts.items()
+                }
+            )
+            config = write_config(
+                sandbox, Path(tmp) / "fleet.toml", instances, redis_url, extra=extra
+            )
+            logs = Path(tmp)
+            processes.append(_spawn(config, "scheduler", logs / "scheduler.log"))
+            processes += [
+                _spawn(config, "worker", logs / f"worker{w}.log") for w in range(shape.workers)
+            ]
+            warm_up = _warm_up(client, sorted(instances), WARMUP_TIMEOUT)
+            poller = threading.Thread(
+                target=_poll, args=(sandbox, instances, watch, stop), daemon=True
+            )
+            poller.start()
+            times = sorted(rng.uniform(0, shape.inject_for) for _ in range(shape.threats))
+            started = time.monotonic()
+            for index, offset in enumerate(times):
+                time.sleep(max(0.0, started + offset - time.monotonic()))
+                account = f"m{rng.randrange(shape.accounts):02d}"
+                entry = f"t{index}.fleet-bench.example/login"
+                appeared = time.time()
+                accounts[account].add_url_logs(
+                    [url_log(f"https://{entry}", datetime.fromtimestamp(appeared, UTC))]
+                )
+                with watch.lock:
+                    for name, table in instances.items():
+                        if table["mimecast"] == account:
+                            watch.appeared[(name, entry)] = appeared
+            drain_until = time.monotonic() + shape.drain_for
+            while time.monotonic() < drain_until:
+                with watch.lock:
+                    if len(watch.active) == len(watch.appeared):
+                        break
+                time.sleep(1.0)
+            stop.set()
+            poller.join(timeout=5)
+            for process in processes:
+                _stop(process)
+            exit_codes = [p.returncode for p in processes]
+            processes = []
+            emulators = [sandbox.tenants[t].emulator for t in tenants]
+            count_429 = sum(e.count_429 for e in emulators)
+            violations = sum(len(e.limit_violations()) for e in emulators)
+            zia_calls = Counter(c.bucket for e in emulators for c in e.calls)
+            activations = [e.activations for e in emulators]
+            states = Counter(Store(client).load(name).state for name in instances)
+            mimecast_calls = sum(len(e.calls) for e in accounts.values())
+    finally:
+        stop.set()
+        for process in processes:
+            _stop(process)
+        for server in servers.values():
+            server.stop()
+    latencies = [watch.active[key] - watch.appeared[key] for key in watch.active]
+    p95 = percentile(latencies, 0.95)
+    missing = len(watch.appeared) - len(watch.active)
+    client.flushall()
+    client.close()
+    return {
+        "instances": shape.instances,
+        "tenants": shape.tenants,
+        "mimecast_accounts": shape.accounts,
+        "workers": shape.workers,
+        "settings": {"interval_s": 60, "settle_s": 30, "overlap_s": 300},
+        "warm_up_s": round(warm_up, 1),
+        "threats": shape.threats,
+        "inject_for_s": shape.inject_for,
+        "samples": len(watch.appeared),
+        "never_active": missing,
+        "latency_s": {
+            "p50": _round(percentile(latencies, 0.5)),
+            "p95": _round(p95),
+            "max": _round(max(latencies) if latencies else None),
+        },
+        "zia_429": count_429,
+        "zia_limit_violations": violations,
+        "zia_calls": dict(zia_calls),
+        "activations_per_tenant": activations,
+        "mimecast_calls": mimecast_calls,
+        "states": dict(states),
+        "exit_codes": exit_codes,
+        "meets_target": count_429 == 0 and missing == 0 and p95 is not None and p95 <= TARGET_P95_S,
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
