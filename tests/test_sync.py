@@ -238,3 +238,23 @@ class TestWindow:
         config = world.config({"lab": {**INSTANCES["lab"], "enabled": False}})
         assert world.run(config) == {}
         assert world.zia_calls("lab") == 0
+
+
+class TestRuntime:
+    def test_tokens_are_reused_across_runs_of_one_process(self, world: World) -> None:
+        """Two runs in one runtime fetch one Mimecast and one ZIA token, not one per run."""
+        from threatshare.runtime import Runtime
+        from threatshare.sync import sync_instance
+
+        config = world.config({"lab": INSTANCES["lab"]})
+        rt = Runtime(config, redis.Redis.from_url(world.redis_url))
+        try:
+            assert sync_instance(rt, "lab").outcome == "ok"
+            world.sandbox.mimecast.add_url_logs(
+                [url_log("https://later.example/x", datetime.now(UTC) - timedelta(seconds=30))]
+            )
+            assert sync_instance(rt, "lab").counters["pushed"] == 1
+        finally:
+            rt.close()
+        assert world.sandbox.mimecast.tokens_issued == 1
+        assert world.sandbox.idp.token_requests == 1

@@ -151,6 +151,9 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     if not args.once and not args.dry_run:
         from workers.single import run_forever
 
+        if args.instance:  # only the named instances, for as long as it runs
+            chosen = {n: config.instances[n] for n in args.instance}
+            config = config.model_copy(update={"instances": chosen})
         return run_forever(config)
     from threatshare.run_once import run_once
 

@@ -20,7 +20,7 @@ from threatshare.config import Config, MimecastAccount, ZiaTenant
 from threatshare.http import Deadline, RetryPolicy
 from threatshare.mimecast import MimecastClient
 from threatshare.ratelimit import RateLimiter
-from threatshare.zia import ZiaClient
+from threatshare.zia import ZiaClient, token_credential
 
 
 def _now() -> datetime:
@@ -40,10 +40,13 @@ class Runtime:
     sleep: Callable[[float], None] = time.sleep
     _credentials: dict[tuple[str, str, int], Any] = field(default_factory=dict)
 
+    #: Lease of a run's lock: renewed while the run lives, so a dead worker's instance is
+    #: free again this soon (S5, S9).
+    lock_lease: float = 30.0
+
     @property
     def lock_ttl(self) -> float:
-        """Above the run deadline, so a dead run's lock frees itself soon after (S5)."""
-        return self.config.settings.run_deadline.total_seconds() + 60.0
+        return self.lock_lease
 
     def _cached(self, kind: str, name: str, table: Any, make: Callable[[], Any]) -> Any:
         key = (kind, name, hash(table.model_dump_json()) ^ hash(_secrets_of(table)))
@@ -86,15 +89,21 @@ class Runtime:
     def zia_client(self, name: str, deadline: Deadline) -> ZiaClient:
         tenant: ZiaTenant = self.config.zia[name]
         limiter = RateLimiter(self.redis, tenant.tenant_id, time_scale=self.time_scale)
-        client = ZiaClient(
+        # A legacy session is bound to its client's connection: each client logs in anew.
+        credential = (
+            None
+            if tenant.auth == "legacy"
+            else self._cached("zia", name, tenant, lambda: token_credential(tenant))
+        )
+        return ZiaClient(
             tenant,
             limiter=limiter,
             deadline=deadline,
             policy=self.policy,
+            credential=credential,
             reauth_wait=self.zia_reauth_wait,
             sleep=self.sleep,
         )
-        return client
 
 
 def _secrets_of(table: Any) -> tuple[str, ...]:

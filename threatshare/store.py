@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,9 +19,12 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import redis
+import structlog
 from redis.lock import Lock
 
 from threatshare import keys
+
+log = structlog.get_logger(__name__)
 
 State = Literal["new", "ok", "retrying", "halted", "disabled"]
 COUNTERS = ("pulled", "pushed", "rejected", "skipped", "removed")
@@ -66,23 +70,41 @@ class InstanceState:
     run_id: str | None = None
 
 
-@dataclass(frozen=True)
 class RunLock:
-    """The lock of one run; ``token`` fences the writes that must come from its owner."""
+    """The lock of one run: a short lease that :meth:`kept_alive` renews while the run lives,
+    so a dead worker's instance is free again within one lease. ``token`` fences the writes
+    that must come from its owner."""
 
-    lock: Lock
+    def __init__(self, lock: Lock, lease: float) -> None:
+        self.lock = lock
+        self.lease = lease
 
     @property
     def token(self) -> str:
         raw = self.lock.local.token
         return raw.decode() if isinstance(raw, bytes) else str(raw)
 
-    def extend(self) -> bool:
-        """Reset the TTL to its full length (called at checkpoints); False if ownership is lost."""
+    @contextlib.contextmanager
+    def kept_alive(self) -> Iterator[None]:
+        """Renew the lease every third of it, from a thread, until the block ends."""
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(self.lease / 3):
+                try:
+                    self.lock.reacquire()
+                except redis.exceptions.LockError:
+                    return  # lapsed or taken over: the run's fenced writes will refuse
+                except redis.RedisError as exc:
+                    log.warning("lock.renew_failed", error=type(exc).__name__)
+
+        thread = threading.Thread(target=renew, name="run-lock", daemon=True)
+        thread.start()
         try:
-            return bool(self.lock.reacquire())
-        except redis.exceptions.LockError:
-            return False
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=5)
 
     def release(self) -> None:
         # An expired lock may be another run's now: there is nothing of ours to release.
@@ -104,7 +126,7 @@ class Store:
         lock = self.redis.lock(
             keys.instance_lock(name), timeout=ttl, blocking=False, thread_local=False
         )
-        return RunLock(lock) if lock.acquire(token=uuid.uuid4().hex) else None
+        return RunLock(lock, ttl) if lock.acquire(token=uuid.uuid4().hex) else None
 
     # --- reading ---------------------------------------------------------------------------
 

@@ -15,7 +15,6 @@ one alert. Activation is not done here: the caller activates each changed tenant
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -47,7 +46,6 @@ log = structlog.get_logger(__name__)
 MIMECAST_RETENTION = timedelta(days=30)
 URL_SOURCES = {"malicious_urls", "url_domains"}
 SAMPLE = 20  # entries a dry run lists
-LOCK_EXTEND_EVERY = 10.0  # seconds between extensions of the run lock while pulling
 SEEN_LIMIT = 100_000  # entries a run remembers having looked up (bounded memory)
 
 
@@ -125,7 +123,6 @@ class Run:
         self.seen: dict[str, float | None] = {}
         self.new_in_dry_run = 0
         self.lock: RunLock | None = None
-        self.extended_at = time.monotonic()
 
     # --- pulling -------------------------------------------------------------------------
 
@@ -163,10 +160,6 @@ class Run:
         seen.update(dict.fromkeys(known))
         seen.update((e, timed[e]) for e in fresh)
         seen.update(again)
-        if self.lock is not None and time.monotonic() - self.extended_at > LOCK_EXTEND_EVERY:
-            if not self.lock.extend():
-                raise ThreatshareError("the run lost its lock (it ran longer than the lock TTL)")
-            self.extended_at = time.monotonic()
 
     def pull(self, window: Window, deadline: Deadline) -> None:
         extractor = Extractor(
@@ -324,26 +317,8 @@ def _sync(rt: Runtime, run: Run) -> RunResult:
         log.info("run.skipped", reason="locked")
         return RunResult(name, run.run_id, "skipped_locked", state.state)
     try:
-        store.begin(name, run.run_id, now)
-        log.info("run.start", window_from=to_iso(window.start), window_to=to_iso(window.end))
-        store.clear_staged(name)
-        if window.lost_from is not None:
-            store.set_lost_span(name, window.lost_from, window.start)
-        if state.fingerprint is not None and state.fingerprint != current:
-            run.withdraw(state, deadline)
-        if window.end > window.start:
-            run.pull(window, deadline)
-            run.push(state, deadline)
-        bookmark = max(window.end, state.bookmark or window.end)
-        if not store.finish_ok(name, run.lock, bookmark, rt.now(), current):
-            raise ThreatshareError("the run lost its lock before it could move the bookmark")
-        store.record_run(name, run.counters())
-        log.info("run.ok", **{k: v for k, v in run.counters().items() if isinstance(v, int)})
-        if state.halted_since is not None:
-            Outbox(rt.redis).put(
-                _alert(rt, name, "recovered", state, None), str(to_iso(state.error_since))
-            )
-        return RunResult(name, run.run_id, "ok", "ok", run.counters())
+        with run.lock.kept_alive():
+            return _locked(rt, run, state, window, deadline, current)
     except ThreatshareError as exc:
         return _failed(rt, run, exc, current)
     except Exception as exc:  # a bug must not kill the fleet; it is logged with its traceback
@@ -352,6 +327,39 @@ def _sync(rt: Runtime, run: Run) -> RunResult:
         return _failed(rt, run, error, current)
     finally:
         run.lock.release()
+
+
+def _locked(
+    rt: Runtime,
+    run: Run,
+    state: InstanceState,
+    window: Window,
+    deadline: Deadline,
+    current: str,
+) -> RunResult:
+    """The run proper, while it holds the instance's lock."""
+    name, store = run.name, run.store
+    assert run.lock is not None
+    store.begin(name, run.run_id, rt.now())
+    log.info("run.start", window_from=to_iso(window.start), window_to=to_iso(window.end))
+    store.clear_staged(name)
+    if window.lost_from is not None:
+        store.set_lost_span(name, window.lost_from, window.start)
+    if state.fingerprint is not None and state.fingerprint != current:
+        run.withdraw(state, deadline)
+    if window.end > window.start:
+        run.pull(window, deadline)
+        run.push(state, deadline)
+    bookmark = max(window.end, state.bookmark or window.end)
+    if not store.finish_ok(name, run.lock, bookmark, rt.now(), current):
+        raise ThreatshareError("the run lost its lock before it could move the bookmark")
+    store.record_run(name, run.counters())
+    log.info("run.ok", **{k: v for k, v in run.counters().items() if isinstance(v, int)})
+    if state.halted_since is not None:
+        Outbox(rt.redis).put(
+            _alert(rt, name, "recovered", state, None), str(to_iso(state.error_since))
+        )
+    return RunResult(name, run.run_id, "ok", "ok", run.counters())
 
 
 def _failed(rt: Runtime, run: Run, exc: ThreatshareError, current: str) -> RunResult:

@@ -88,6 +88,14 @@ def build_credential(
             password=tenant.password,
             idle=tenant.session_idle.total_seconds(),
         )
+    return token_credential(tenant, transport)
+
+
+def token_credential(
+    tenant: ZiaTenant, transport: httpx.BaseTransport | None = None
+) -> ClientCredentials:
+    """The bearer-token credential of an ``oauth`` or ``oneapi`` tenant; unlike a legacy
+    session it is not tied to one connection, so a process can reuse it across runs."""
     if tenant.token_url is None or tenant.client_id is None or tenant.client_secret is None:
         raise ValueError(f"{tenant.auth} ZIA auth needs token_url, client_id and client_secret")
     return ClientCredentials(

@@ -1,0 +1,111 @@
+"""``threatshare worker`` as a real process: burst mode, warm and cold shutdown on SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redis
+from rq.job import Job, JobStatus
+
+from threatshare import keys
+from threatshare.sandbox.mimecast_logs import url_log
+from threatshare.sandbox.world import Sandbox
+from threatshare.store import Store
+from workers import jobs
+from workers.scheduler import fleet_queue
+
+from .processes import spawn, stop, tail, wait_for
+
+INSTANCES = {"urls": {"zia": "prod", "category": "Worker URLs", "sources": ["malicious_urls"]}}
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(tenant_names=("prod",)) as world:
+        world.mimecast.add_url_logs(
+            [url_log("https://slow.example/x", datetime.now(UTC) - timedelta(hours=1))]
+        )
+        yield world
+
+
+@pytest.fixture
+def config_path(sandbox: Sandbox, tmp_path: Path, redis_url: str) -> Path:
+    settings = {"redis_url": redis_url, "settle": "0s", "interval": "10s", "log_format": "json"}
+    return sandbox.write_config(tmp_path / "threatshare.toml", INSTANCES, settings=settings)
+
+
+def started(client: redis.Redis, job: Job) -> bool:
+    return job.get_status(refresh=True) == JobStatus.STARTED
+
+
+class TestWorkerProcess:
+    def test_burst_worker_runs_the_queue_and_exits(
+        self, config_path: Path, tmp_path: Path, redis_client: redis.Redis, sandbox: Sandbox
+    ) -> None:
+        """`worker --burst` runs what is queued, then exits 0 by itself."""
+        job = fleet_queue(redis_client).enqueue(jobs.sync_job, "urls", result_ttl=60)
+        log = tmp_path / "worker.log"
+        process = spawn(config_path, "worker", "--burst", log=log)
+        assert process.wait(timeout=30) == 0, tail(log)
+        assert job.latest_result().return_value["outcome"] == "ok"
+        assert sandbox.tenants["prod"].emulator.staged_urls("Worker URLs") == {"slow.example/x"}
+
+    def test_sigterm_lets_the_current_run_finish(
+        self, config_path: Path, tmp_path: Path, redis_client: redis.Redis, sandbox: Sandbox
+    ) -> None:
+        """SIGTERM during a run: the run completes (bookmark moved), then the worker exits 0."""
+        sandbox.mimecast.latency = 1.0
+        log = tmp_path / "worker.log"
+        process = spawn(config_path, "worker", log=log)
+        try:
+            job = fleet_queue(redis_client).enqueue(jobs.sync_job, "urls", result_ttl=60)
+            wait_for("the run to start", lambda: started(redis_client, job), timeout=20)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=30) == 0, tail(log)
+        finally:
+            stop(process)
+        assert job.get_status(refresh=True) == JobStatus.FINISHED
+        assert job.latest_result().return_value["outcome"] == "ok"
+        assert Store(redis_client).load("urls").bookmark is not None
+
+    def test_second_sigterm_abandons_the_run_cleanly(
+        self, config_path: Path, tmp_path: Path, redis_client: redis.Redis, sandbox: Sandbox
+    ) -> None:
+        """Two SIGTERMs abandon the run: nothing half-written, the lock lapses within a lease,
+        and the next run shares everything."""
+        sandbox.mimecast.latency = 2.0
+        log = tmp_path / "worker.log"
+        process = spawn(config_path, "worker", log=log)
+        try:
+            job = fleet_queue(redis_client).enqueue(jobs.sync_job, "urls", result_ttl=60)
+            wait_for("the run to start", lambda: started(redis_client, job), timeout=20)
+            wait_for(
+                "the run's lock",
+                lambda: redis_client.exists(keys.instance_lock("urls")),
+                timeout=10,
+                every=0.05,
+            )
+            process.send_signal(signal.SIGTERM)
+            time.sleep(1.2)  # RQ ignores a second signal within one second of the first
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=15)
+        finally:
+            stop(process)
+        state = Store(redis_client).load("urls")
+        assert state.bookmark is None and state.state != "ok"
+        wait_for(
+            "the lease to lapse",
+            lambda: not redis_client.exists(keys.instance_lock("urls")),
+            timeout=6,
+        )
+        sandbox.mimecast.latency = 0.0
+        fleet_queue(redis_client).enqueue(jobs.sync_job, "urls", result_ttl=60)
+        again = spawn(config_path, "worker", "--burst", log=log)
+        assert again.wait(timeout=30) == 0, tail(log)
+        assert Store(redis_client).load("urls").bookmark is not None
+        assert sandbox.tenants["prod"].emulator.staged_urls("Worker URLs") == {"slow.example/x"}

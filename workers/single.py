@@ -1,0 +1,50 @@
+"""``threatshare run`` without ``--once``: the whole product in one process (S9).
+
+The scheduler ticks in a background thread and a :class:`~workers.worker.FleetWorker` works in
+the main thread (RQ's job timeout and signal handling need the main thread), on the configured
+Redis or, without ``redis_url``, on the embedded one in ``state_dir``, whose append-only file
+keeps bookmarks, entries and queued alerts across restarts. It is the fleet with one member:
+the same jobs, locks and rate limits, so a second machine can join later by pointing
+``redis_url`` at a shared Redis.
+
+SIGTERM or SIGINT: the current run finishes, the scheduler stops after its tick, and the
+embedded Redis (if this process started it) is shut down with its data flushed to disk.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import structlog
+
+from threatshare.config import Config
+from workers.jobs import fleet_runtime
+from workers.scheduler import Scheduler
+from workers.worker import FleetWorker
+
+log = structlog.get_logger(__name__)
+
+SCHEDULER_JOIN_TIMEOUT = 10.0
+
+
+def run_forever(config: Config) -> int:
+    """Scheduler and worker until SIGTERM or SIGINT; exit 0 after a clean stop."""
+    from threatshare.cli import redis_for
+
+    with redis_for(config) as client:
+        stop = threading.Event()
+        scheduler = threading.Thread(
+            target=Scheduler(config, client).run, args=(stop,), name="scheduler", daemon=True
+        )
+        rt = fleet_runtime(config, client)
+        worker = FleetWorker(rt)
+        scheduler.start()
+        try:
+            worker.work(burst=False, with_scheduler=False, logging_level="INFO")
+        finally:
+            stop.set()
+            scheduler.join(timeout=SCHEDULER_JOIN_TIMEOUT)
+            worker.connection.close()
+            rt.close()
+    log.info("run.stopped")
+    return 0
