@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import platform
 import sys
 import time
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import backlog, calls, fleet, throughput
+from threatshare import logs
 from threatshare.embedded import EmbeddedRedis
 
 NAMES = ("throughput", "calls", "backlog", "fleet")
@@ -61,6 +63,8 @@ def _plans(args: argparse.Namespace, redis_url: str) -> dict[str, Callable[[], d
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # The report is the only thing on stdout; the product's own logs go to stderr, warnings up.
+    logs.configure("json", level=logging.WARNING)
     report: dict[str, Any] = {
         "python": platform.python_version(),
         "machine": platform.machine(),
