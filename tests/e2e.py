@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -82,6 +82,30 @@ def seed(sandbox: Sandbox, at: datetime | None = None) -> None:
     )
 
 
+MakeRuntime = Callable[[Config, redis.Redis], Runtime]
+
+
+def fast_runtime(config: Config, client: redis.Redis) -> Runtime:
+    """A runtime whose retries wait milliseconds, not seconds."""
+    return Runtime(config, client, policy=FAST, zia_reauth_wait=0.05)
+
+
+def run_in_process(
+    config: Config, redis_url: str, make_runtime: MakeRuntime = fast_runtime
+) -> dict[str, RunResult]:
+    """One `run --once`, in process: every enabled instance, activation, the outbox."""
+    client = redis.Redis.from_url(redis_url)
+    rt = make_runtime(config, client)
+    try:
+        results = sync_all(rt, config.enabled_instances())
+        activate_pending(rt)
+    finally:
+        rt.close()
+    Outbox(client).deliver(config.smtp)
+    client.close()
+    return {r.instance: r for r in results}
+
+
 @dataclass
 class World:
     sandbox: Sandbox
@@ -101,17 +125,7 @@ class World:
         return config_module.load(self.write(instances, **kw))
 
     def run(self, config: Config) -> dict[str, RunResult]:
-        """One `run --once`, in process: every instance, activation, the outbox."""
-        client = redis.Redis.from_url(self.redis_url)
-        rt = Runtime(config, client, policy=FAST, zia_reauth_wait=0.05)
-        try:
-            results = sync_all(rt, config.enabled_instances())
-            activate_pending(rt)
-        finally:
-            rt.close()
-        Outbox(client).deliver(config.smtp)
-        client.close()
-        return {r.instance: r for r in results}
+        return run_in_process(config, self.redis_url)
 
     def active(self, config: Config, name: str) -> set[str]:
         inst = config.instances[name]

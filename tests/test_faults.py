@@ -16,19 +16,17 @@ from typing import Any
 import pytest
 import redis
 
-from tests.e2e import FAST
+from tests.e2e import FAST, MakeRuntime, fast_runtime, run_in_process
 from threatshare import config as config_module
 from threatshare.activation import activate_pending
 from threatshare.config import Config
 from threatshare.embedded import EmbeddedRedis
-from threatshare.outbox import Outbox
 from threatshare.runtime import Runtime
 from threatshare.sandbox.mimecast import url_log
 from threatshare.sandbox.server import EmulatorServer, Request, Response, json_response
 from threatshare.sandbox.world import Sandbox
 from threatshare.store import Store
 from threatshare.sync import RunResult, sync_instance
-from workers.jobs import FleetRuntime
 
 INSTANCE = {
     "zia": "prod",
@@ -42,7 +40,7 @@ LEASE = 2.0
 
 def short_lease(config: Config, client: redis.Redis) -> Runtime:
     """A runtime whose run lock lapses within seconds (as a fleet worker's lease does)."""
-    return FleetRuntime(config, client, policy=FAST, zia_reauth_wait=0.05, lease=LEASE)
+    return Runtime(config, client, policy=FAST, zia_reauth_wait=0.05, lock_lease=LEASE)
 
 
 class TokenOutage:
@@ -76,18 +74,8 @@ class Faulty:
         self.sandbox.mimecast.add_url_logs(url_log(url, at) for url in urls)
         return {url.removeprefix("https://") for url in urls}
 
-    def run(self, runtime: Callable[[Config, redis.Redis], Runtime] | None = None) -> RunResult:
-        client = redis.Redis.from_url(self.redis_url)
-        make = runtime or (lambda c, r: Runtime(c, r, policy=FAST, zia_reauth_wait=0.05))
-        rt = make(self.config, client)
-        try:
-            result = sync_instance(rt, "faulty")
-            activate_pending(rt)
-        finally:
-            rt.close()
-        Outbox(client).deliver(self.config.smtp)
-        client.close()
-        return result
+    def run(self, runtime: MakeRuntime = fast_runtime) -> RunResult:
+        return run_in_process(self.config, self.redis_url, runtime)["faulty"]
 
     def run_until_ok(self) -> list[RunResult]:
         results = []

@@ -15,19 +15,16 @@ from typing import Any
 import pytest
 import redis
 
-from tests.e2e import FAST
+from tests.e2e import FAST, run_in_process
 from threatshare import config as config_module
-from threatshare.activation import activate_pending
 from threatshare.config import Config
 from threatshare.http import MAX_RESPONSE_BYTES
 from threatshare.indicators import is_valid_entry
-from threatshare.outbox import Outbox
-from threatshare.runtime import Runtime
 from threatshare.sandbox.mimecast import url_log
 from threatshare.sandbox.server import EmulatorServer, Request, Response, json_response
 from threatshare.sandbox.world import Sandbox
 from threatshare.store import Store
-from threatshare.sync import RunResult, sync_instance
+from threatshare.sync import RunResult
 
 URL_PATH = "/api/ttp/url/get-logs"
 INSTANCE = {
@@ -68,16 +65,7 @@ class Hostile:
     redis_url: str
 
     def run(self) -> RunResult:
-        client = redis.Redis.from_url(self.redis_url)
-        rt = Runtime(self.config, client, policy=FAST, zia_reauth_wait=0.05)
-        try:
-            result = sync_instance(rt, "hostile")
-            activate_pending(rt)
-        finally:
-            rt.close()
-        Outbox(client).deliver(self.config.smtp)
-        client.close()
-        return result
+        return run_in_process(self.config, self.redis_url)["hostile"]
 
     def active(self) -> set[str]:
         return self.sandbox.tenants["prod"].emulator.active_urls(INSTANCE["category"])
