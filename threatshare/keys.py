@@ -35,11 +35,6 @@ def instance_pending(name: str) -> str:
     return f"{_instance(name)}:pending"
 
 
-def instance_runs(name: str) -> str:
-    """Stream-like list of recent run summaries (newest first), capped."""
-    return f"{_instance(name)}:runs"
-
-
 def instances_index() -> str:
     """Set of instance names that have state; `status` lists them."""
     return f"{PREFIX}instances"
