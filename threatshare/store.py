@@ -229,13 +229,6 @@ class Store:
         self._set(name, {"state": "retrying", "halted_fingerprint": None})
         return True
 
-    def forget(self, name: str) -> None:
-        """Drop every key of an instance (it was removed from the configuration)."""
-        self.redis.delete(
-            keys.instance_state(name), keys.instance_entries(name), keys.instance_pending(name)
-        )
-        self.redis.srem(keys.instances_index(), name)
-
     # --- entries ---------------------------------------------------------------------------
 
     def split_known(self, name: str, entries: Sequence[str]) -> tuple[list[str], dict[str, str]]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis
@@ -38,7 +38,7 @@ from threatshare.indicators import Extractor, Tally
 from threatshare.outbox import Outbox
 from threatshare.runtime import Runtime
 from threatshare.store import InstanceState, RunLock, Store, to_iso
-from threatshare.zia import ZiaClient
+from threatshare.zia import ZiaClient, category_description
 from threatshare.zia_errors import CategoryGone
 
 log = structlog.get_logger(__name__)
@@ -246,13 +246,11 @@ class Run:
         log.info("run.withdrawn", removed=self.removed)
 
     def _resolve(self, client: ZiaClient) -> str:
-        category_id = client.find_or_create_category(self.inst.category, self._description())
+        category_id = client.find_or_create_category(
+            self.inst.category, category_description(self.name, self.inst.description)
+        )
         self.store.set_category(self.name, category_id)
         return category_id
-
-    def _description(self) -> str:
-        text = self.inst.description or "Threats shared from Mimecast"
-        return f"{text} (threatshare instance {self.name})"[:1000]
 
     def counters(self) -> dict[str, Any]:
         return counters_of(self.tally, self.pushed, self.refused, self.removed)
@@ -388,7 +386,3 @@ def _failed(rt: Runtime, run: Run, exc: ThreatshareError, current: str) -> RunRe
 
 def sync_all(rt: Runtime, names: Iterable[str], *, dry_run: bool = False) -> list[RunResult]:
     return [sync_instance(rt, name, dry_run=dry_run) for name in names]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
