@@ -8,6 +8,7 @@ line with the outcome, the counters, the wall time and this process's peak RSS.
 from __future__ import annotations
 
 import json
+import logging
 import resource
 import sys
 import time
@@ -16,12 +17,15 @@ from pathlib import Path
 import redis
 
 from bench.common import BENCH_POLICY, load
+from threatshare import logs
 from threatshare.activation import activate_pending
 from threatshare.runtime import Runtime
 from threatshare.sync import sync_instance
 
 
 def main(config_path: str, instance: str) -> int:
+    # stdout carries the report alone; logs (warnings up) go to stderr, as the product's do.
+    logs.configure("json", level=logging.WARNING)
     config = load(Path(config_path))
     url = config.settings.redis_url
     if url is None:
