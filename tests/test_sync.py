@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from tests.e2e import IMPERSONATION_RECORDS, INSTANCES, URL_RECORDS, World, expected, seed
+from threatshare import config as config_module
 from threatshare.sandbox.mimecast_logs import url_log
 from threatshare.sandbox.world import Sandbox
 from threatshare.store import Store
@@ -258,3 +259,26 @@ class TestRuntime:
             rt.close()
         assert world.sandbox.mimecast.tokens_issued == 1
         assert world.sandbox.idp.token_requests == 1
+
+
+class TestNewestFirst:
+    def test_an_entry_seen_again_ranks_by_its_newest_record(self, world: World) -> None:
+        """When the quota is short, an old threat clicked again recently counts as recent."""
+        now = datetime.now(UTC)
+        world.sandbox.mimecast.add_url_logs(
+            [
+                url_log("https://old-but-clicked-again.example/a", now - timedelta(hours=5)),
+                url_log("https://middle.example/b", now - timedelta(hours=4)),
+                url_log("https://old-but-clicked-again.example/a", now - timedelta(minutes=5)),
+            ]
+        )
+        world.sandbox.tenants["lab"].emulator.url_quota = 1
+        path = world.write({"lab": {**INSTANCES["lab"], "fetch_from": "6h"}})
+        # One record a page: the second sighting comes pages after the first.
+        path.write_text(
+            path.read_text().replace("[mimecast.main]", "[mimecast.main]\npage_size = 1")
+        )
+        config = config_module.load(path)
+        results = world.run(config)
+        assert results["lab"].error and results["lab"].error["code"] == "quota_exhausted"
+        assert world.active(config, "lab") == {"old-but-clicked-again.example/a"}

@@ -121,6 +121,8 @@ class Run:
         self.sample: list[str] = []
         #: entry -> staged record time, or None when it is already in the category.
         self.seen: dict[str, float | None] = {}
+        #: staged entries seen again with a newer record time, not yet restaged.
+        self.newer: set[str] = set()
         self.new_in_dry_run = 0
         self.lock: RunLock | None = None
 
@@ -142,24 +144,38 @@ class Run:
         if not timed:
             return
         # Entries met earlier in this run need no look-up: a known one is still known, a
-        # staged one only needs its newest record time.
+        # staged one only needs its newest record time, kept here and staged once at the end.
         seen = self.seen
         fresh, known = self.store.split_known(self.name, [e for e in timed if e not in seen])
-        again = {e: t for e, t in timed.items() if (was := seen.get(e)) is not None and t > was}
-        already = len(known) + sum(1 for e in timed if e in seen and seen[e] is None)
+        already = len(known)
+        for entry, when in timed.items():
+            if entry in seen:
+                was = seen[entry]
+                if was is None:
+                    already += 1
+                elif when > was:
+                    seen[entry] = when
+                    self.newer.add(entry)
         if already:
             self.tally.skipped["already_in_category"] += already
         if self.dry_run:
             self.new_in_dry_run += len(fresh)
             self.sample.extend(fresh[: max(0, SAMPLE - len(self.sample))])
         else:
-            staged = {**{e: timed[e] for e in fresh}, **again}
+            staged = {e: timed[e] for e in fresh}
             self.store.record_page(self.name, known, staged, self.rt.now())
         if len(seen) > SEEN_LIMIT:
+            self.flush_newer()
             seen.clear()  # memory stays bounded whatever the backlog; look-ups resume
         seen.update(dict.fromkeys(known))
         seen.update((e, timed[e]) for e in fresh)
-        seen.update(again)
+
+    def flush_newer(self) -> None:
+        """Stage the newer record times of entries seen again during the pull."""
+        if self.newer and not self.dry_run:
+            times = {e: t for e in self.newer if (t := self.seen.get(e)) is not None}
+            self.store.stage(self.name, times)
+        self.newer.clear()
 
     def pull(self, window: Window, deadline: Deadline) -> None:
         extractor = Extractor(
@@ -174,6 +190,7 @@ class Run:
             if "malicious_domains" in self.inst.sources:
                 for page in client.impersonation_log_pages(window.start, window.end):
                     self._take_page(page, extractor.impersonation_record, "eventTime", end_ts)
+            self.flush_newer()
         finally:
             # Page entries that were not even JSON objects never reach the extractor.
             if client.malformed_records:
