@@ -455,7 +455,10 @@ class TestTemporaryFailures:
             category_id = client.find_or_create_category(CATEGORY, "x")
             world.zia.fail_next(kind, path="/urlCategories/{id}")
             result = client.add(category_id, CATEGORY, entries(3), 10)
-        assert world.calls(PUT_BUCKET) == [status, 200]
+        # A connection dropped after a 200 status line: the change was made, and the echo of
+        # the whole category that follows is never read, so nothing needs retrying.
+        expected = [200] if kind == "drop" else [status, 200]
+        assert world.calls(PUT_BUCKET) == expected
         assert len(result.pushed) == 3
         assert world.zia.staged_urls(CATEGORY) == set(entries(3))
 

@@ -172,10 +172,22 @@ class ZiaClient:
         self, method: str, path: str, params: dict[str, str] | None, body: Any, what: str
     ) -> httpx.Response:
         headers = self._credential.headers()
+        request = self._http.build_request(method, path, params=params, json=body, headers=headers)
         try:
-            return self._http.request(method, path, params=params, json=body, headers=headers)
+            # Streamed: the caller decides whether the body is worth reading (see _call).
+            return self._http.send(request, stream=True)
         except httpx.TransportError as exc:
             raise transport_error(exc, what) from None
+
+    @staticmethod
+    def _finish(response: httpx.Response, read: bool, what: str) -> None:
+        try:
+            if read:
+                response.read()
+        except httpx.TransportError as exc:
+            raise transport_error(exc, what) from None
+        finally:
+            response.close()
 
     def _refused_token(self, refusals: int, what: str) -> None:
         """After the ``refusals``-th 401 of one call: forget the token, and before the last try
@@ -201,8 +213,12 @@ class ZiaClient:
         params: dict[str, str] | None = None,
         body: Any = None,
         missing_ok: bool = False,
+        want_answer: bool = True,
     ) -> Any:
-        """One ZIA call with retries; its JSON answer (``None`` for a 404 when ``missing_ok``)."""
+        """One ZIA call with retries; its JSON answer (``None`` for a 404 when ``missing_ok``).
+
+        ZIA answers an ADD/REMOVE with the whole category, every URL of it: tens of megabytes
+        for a full one. Without ``want_answer`` a successful answer is not even read."""
         what = f"ZIA {method} {endpoint(path)}"
         refusals = 0
 
@@ -215,12 +231,17 @@ class ZiaClient:
                 refusals += 1
                 if refusals >= _AUTH_TRIES:
                     break
+                self._finish(response, False, what)
                 self._refused_token(refusals, what)
             if response.status_code != 401:
                 self._credential.used()
+            ok = 200 <= response.status_code < 300
+            self._finish(response, want_answer or not ok, what)
             if missing_ok and response.status_code == 404:
                 return None
             raise_for_status(response, what)
+            if not want_answer:
+                return None
             return read_json(response, what) if response.content else None
 
         return self._policy.call(self._deadline, what, attempt)
@@ -308,6 +329,7 @@ class ZiaClient:
                 f"/urlCategories/{category_id}",
                 params={"action": action},
                 body={"configuredName": name, "superCategory": "USER_DEFINED", "urls": urls},
+                want_answer=False,
             )
         except ZiaRejected as exc:
             if exc.status == 404:
