@@ -4,6 +4,7 @@ ZIA tenant, each reported on one line (the reference product's "Verify")."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import redis
 
@@ -32,27 +33,34 @@ class LiveCheck:
             self.lines.append(f"ok   {what}: {outcome}")
 
 
+class _Checkable(Protocol):
+    def check(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
+def _probe(result: LiveCheck, what: str, client: _Checkable) -> None:
+    try:
+        result.record(what, client.check())
+    except ThreatshareError as exc:
+        result.record(what, exc)
+    finally:
+        client.close()
+
+
 def check_live(config: Config, client: redis.Redis) -> LiveCheck:
     """One line per account and tenant; ZIA calls go through the fleet's rate limiter too."""
     result = LiveCheck()
     for name, account in sorted(config.mimecast.items()):
-        mimecast = MimecastClient(
-            account, deadline=Deadline.after(CHECK_DEADLINE), policy=CHECK_POLICY
+        deadline = Deadline.after(CHECK_DEADLINE)
+        _probe(
+            result,
+            f"mimecast.{name}",
+            MimecastClient(account, deadline=deadline, policy=CHECK_POLICY),
         )
-        try:
-            result.record(f"mimecast.{name}", mimecast.check())
-        except ThreatshareError as exc:
-            result.record(f"mimecast.{name}", exc)
-        finally:
-            mimecast.close()
     for name, tenant in sorted(config.zia.items()):
         deadline = Deadline.after(CHECK_DEADLINE)
         limiter = RateLimiter(client, tenant.tenant_id)
         zia = ZiaClient(tenant, limiter=limiter, deadline=deadline, policy=CHECK_POLICY)
-        try:
-            result.record(f"zia.{name}", zia.check())
-        except ThreatshareError as exc:
-            result.record(f"zia.{name}", exc)
-        finally:
-            zia.close()
+        _probe(result, f"zia.{name}", zia)
     return result
