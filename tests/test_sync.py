@@ -260,6 +260,33 @@ class TestRuntime:
         assert world.sandbox.mimecast.tokens_issued == 1
         assert world.sandbox.idp.token_requests == 1
 
+    def test_legacy_session_is_reused_across_runs(self, world: World) -> None:
+        """A legacy ZIA tenant is logged in to once for two runs of one process."""
+        from threatshare.runtime import Runtime
+        from threatshare.sync import sync_instance
+
+        lab = world.sandbox.tenants["lab"]
+        legacy = {
+            "auth": "legacy",
+            "api_key": lab.api_key,
+            "username": lab.username,
+            "password": lab.password,
+        }
+        config = world.config({"lab": INSTANCES["lab"]}, tenant_overrides={"lab": legacy})
+        rt = Runtime(config, redis.Redis.from_url(world.redis_url))
+        try:
+            assert sync_instance(rt, "lab").outcome == "ok"
+            world.sandbox.mimecast.add_url_logs(
+                [url_log("https://legacy.example/x", datetime.now(UTC) - timedelta(seconds=30))]
+            )
+            assert sync_instance(rt, "lab").counters["pushed"] == 1
+        finally:
+            rt.close()
+        logins = [c for c in lab.emulator.calls if c.bucket == "POST /authenticatedSession"]
+        assert [c.status for c in logins] == [200]
+        assert world.sandbox.idp.token_requests == 0
+        assert "legacy.example/x" in lab.emulator.staged_urls("Lab URLs")
+
 
 class TestNewestFirst:
     def test_an_entry_seen_again_ranks_by_its_newest_record(self, world: World) -> None:

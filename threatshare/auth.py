@@ -246,3 +246,7 @@ class LegacySession:
 
     def used(self) -> None:
         self._last_used = self._clock()
+
+    def close(self) -> None:
+        """Close the connection the logins go through."""
+        self._http.close()

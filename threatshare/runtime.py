@@ -13,14 +13,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx2 as httpx
 import redis
 
-from threatshare.auth import ClientCredentials, Credential
+from threatshare.auth import ClientCredentials, Credential, LegacySession
 from threatshare.config import Config, MimecastAccount, ZiaTenant
-from threatshare.http import Deadline, RetryPolicy
+from threatshare.http import Deadline, RetryPolicy, make_client
 from threatshare.mimecast import MimecastClient
 from threatshare.ratelimit import RateLimiter
 from threatshare.zia import ZiaClient, token_credential
+
+#: How long a login may wait for the tenant's rate-limit budget.
+LOGIN_BUDGET_WAIT = 60.0
 
 
 def _now() -> datetime:
@@ -63,6 +67,23 @@ class Runtime:
                 close()
         self._credentials.clear()
 
+    def _legacy_session(self, tenant: ZiaTenant) -> LegacySession:
+        """A legacy ZIA session kept across runs: logins count against ZIA's limits (and its
+        session table), so a process logs in again only when the session idled out or was
+        refused. It has its own connection, rate-limited like every ZIA call."""
+        if tenant.api_key is None or tenant.username is None or tenant.password is None:
+            raise ValueError("legacy ZIA auth needs api_key, username and password")
+        http = make_client(tenant.resolved_api_base)
+        limiter = RateLimiter(self.redis, tenant.tenant_id, time_scale=self.time_scale)
+        http.event_hooks = {"request": [_limited(limiter)], "response": []}
+        return LegacySession(
+            http,
+            api_key=tenant.api_key,
+            username=tenant.username,
+            password=tenant.password,
+            idle=tenant.session_idle.total_seconds(),
+        )
+
     def mimecast_credential(self, name: str) -> Credential:
         account: MimecastAccount = self.config.mimecast[name]
         return self._cached(
@@ -89,12 +110,8 @@ class Runtime:
     def zia_client(self, name: str, deadline: Deadline) -> ZiaClient:
         tenant: ZiaTenant = self.config.zia[name]
         limiter = RateLimiter(self.redis, tenant.tenant_id, time_scale=self.time_scale)
-        # A legacy session is bound to its client's connection: each client logs in anew.
-        credential = (
-            None
-            if tenant.auth == "legacy"
-            else self._cached("zia", name, tenant, lambda: token_credential(tenant))
-        )
+        make = self._legacy_session if tenant.auth == "legacy" else token_credential
+        credential = self._cached("zia", name, tenant, lambda: make(tenant))
         return ZiaClient(
             tenant,
             limiter=limiter,
@@ -104,6 +121,13 @@ class Runtime:
             reauth_wait=self.zia_reauth_wait,
             sleep=self.sleep,
         )
+
+
+def _limited(limiter: RateLimiter) -> Callable[[httpx.Request], None]:
+    def wait_for_budget(request: httpx.Request) -> None:
+        limiter.acquire(request.method, request.url.path, Deadline.after(LOGIN_BUDGET_WAIT))
+
+    return wait_for_budget
 
 
 def _secrets_of(table: Any) -> tuple[str, ...]:

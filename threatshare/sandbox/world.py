@@ -33,6 +33,10 @@ class Tenant:
     server: EmulatorServer
     client_id: str
     client_secret: str
+    #: The legacy login of the same tenant (``auth = "legacy"``).
+    api_key: str
+    username: str
+    password: str
 
     @property
     def scope(self) -> str:
@@ -74,14 +78,19 @@ class Sandbox:
         client_secret = f"zia-{name}-sandbox-secret"
         scope = f"{SANDBOX_CLOUD}::{org_id}::threatshare"
         self.idp.add_client(client_id, client_secret, scope=scope)
+        legacy = (f"{org_id}sandboxapikey", f"api-admin@{name}.sandbox.example", f"{name}-Pass-1")
         emulator = ZiaEmulator(
             idp=self.idp,
             scope=scope,
             url_quota=self.url_quota,
             time_scale=self.time_scale,
             enforce_limits=self.enforce_limits,
+            api_key=legacy[0],
+            username=legacy[1],
+            password=legacy[2],
         )
-        tenant = Tenant(name, org_id, emulator, self._serve(emulator), client_id, client_secret)
+        server = self._serve(emulator)
+        tenant = Tenant(name, org_id, emulator, server, client_id, client_secret, *legacy)
         self.tenants[name] = tenant
         return tenant
 
