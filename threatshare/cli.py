@@ -78,15 +78,16 @@ def load_config(path: str | None) -> Config:
 
 
 @contextlib.contextmanager
-def redis_for(config: Config) -> Iterator[redis.Redis]:
-    """The configured Redis, or the embedded one in ``state_dir`` (started if not running)."""
+def redis_for(config: Config, *, long_lived: bool = False) -> Iterator[redis.Redis]:
+    """The configured Redis, or the embedded one in ``state_dir`` (started if not running;
+    a ``long_lived`` process owns it, so a short command never stops it under the process)."""
     from threatshare.embedded import connect_or_start
 
     server = None
     if config.settings.redis_url is not None:
         url = config.settings.redis_url.get_secret_value()
     else:
-        url, server = connect_or_start(config.settings.resolved_state_dir)
+        url, server = connect_or_start(config.settings.resolved_state_dir, own=long_lived)
     client = redis.Redis.from_url(url, socket_timeout=30, health_check_interval=30)
     try:
         yield client

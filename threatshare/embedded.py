@@ -8,6 +8,8 @@ which is what tests want. It listens on loopback only.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import shutil
 import socket
 import subprocess
@@ -18,6 +20,8 @@ import redis
 
 START_TIMEOUT = 15.0
 SOCKET_NAME = "redis.sock"
+LOCK_NAME = "redis.owner"
+OWNER_WAIT = 60.0
 
 
 def redis_server_binary() -> str:
@@ -165,10 +169,70 @@ def running_url(data_dir: Path) -> str | None:
         client.close()
 
 
-def connect_or_start(data_dir: Path) -> tuple[str, EmbeddedRedis | None]:
-    """The embedded Redis of ``data_dir``: the running one, or a new one this process owns."""
-    if url := running_url(data_dir):
-        return url, None
-    (data_dir / SOCKET_NAME).unlink(missing_ok=True)  # left by a process that was killed
-    server = EmbeddedRedis(data_dir).start()
-    return server.url, server
+class _Owner:
+    """The lock that makes one process the owner of ``data_dir``'s server: it starts (or adopts)
+    the server and shuts it down when done. The kernel drops the lock when the process dies."""
+
+    def __init__(self, data_dir: Path) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._file = (data_dir / LOCK_NAME).open("a")
+
+    def take(self) -> bool:
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+    def release(self) -> None:
+        self._file.close()  # closing the file releases the lock
+
+
+class OwnedRedis:
+    """The embedded server of ``data_dir`` as this process owns it: started here, or left
+    running by an owner that died (adopted). :meth:`stop` shuts it down, flushing its data."""
+
+    def __init__(self, data_dir: Path, owner: _Owner, server: EmbeddedRedis | None) -> None:
+        self.url = f"unix://{data_dir / SOCKET_NAME}?db=0"
+        self._owner = owner
+        self._server = server
+
+    def stop(self) -> None:
+        try:
+            if self._server is not None:
+                self._server.stop()
+            else:
+                client = redis.Redis.from_url(self.url, socket_timeout=5)
+                with contextlib.suppress(redis.ConnectionError, redis.ResponseError):
+                    client.shutdown(save=False, nosave=False)
+        finally:
+            self._owner.release()
+
+
+def connect_or_start(
+    data_dir: Path, *, own: bool = False, wait: float = OWNER_WAIT
+) -> tuple[str, OwnedRedis | None]:
+    """The embedded Redis of ``data_dir``: a running one to attach to, or one this process
+    owns (started, or adopted from an owner that died).
+
+    ``own``: the caller runs for long (``threatshare run``) and must own the server, so that
+    it is not shut down under it by a short command (``status``) that started it; it waits
+    for such a command to finish first."""
+    owner = _Owner(data_dir)
+    deadline = time.monotonic() + wait
+    while True:
+        if owner.take():
+            if running_url(data_dir):
+                adopted = OwnedRedis(data_dir, owner, None)
+                return adopted.url, adopted
+            (data_dir / SOCKET_NAME).unlink(missing_ok=True)  # left by an owner that died
+            owned = OwnedRedis(data_dir, owner, EmbeddedRedis(data_dir).start())
+            return owned.url, owned
+        url = running_url(data_dir)
+        if url and not own:
+            owner.release()
+            return url, None
+        if time.monotonic() >= deadline:
+            owner.release()
+            raise RuntimeError(f"the embedded Redis of {data_dir} is held by another process")
+        time.sleep(0.1)

@@ -31,7 +31,7 @@ def run_forever(config: Config) -> int:
     """Scheduler and worker until SIGTERM or SIGINT; exit 0 after a clean stop."""
     from threatshare.cli import redis_for
 
-    with redis_for(config) as client:
+    with redis_for(config, long_lived=True) as client:
         stop = threading.Event()
         scheduler = threading.Thread(
             target=Scheduler(config, client).run, args=(stop,), name="scheduler", daemon=True

@@ -69,7 +69,7 @@ def run_worker(config: Config, *, burst: bool) -> int:
     queue is empty); exit 0 after a warm shutdown."""
     from threatshare.cli import redis_for
 
-    with redis_for(config) as client:
+    with redis_for(config, long_lived=True) as client:
         rt = fleet_runtime(config, client)
         worker = FleetWorker(rt)
         try:

@@ -1,0 +1,95 @@
+"""The embedded Redis of single-machine mode (S9): persistence and ownership."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+
+from threatshare.embedded import connect_or_start, running_url
+
+HOLD_AND_WAIT = """
+import sys, time
+from pathlib import Path
+from threatshare.embedded import connect_or_start
+url, owned = connect_or_start(Path(sys.argv[1]))
+print("ready", flush=True)
+time.sleep(float(sys.argv[2]))
+if owned is not None:
+    owned.stop()
+"""
+
+
+class TestOwnership:
+    def test_data_survives_a_restart(self, tmp_path: Path) -> None:
+        """What was written before the owner stopped is there when a new owner starts."""
+        url, owned = connect_or_start(tmp_path / "state")
+        assert owned is not None
+        redis.Redis.from_url(url).set("bookmark", "kept")
+        owned.stop()
+        assert running_url(tmp_path / "state") is None
+        url, owned = connect_or_start(tmp_path / "state")
+        assert owned is not None
+        try:
+            assert redis.Redis.from_url(url).get("bookmark") == b"kept"
+        finally:
+            owned.stop()
+
+    def test_a_second_process_attaches_without_owning(self, tmp_path: Path) -> None:
+        """While one process owns the server, another attaches and does not stop it."""
+        url, owned = connect_or_start(tmp_path / "state")
+        assert owned is not None
+        try:
+            other_url, other = connect_or_start(tmp_path / "state")
+            assert (other_url, other) == (url, None)
+            assert redis.Redis.from_url(url).ping()
+        finally:
+            owned.stop()
+
+    def test_long_lived_process_waits_for_a_short_owner(self, tmp_path: Path) -> None:
+        """A long-lived process does not attach to a server a short command owns (it would be
+        stopped under it): it waits, then owns a server of its own."""
+        state = tmp_path / "state"
+        short = subprocess.Popen(
+            [sys.executable, "-c", HOLD_AND_WAIT, str(state), "1.0"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert short.stdout is not None and short.stdout.readline().strip() == "ready"
+            started = time.monotonic()
+            url, owned = connect_or_start(state, own=True, wait=20)
+            assert owned is not None
+            assert time.monotonic() - started >= 0.5  # it waited for the short owner
+            try:
+                assert redis.Redis.from_url(url).ping()
+            finally:
+                owned.stop()
+        finally:
+            short.wait(timeout=20)
+            short.stdout.close()
+
+    def test_server_of_a_dead_owner_is_adopted(self, tmp_path: Path) -> None:
+        """A server left running by an owner that was killed is adopted, and stopped by its
+        new owner."""
+        state = tmp_path / "state"
+        dead = subprocess.Popen(
+            [sys.executable, "-c", HOLD_AND_WAIT, str(state), "60"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert dead.stdout is not None and dead.stdout.readline().strip() == "ready"
+        dead.kill()
+        dead.wait(timeout=10)
+        dead.stdout.close()
+        assert running_url(state) is not None  # the orphaned redis-server still serves
+        _url, owned = connect_or_start(state, own=True, wait=10)
+        assert owned is not None
+        owned.stop()
+        deadline = time.monotonic() + 10
+        while running_url(state) is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert running_url(state) is None
