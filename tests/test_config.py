@@ -11,6 +11,7 @@ import pytest
 
 from threatshare import config
 from threatshare.errors import ConfigError
+from threatshare.fingerprint import fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "threatshare.toml"
@@ -221,9 +222,9 @@ class TestCheckCommand:
 class TestFingerprint:
     def test_changes_with_credentials_and_settings(self, tmp_path: Path) -> None:
         """A new secret or a changed instance setting changes the fingerprint; nothing else does."""
-        base = config.fingerprint(config.load(write(tmp_path, VALID)), "urls")
-        same = config.fingerprint(config.load(write(tmp_path, VALID, "b.toml")), "urls")
-        rotated = config.fingerprint(
+        base = fingerprint(config.load(write(tmp_path, VALID)), "urls")
+        same = fingerprint(config.load(write(tmp_path, VALID, "b.toml")), "urls")
+        rotated = fingerprint(
             config.load(write(tmp_path, VALID.replace("ZiaSecret-2", "ZiaSecret-9"), "c.toml")),
             "urls",
         )

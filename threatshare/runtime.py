@@ -21,7 +21,8 @@ from threatshare.config import Config, MimecastAccount, ZiaTenant
 from threatshare.http import Deadline, RetryPolicy, make_client
 from threatshare.mimecast import MimecastClient
 from threatshare.ratelimit import RateLimiter
-from threatshare.zia import ZiaClient, token_credential
+from threatshare.zia import ZiaClient
+from threatshare.zia_auth import legacy_session, token_credential
 
 #: How long a login may wait for the tenant's rate-limit budget.
 LOGIN_BUDGET_WAIT = 60.0
@@ -71,18 +72,10 @@ class Runtime:
         """A legacy ZIA session kept across runs: logins count against ZIA's limits (and its
         session table), so a process logs in again only when the session idled out or was
         refused. It has its own connection, rate-limited like every ZIA call."""
-        if tenant.api_key is None or tenant.username is None or tenant.password is None:
-            raise ValueError("legacy ZIA auth needs api_key, username and password")
         http = make_client(tenant.resolved_api_base)
         limiter = RateLimiter(self.redis, tenant.tenant_id, time_scale=self.time_scale)
         http.event_hooks = {"request": [_limited(limiter)], "response": []}
-        return LegacySession(
-            http,
-            api_key=tenant.api_key,
-            username=tenant.username,
-            password=tenant.password,
-            idle=tenant.session_idle.total_seconds(),
-        )
+        return legacy_session(tenant, http)
 
     def mimecast_credential(self, name: str) -> Credential:
         account: MimecastAccount = self.config.mimecast[name]

@@ -25,7 +25,7 @@ import redis
 import structlog
 
 from threatshare.alerts import Alert, recipients_for
-from threatshare.config import Instance, fingerprint
+from threatshare.config import Instance
 from threatshare.errors import (
     PermanentError,
     QuotaExhausted,
@@ -33,6 +33,7 @@ from threatshare.errors import (
     TemporaryError,
     ThreatshareError,
 )
+from threatshare.fingerprint import fingerprint
 from threatshare.http import Deadline
 from threatshare.indicators import Extractor, Tally
 from threatshare.outbox import Outbox

@@ -23,7 +23,7 @@ from typing import Any
 import httpx2 as httpx
 import structlog
 
-from threatshare.auth import ClientCredentials, Credential, LegacySession
+from threatshare.auth import ClientCredentials, Credential
 from threatshare.config import ZiaTenant
 from threatshare.errors import (
     CategoryRefused,
@@ -34,6 +34,7 @@ from threatshare.errors import (
 )
 from threatshare.http import Deadline, RetryPolicy, make_client, read_json, transport_error
 from threatshare.ratelimit import RateLimiter, endpoint
+from threatshare.zia_auth import build_credential
 from threatshare.zia_bisect import push_isolating_refused
 from threatshare.zia_errors import CategoryGone, ZiaRejected, raise_for_status
 
@@ -71,44 +72,6 @@ def category_description(instance: str, description: str = "") -> str:
     so a ZIA admin knows where the entries come from and what manages them."""
     head = f"Managed by threatshare, instance {instance}: threats shared from Mimecast."
     return f"{head} {description}".strip()
-
-
-def build_credential(
-    tenant: ZiaTenant, http: httpx.Client, transport: httpx.BaseTransport | None = None
-) -> Credential:
-    """The credential of a tenant's ``auth`` mode (S3). ``http`` is the ZIA client the legacy
-    login goes through; ``transport`` reaches the token endpoint (tests)."""
-    if tenant.auth == "legacy":
-        if tenant.api_key is None or tenant.username is None or tenant.password is None:
-            raise ValueError("legacy ZIA auth needs api_key, username and password")
-        return LegacySession(
-            http,
-            api_key=tenant.api_key,
-            username=tenant.username,
-            password=tenant.password,
-            idle=tenant.session_idle.total_seconds(),
-        )
-    return token_credential(tenant, transport)
-
-
-def token_credential(
-    tenant: ZiaTenant, transport: httpx.BaseTransport | None = None
-) -> ClientCredentials:
-    """The bearer-token credential of an ``oauth`` or ``oneapi`` tenant; unlike a legacy
-    session it is not tied to one connection, so a process can reuse it across runs."""
-    if tenant.token_url is None or tenant.client_id is None or tenant.client_secret is None:
-        raise ValueError(f"{tenant.auth} ZIA auth needs token_url, client_id and client_secret")
-    return ClientCredentials(
-        token_url=tenant.token_url,
-        client_id=tenant.client_id,
-        client_secret=tenant.client_secret,
-        error_code="zia_auth",
-        what="ZIA token endpoint",
-        auth_method=tenant.token_auth,
-        scope=tenant.scope,
-        audience=tenant.audience if tenant.auth == "oneapi" else None,
-        transport=transport,
-    )
 
 
 def _short_quota(
