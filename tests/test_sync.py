@@ -12,9 +12,12 @@ import redis
 
 from tests.e2e import IMPERSONATION_RECORDS, INSTANCES, URL_RECORDS, World, expected, seed
 from threatshare import config as config_module
+from threatshare.config import Config
+from threatshare.runtime import Runtime
 from threatshare.sandbox.mimecast_logs import url_log
 from threatshare.sandbox.world import Sandbox
 from threatshare.store import Store
+from threatshare.sync import sync_instance
 
 
 @pytest.fixture
@@ -241,30 +244,30 @@ class TestWindow:
         assert world.zia_calls("lab") == 0
 
 
+def two_runs_in_one_process(world: World, config: Config, new_url: str) -> None:
+    """Run "lab" twice in one runtime, with a new threat between the runs."""
+    rt = Runtime(config, redis.Redis.from_url(world.redis_url))
+    try:
+        assert sync_instance(rt, "lab").outcome == "ok"
+        world.sandbox.mimecast.add_url_logs(
+            [url_log(new_url, datetime.now(UTC) - timedelta(seconds=30))]
+        )
+        assert sync_instance(rt, "lab").counters["pushed"] == 1
+    finally:
+        rt.close()
+
+
 class TestRuntime:
     def test_tokens_are_reused_across_runs_of_one_process(self, world: World) -> None:
         """Two runs in one runtime fetch one Mimecast and one ZIA token, not one per run."""
-        from threatshare.runtime import Runtime
-        from threatshare.sync import sync_instance
-
-        config = world.config({"lab": INSTANCES["lab"]})
-        rt = Runtime(config, redis.Redis.from_url(world.redis_url))
-        try:
-            assert sync_instance(rt, "lab").outcome == "ok"
-            world.sandbox.mimecast.add_url_logs(
-                [url_log("https://later.example/x", datetime.now(UTC) - timedelta(seconds=30))]
-            )
-            assert sync_instance(rt, "lab").counters["pushed"] == 1
-        finally:
-            rt.close()
+        two_runs_in_one_process(
+            world, world.config({"lab": INSTANCES["lab"]}), "https://later.example/x"
+        )
         assert world.sandbox.mimecast.tokens_issued == 1
         assert world.sandbox.idp.token_requests == 1
 
     def test_legacy_session_is_reused_across_runs(self, world: World) -> None:
         """A legacy ZIA tenant is logged in to once for two runs of one process."""
-        from threatshare.runtime import Runtime
-        from threatshare.sync import sync_instance
-
         lab = world.sandbox.tenants["lab"]
         legacy = {
             "auth": "legacy",
@@ -273,15 +276,7 @@ class TestRuntime:
             "password": lab.password,
         }
         config = world.config({"lab": INSTANCES["lab"]}, tenant_overrides={"lab": legacy})
-        rt = Runtime(config, redis.Redis.from_url(world.redis_url))
-        try:
-            assert sync_instance(rt, "lab").outcome == "ok"
-            world.sandbox.mimecast.add_url_logs(
-                [url_log("https://legacy.example/x", datetime.now(UTC) - timedelta(seconds=30))]
-            )
-            assert sync_instance(rt, "lab").counters["pushed"] == 1
-        finally:
-            rt.close()
+        two_runs_in_one_process(world, config, "https://legacy.example/x")
         logins = [c for c in lab.emulator.calls if c.bucket == "POST /authenticatedSession"]
         assert [c.status for c in logins] == [200]
         assert world.sandbox.idp.token_requests == 0
