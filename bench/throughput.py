@@ -99,7 +99,7 @@ def _with_dedupe(
     rt: Runtime, name: str, records: list[dict[str, Any]], time_field: str
 ) -> dict[str, Any]:
     run = Run(rt, name, dry_run=False)
-    extractor = Extractor(run.inst.sources, run.inst.allow)
+    extractor = run.extractor
     extract = extractor.url_record if time_field == "date" else extractor.impersonation_record
     end = datetime.now(UTC).timestamp()
     started, cpu = time.perf_counter(), time.process_time()

@@ -34,7 +34,7 @@ class TestUrls:
         with pytest.raises(ValueError, match="https"):
             make_client("http://example.com")
 
-    def test_client_has_timeouts_and_verification(self) -> None:
+    def test_client_has_timeouts(self) -> None:
         """Every client has connect and read timeouts."""
         client = make_client("https://example.com")
         assert client.timeout.connect == 10.0

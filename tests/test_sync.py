@@ -12,6 +12,7 @@ import redis
 
 from tests.e2e import IMPERSONATION_RECORDS, INSTANCES, URL_RECORDS, World, expected, seed
 from threatshare import config as config_module
+from threatshare import keys
 from threatshare.config import Config
 from threatshare.runtime import Runtime
 from threatshare.sandbox.mimecast_logs import url_log
@@ -228,14 +229,17 @@ class TestWindow:
         config = world.config({"lab": INSTANCES["lab"]})
         client = redis.Redis.from_url(world.redis_url)
         old = datetime.now(UTC) - timedelta(days=45)
-        client.hset("threatshare:{i:lab}:state", mapping={"bookmark": old.isoformat()})
+        client.hset(keys.instance_state("lab"), mapping={"bookmark": old.isoformat()})
+        started = datetime.now(UTC)
         results = world.run(config)
         assert results["lab"].state == "ok"
         state = Store(client).load("lab")
         assert state.lost_span is not None
         assert state.lost_span["from"].startswith(old.date().isoformat())
-        first = world.sandbox.mimecast.calls[0]
-        assert first is not None
+        # The window asked of Mimecast starts 30 days back, not at the 45-day-old bookmark.
+        asked = [c.query["from"] for c in world.sandbox.mimecast.calls_to("url") if c.query]
+        start = datetime.strptime(asked[0], "%Y-%m-%dT%H:%M:%S%z")
+        assert abs(start - (started - timedelta(days=30))) < timedelta(minutes=1)
 
     def test_disabled_instance_is_not_run(self, world: World) -> None:
         """An instance with enabled = false is never run and shows as disabled."""

@@ -116,6 +116,10 @@ class Run:
         self.dry_run = dry_run
         self.run_id = uuid.uuid4().hex[:12]
         self.tally = Tally()
+        # One per run: its caches of decisions serve the whole window.
+        self.extractor = Extractor(
+            self.inst.sources, self.inst.allow, rt.config.settings.protected_hosts
+        )
         self.pushed = 0
         self.removed = 0
         self.refused: dict[str, str] = {}
@@ -179,18 +183,15 @@ class Run:
         self.newer.clear()
 
     def pull(self, window: Window, deadline: Deadline) -> None:
-        extractor = Extractor(
-            self.inst.sources, self.inst.allow, self.rt.config.settings.protected_hosts
-        )
         client = self.rt.mimecast_client(self.inst.mimecast, deadline)
         end_ts = window.end.timestamp()
         try:
             if URL_SOURCES & set(self.inst.sources):
                 for page in client.url_log_pages(window.start, window.end):
-                    self._take_page(page, extractor.url_record, "date", end_ts)
+                    self._take_page(page, self.extractor.url_record, "date", end_ts)
             if "malicious_domains" in self.inst.sources:
                 for page in client.impersonation_log_pages(window.start, window.end):
-                    self._take_page(page, extractor.impersonation_record, "eventTime", end_ts)
+                    self._take_page(page, self.extractor.impersonation_record, "eventTime", end_ts)
             self.flush_newer()
         finally:
             # Page entries that were not even JSON objects never reach the extractor.
@@ -245,10 +246,7 @@ class Run:
         configuration changed, not on every run."""
         if state.category_id is None:
             return
-        extractor = Extractor(
-            self.inst.sources, self.inst.allow, self.rt.config.settings.protected_hosts
-        )
-        gone = [e for e in self.store.entries(self.name) if extractor.withdrawn(e)]
+        gone = [e for e in self.store.entries(self.name) if self.extractor.withdrawn(e)]
         if not gone:
             return
         tenant = self.rt.config.zia[self.inst.zia]
