@@ -8,18 +8,17 @@ and exits 2. The fleet runtime (``workers``) is imported only by the commands th
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import redis
 import structlog
 
 from threatshare import config as config_module
 from threatshare import logs
 from threatshare.config import Config
+from threatshare.connection import redis_for
 from threatshare.errors import ConfigError
 
 log = structlog.get_logger(__name__)
@@ -75,26 +74,6 @@ def load_config(path: str | None) -> Config:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
-
-
-@contextlib.contextmanager
-def redis_for(config: Config, *, long_lived: bool = False) -> Iterator[redis.Redis]:
-    """The configured Redis, or the embedded one in ``state_dir`` (started if not running;
-    a ``long_lived`` process owns it, so a short command never stops it under the process)."""
-    from threatshare.embedded import connect_or_start
-
-    server = None
-    if config.settings.redis_url is not None:
-        url = config.settings.redis_url.get_secret_value()
-    else:
-        url, server = connect_or_start(config.settings.resolved_state_dir, own=long_lived)
-    client = redis.Redis.from_url(url, socket_timeout=30, health_check_interval=30)
-    try:
-        yield client
-    finally:
-        client.close()
-        if server is not None:
-            server.stop()
 
 
 def cmd_check(args: argparse.Namespace, config: Config) -> int:

@@ -36,6 +36,7 @@ from rq.serializers import JSONSerializer
 from threatshare import keys
 from threatshare.activation import tenants_by_id
 from threatshare.config import Config
+from threatshare.connection import redis_for
 from threatshare.outbox import Outbox
 from threatshare.runtime import Runtime
 from threatshare.store import Store
@@ -215,8 +216,6 @@ def stop_on_signals(stop: threading.Event) -> None:
 
 def run_scheduler(config: Config) -> int:
     """The ``threatshare scheduler`` command: tick until SIGTERM or SIGINT; exit 0."""
-    from threatshare.cli import redis_for
-
     stop = threading.Event()
     stop_on_signals(stop)
     with redis_for(config) as client:

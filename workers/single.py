@@ -18,6 +18,7 @@ import threading
 import structlog
 
 from threatshare.config import Config
+from threatshare.connection import redis_for
 from workers.jobs import fleet_runtime
 from workers.scheduler import Scheduler
 from workers.worker import FleetWorker
@@ -29,8 +30,6 @@ SCHEDULER_JOIN_TIMEOUT = 10.0
 
 def run_forever(config: Config) -> int:
     """Scheduler and worker until SIGTERM or SIGINT; exit 0 after a clean stop."""
-    from threatshare.cli import redis_for
-
     with redis_for(config, long_lived=True) as client:
         stop = threading.Event()
         scheduler = threading.Thread(

@@ -28,6 +28,7 @@ from rq.queue import Queue
 from rq.serializers import JSONSerializer
 
 from threatshare.config import Config
+from threatshare.connection import redis_for
 from threatshare.runtime import Runtime
 from workers.jobs import fleet_runtime, using_runtime
 from workers.scheduler import fleet_queue
@@ -67,8 +68,6 @@ class FleetWorker(SimpleWorker):
 def run_worker(config: Config, *, burst: bool) -> int:
     """The ``threatshare worker`` command: work until stopped (or, with ``burst``, until the
     queue is empty); exit 0 after a warm shutdown."""
-    from threatshare.cli import redis_for
-
     with redis_for(config, long_lived=True) as client:
         rt = fleet_runtime(config, client)
         worker = FleetWorker(rt)

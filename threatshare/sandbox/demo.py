@@ -14,7 +14,7 @@ from pathlib import Path
 
 from threatshare import config as config_module
 from threatshare import status
-from threatshare.cli import redis_for
+from threatshare.connection import redis_for
 from threatshare.run_once import run_once
 from threatshare.sandbox.mimecast import MimecastEmulator
 from threatshare.sandbox.mimecast_logs import impersonation_log, url_log
