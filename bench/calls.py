@@ -18,11 +18,11 @@ from typing import Any
 import redis
 
 from bench.common import BENCH_POLICY, load, write_config
-from threatshare.activation import activate_pending
 from threatshare.runtime import Runtime
 from threatshare.sandbox.mimecast_logs import url_log
 from threatshare.sandbox.world import Sandbox
 from threatshare.sync import sync_instance
+from threatshare.zia.activation import activate_pending
 
 BATCH = 10_000
 CATEGORY = "Bench Calls"

@@ -11,7 +11,6 @@ from typing import Any
 import redis
 
 from threatshare import config as config_module
-from threatshare.activation import activate_pending
 from threatshare.config import Config
 from threatshare.http import RetryPolicy
 from threatshare.outbox import Outbox
@@ -19,6 +18,7 @@ from threatshare.runtime import Runtime
 from threatshare.sandbox.mimecast_logs import impersonation_log, url_log
 from threatshare.sandbox.world import Sandbox
 from threatshare.sync import RunResult, sync_all
+from threatshare.zia.activation import activate_pending
 
 FAST = RetryPolicy(max_attempts=12, initial_wait=0.01, max_wait=0.05, jitter=0.01)
 

@@ -18,7 +18,6 @@ import redis
 
 from tests.e2e import FAST, MakeRuntime, fast_runtime, run_in_process
 from threatshare import config as config_module
-from threatshare.activation import activate_pending
 from threatshare.config import Config
 from threatshare.embedded import EmbeddedRedis
 from threatshare.runtime import Runtime
@@ -27,6 +26,7 @@ from threatshare.sandbox.server import EmulatorServer, Request, Response, json_r
 from threatshare.sandbox.world import Sandbox
 from threatshare.store import Store
 from threatshare.sync import RunResult, sync_instance
+from threatshare.zia.activation import activate_pending
 
 INSTANCE = {
     "zia": "prod",

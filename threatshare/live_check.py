@@ -12,8 +12,8 @@ from threatshare.config import Config
 from threatshare.errors import ThreatshareError
 from threatshare.http import Deadline, RetryPolicy
 from threatshare.mimecast import MimecastClient
-from threatshare.ratelimit import RateLimiter
-from threatshare.zia import ZiaClient
+from threatshare.zia.client import ZiaClient
+from threatshare.zia.ratelimit import RateLimiter
 
 CHECK_DEADLINE = 30.0
 # One quick retry at most: an operator is waiting for the answer.

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import redis
 
-from threatshare.activation import activate_pending
 from threatshare.config import Config
 from threatshare.outbox import Outbox
 from threatshare.runtime import Runtime
 from threatshare.sync import RunResult, sync_all
+from threatshare.zia.activation import activate_pending
 
 
 def summary(results: list[RunResult]) -> str:

@@ -20,9 +20,9 @@ from threatshare.auth import ClientCredentials, Credential, LegacySession
 from threatshare.config import Config, MimecastAccount, ZiaTenant
 from threatshare.http import Deadline, RetryPolicy, make_client
 from threatshare.mimecast import MimecastClient
-from threatshare.ratelimit import RateLimiter
-from threatshare.zia import ZiaClient
-from threatshare.zia_auth import legacy_session, token_credential
+from threatshare.zia.client import ZiaClient
+from threatshare.zia.credentials import legacy_session, token_credential
+from threatshare.zia.ratelimit import RateLimiter
 
 #: How long a login may wait for the tenant's rate-limit budget.
 LOGIN_BUDGET_WAIT = 60.0

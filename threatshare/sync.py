@@ -10,7 +10,7 @@ The bookmark moves only when every source of the window was pulled and every ent
 rejected or skipped; on any error it stays, so what Mimecast saw meanwhile is shared on
 recovery. A temporary error leaves the instance ``retrying``; a permanent one ``halted`` with
 one alert. Activation is not done here: the caller activates each changed tenant once
-(:mod:`threatshare.activation`), which is what ZIA's 40-an-hour limit asks for.
+(:mod:`threatshare.zia.activation`), which is what ZIA's 40-an-hour limit asks for.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from threatshare.indicators import Extractor, Tally
 from threatshare.outbox import Outbox
 from threatshare.runtime import Runtime
 from threatshare.store import InstanceState, RunLock, Store, to_iso
-from threatshare.zia import ZiaClient, category_description
-from threatshare.zia_errors import CategoryGone
+from threatshare.zia.client import ZiaClient, category_description
+from threatshare.zia.errors import CategoryGone
 
 log = structlog.get_logger(__name__)
 

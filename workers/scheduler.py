@@ -34,12 +34,12 @@ from rq.exceptions import DuplicateJobError
 from rq.serializers import JSONSerializer
 
 from threatshare import keys
-from threatshare.activation import tenants_by_id
 from threatshare.config import Config
 from threatshare.connection import redis_for
 from threatshare.outbox import Outbox
 from threatshare.runtime import Runtime
 from threatshare.store import Store
+from threatshare.zia.activation import tenants_by_id
 from workers import jobs
 
 log = structlog.get_logger(__name__)
@@ -79,7 +79,7 @@ def activation_due(recent: TenantActivations) -> bool:
 
 def recent_activations(client: redis.Redis, tenant_id: str, now_us: int) -> TenantActivations:
     """Read the limiter's log of the tenant's activation calls (a sorted set scored in
-    microseconds of Redis time; see :mod:`threatshare.ratelimit`)."""
+    microseconds of Redis time; see :mod:`threatshare.zia.ratelimit`)."""
     key = keys.tenant_limit(tenant_id, ACTIVATE_BUCKET)
     hour_ago = now_us - 3600 * 1_000_000
     count = int(client.zcount(key, hour_ago, "+inf"))

@@ -16,9 +16,9 @@ from threatshare import keys
 from threatshare.alerts import Alert
 from threatshare.config import Config
 from threatshare.outbox import Outbox
-from threatshare.ratelimit import RateLimiter
 from threatshare.sandbox.world import to_toml
 from threatshare.store import Store
+from threatshare.zia.ratelimit import RateLimiter
 from workers.scheduler import (
     ACTIVATE_BUCKET,
     PACED_GAP,

@@ -59,7 +59,7 @@ class ZiaRejected(RequestRejected):
 
 class CategoryGone(TemporaryError):
     """The category's id no longer exists in ZIA (an admin deleted it). Forget the stored id:
-    the next :meth:`~threatshare.zia.ZiaClient.find_or_create_category` without it finds or
+    the next :meth:`~threatshare.zia.client.ZiaClient.find_or_create_category` without it finds or
     creates the category again. Temporary, so nothing halts; raised without retries."""
 
     default_code = "zia_category_gone"

@@ -10,7 +10,7 @@ import redis
 from threatshare import keys
 from threatshare.errors import RateLimited, StoreUnavailable
 from threatshare.http import Deadline
-from threatshare.ratelimit import (
+from threatshare.zia.ratelimit import (
     DEFAULT_MARGIN,
     ZIA_LIMITS,
     Limit,

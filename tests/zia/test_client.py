@@ -30,13 +30,13 @@ from threatshare.errors import (
     UpstreamUnavailable,
 )
 from threatshare.http import Deadline, RetryPolicy
-from threatshare.ratelimit import Limit, RateLimiter, bucket_for
 from threatshare.sandbox.idp import IdpEmulator
 from threatshare.sandbox.server import EmulatorServer
 from threatshare.sandbox.zia import ZiaEmulator
-from threatshare.zia import ZiaClient, category_description
-from threatshare.zia_bisect import REFUSED_BY_ZIA
-from threatshare.zia_errors import CategoryGone, ZiaRejected
+from threatshare.zia.bisect import REFUSED_BY_ZIA
+from threatshare.zia.client import ZiaClient, category_description
+from threatshare.zia.errors import CategoryGone, ZiaRejected
+from threatshare.zia.ratelimit import Limit, RateLimiter, bucket_for
 
 SCOPE = "zscloud.net::1001::threatshare"
 CLIENT_ID = "zia-prod"

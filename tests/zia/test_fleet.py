@@ -13,11 +13,11 @@ from pydantic import SecretStr
 
 from threatshare.config import ZiaTenant
 from threatshare.http import Deadline, RetryPolicy
-from threatshare.ratelimit import RateLimiter
 from threatshare.sandbox.idp import IdpEmulator
 from threatshare.sandbox.server import EmulatorServer
 from threatshare.sandbox.zia import ZiaEmulator
-from threatshare.zia import ZiaClient
+from threatshare.zia.client import ZiaClient
+from threatshare.zia.ratelimit import RateLimiter
 
 SCOPE = "zscloud.net::2002::threatshare"
 CLIENT_ID = "fleet"

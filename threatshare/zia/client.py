@@ -2,14 +2,14 @@
 batches, read the quota, activate (S3).
 
 Every request, including the legacy login and activation, first asks the tenant's
-:class:`~threatshare.ratelimit.RateLimiter` (a request hook of the HTTP client, so no call can
+:class:`~threatshare.zia.ratelimit.RateLimiter` (a request hook of the HTTP client, so no call can
 skip it, retries included). Temporary failures are retried under the run's
 :class:`~threatshare.http.RetryPolicy` and deadline. A 401 gets one fresh token at once, then,
 because ZIA caches the IdP's signing keys for about a minute, one more after ``reauth_wait``;
 only a 401 after that is a permanent ``zia_auth``.
 
-How answers map onto errors is in :mod:`threatshare.zia_errors`; how a refused batch is
-searched for its bad entries, in :mod:`threatshare.zia_bisect`. Log lines carry counts only:
+How answers map onto errors is in :mod:`threatshare.zia.errors`; how a refused batch is
+searched for its bad entries, in :mod:`threatshare.zia.bisect`. Log lines carry counts only:
 never a token, a cookie or a list of entries.
 """
 
@@ -33,10 +33,10 @@ from threatshare.errors import (
     UpstreamUnavailable,
 )
 from threatshare.http import Deadline, RetryPolicy, make_client, read_json, transport_error
-from threatshare.ratelimit import RateLimiter, endpoint
-from threatshare.zia_auth import build_credential
-from threatshare.zia_bisect import push_isolating_refused
-from threatshare.zia_errors import CategoryGone, ZiaRejected, raise_for_status
+from threatshare.zia.bisect import push_isolating_refused
+from threatshare.zia.credentials import build_credential
+from threatshare.zia.errors import CategoryGone, ZiaRejected, raise_for_status
+from threatshare.zia.ratelimit import RateLimiter, endpoint
 
 log = structlog.get_logger(__name__)
 
@@ -315,7 +315,7 @@ class ZiaClient:
 
         Reads the quota first and pushes only what fits, newest first; then raises
         :class:`QuotaExhausted` carrying what was pushed. A batch ZIA refuses because of some
-        entries is searched for them (:mod:`threatshare.zia_bisect`), which are rejected.
+        entries is searched for them (:mod:`threatshare.zia.bisect`), which are rejected.
         ``on_batch`` hears of every batch ZIA accepted, as soon as it did, so the caller can
         record progress durably."""
         if batch_size < 1:

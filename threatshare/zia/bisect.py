@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from threatshare.zia_errors import ZiaRejected, named_entry, refuses_an_entry
+from threatshare.zia.errors import ZiaRejected, named_entry, refuses_an_entry
 
 #: Why an entry ZIA refused is rejected (S2 counts rejections by reason).
 REFUSED_BY_ZIA = "refused_by_zia"
