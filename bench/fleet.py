@@ -33,7 +33,7 @@ from threatshare.sandbox.mimecast import MimecastEmulator
 from threatshare.sandbox.mimecast_logs import url_log
 from threatshare.sandbox.server import EmulatorServer
 from threatshare.sandbox.world import Sandbox, to_toml
-from threatshare.store import Store
+from threatshare.state.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_P95_S = 120.0

@@ -28,7 +28,7 @@ from threatshare.indicators import Extractor, Tally
 from threatshare.runtime import Runtime
 from threatshare.sandbox.mimecast_logs import impersonation_log, url_log
 from threatshare.sandbox.world import Sandbox
-from threatshare.store import Store
+from threatshare.state.ledger import Ledger
 from threatshare.sync import Run
 
 PAGE = 500
@@ -110,7 +110,7 @@ def _with_dedupe(
         "records_per_s": _rate(len(records), wall),
         "wall_s": round(wall, 3),
         "cpu_s_this_process": round(cpu, 3),
-        "staged": Store(rt.redis).staged_count(name),
+        "staged": Ledger(rt.redis).staged_count(name),
         "skipped_already_in_category": run.tally.skipped["already_in_category"],
     }
 
@@ -177,4 +177,4 @@ def _preload(rt: Runtime, name: str, records: list[dict[str, Any]], time_field: 
     extract = extractor.url_record if time_field == "date" else extractor.impersonation_record
     tally = Tally()
     entries = [entry for record in records for entry in extract(record, tally)]
-    Store(rt.redis).record_pushed(name, entries, datetime.now(UTC))
+    Ledger(rt.redis).record_pushed(name, entries, datetime.now(UTC))

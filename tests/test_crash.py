@@ -16,7 +16,7 @@ from tests.e2e import World
 from threatshare import keys
 from threatshare.sandbox.mimecast_logs import url_log
 from threatshare.sandbox.world import Sandbox
-from threatshare.store import Store
+from threatshare.state.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDS = 40
@@ -77,4 +77,4 @@ def test_sigkill_then_rerun_loses_nothing(
         assert zia.active_urls("Crash Test") == expected
         named = [c for c in zia.categories() if c.get("configuredName") == "Crash Test"]
         assert len(named) == 1
-        assert Store(redis.Redis.from_url(redis_url)).entries("crash") == expected
+        assert Ledger(redis.Redis.from_url(redis_url)).entries("crash") == expected

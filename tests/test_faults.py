@@ -24,7 +24,7 @@ from threatshare.runtime import Runtime
 from threatshare.sandbox.mimecast import url_log
 from threatshare.sandbox.server import EmulatorServer, Request, Response, json_response
 from threatshare.sandbox.world import Sandbox
-from threatshare.store import Store
+from threatshare.state.store import Store
 from threatshare.sync import RunResult, sync_instance
 from threatshare.zia.activation import activate_pending
 

@@ -23,7 +23,7 @@ from threatshare.indicators import is_valid_entry
 from threatshare.sandbox.mimecast import url_log
 from threatshare.sandbox.server import EmulatorServer, Request, Response, json_response
 from threatshare.sandbox.world import Sandbox
-from threatshare.store import Store
+from threatshare.state.store import Store
 from threatshare.sync import RunResult
 
 URL_PATH = "/api/ttp/url/get-logs"

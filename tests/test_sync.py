@@ -17,7 +17,7 @@ from threatshare.config import Config
 from threatshare.runtime import Runtime
 from threatshare.sandbox.mimecast_logs import url_log
 from threatshare.sandbox.world import Sandbox
-from threatshare.store import Store
+from threatshare.state.store import Store
 from threatshare.sync import sync_instance
 
 

@@ -97,7 +97,7 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_status(args: argparse.Namespace, config: Config) -> int:
     from threatshare import status
-    from threatshare.store import Store
+    from threatshare.state.store import Store
 
     if args.name and args.name not in config.instances:
         print(f"no instance {args.name!r} in the configuration", file=sys.stderr)
@@ -109,7 +109,7 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_resume(args: argparse.Namespace, config: Config) -> int:
-    from threatshare.store import Store
+    from threatshare.state.store import Store
 
     if args.name not in config.instances:
         print(f"no instance {args.name!r} in the configuration", file=sys.stderr)

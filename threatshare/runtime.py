@@ -49,10 +49,6 @@ class Runtime:
     #: free again this soon (S5, S9).
     lock_lease: float = 30.0
 
-    @property
-    def lock_ttl(self) -> float:
-        return self.lock_lease
-
     def _cached(self, kind: str, name: str, table: Any, make: Callable[[], Any]) -> Any:
         key = (kind, name, hash(table.model_dump_json()) ^ hash(_secrets_of(table)))
         if key not in self._credentials:

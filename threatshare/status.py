@@ -12,7 +12,9 @@ from typing import Any
 
 from threatshare.config import Config
 from threatshare.durations import format_duration
-from threatshare.store import Store, to_iso
+from threatshare.state.ledger import Ledger
+from threatshare.state.store import Store
+from threatshare.timestamps import to_iso
 
 EMPTY_RUN = {
     "pulled": 0,
@@ -44,7 +46,7 @@ def instance_status(config: Config, store: Store, name: str) -> dict[str, Any]:
         "category": {
             "name": inst.category,
             "id": st.category_id,
-            "entries": store.entry_count(name),
+            "entries": Ledger(store.redis).entry_count(name),
         },
         "last_run": last_run,
         "totals": st.totals,

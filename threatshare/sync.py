@@ -38,7 +38,11 @@ from threatshare.http import Deadline
 from threatshare.indicators import Extractor, Tally
 from threatshare.outbox import Outbox
 from threatshare.runtime import Runtime
-from threatshare.store import InstanceState, RunLock, Store, to_iso
+from threatshare.state.activation_marks import ActivationMarks
+from threatshare.state.ledger import Ledger
+from threatshare.state.lock import RunLock, try_lock
+from threatshare.state.store import InstanceState, Store
+from threatshare.timestamps import to_iso
 from threatshare.zia.client import ZiaClient, category_description
 from threatshare.zia.errors import CategoryGone
 
@@ -113,6 +117,8 @@ class Run:
         self.name = name
         self.inst = rt.config.instances[name]
         self.store = Store(rt.redis)
+        self.ledger = Ledger(rt.redis)
+        self.marks = ActivationMarks(rt.redis)
         self.dry_run = dry_run
         self.run_id = uuid.uuid4().hex[:12]
         self.tally = Tally()
@@ -151,7 +157,7 @@ class Run:
         # Entries met earlier in this run need no look-up: a known one is still known, a
         # staged one only needs its newest record time, kept here and staged once at the end.
         seen = self.seen
-        fresh, known = self.store.split_known(self.name, [e for e in timed if e not in seen])
+        fresh, known = self.ledger.split_known(self.name, [e for e in timed if e not in seen])
         already = len(known)
         for entry, when in timed.items():
             if entry in seen:
@@ -168,7 +174,7 @@ class Run:
             self.sample.extend(fresh[: max(0, SAMPLE - len(self.sample))])
         else:
             staged = {e: timed[e] for e in fresh}
-            self.store.record_page(self.name, known, staged, self.rt.now())
+            self.ledger.record_page(self.name, known, staged, self.rt.now())
         if len(seen) > SEEN_LIMIT:
             self.flush_newer()
             seen.clear()  # memory stays bounded whatever the backlog; look-ups resume
@@ -179,7 +185,7 @@ class Run:
         """Stage the newer record times of entries seen again during the pull."""
         if self.newer and not self.dry_run:
             times = {e: t for e in self.newer if (t := self.seen.get(e)) is not None}
-            self.store.stage(self.name, times)
+            self.ledger.stage(self.name, times)
         self.newer.clear()
 
     def pull(self, window: Window, deadline: Deadline) -> None:
@@ -203,16 +209,16 @@ class Run:
     # --- pushing -------------------------------------------------------------------------
 
     def push(self, state: InstanceState, deadline: Deadline) -> None:
-        if self.store.staged_count(self.name) == 0:
+        if self.ledger.staged_count(self.name) == 0:
             return
         tenant = self.rt.config.zia[self.inst.zia]
         # Recorded before the first change, so a crash after it still gets activated.
-        self.store.mark_unactivated(tenant.tenant_id)
+        self.marks.mark_unactivated(tenant.tenant_id)
         client = self.rt.zia_client(self.inst.zia, deadline)
 
         def landed(batch: list[str]) -> None:
-            self.store.mark_unactivated(tenant.tenant_id)
-            self.store.record_pushed(self.name, batch, self.rt.now())
+            self.marks.mark_unactivated(tenant.tenant_id)
+            self.ledger.record_pushed(self.name, batch, self.rt.now())
             self.pushed += len(batch)
 
         try:
@@ -221,7 +227,7 @@ class Run:
             category_id = state.category_id or self._resolve(client)
             for attempt in range(2):
                 try:
-                    batches = self.store.staged_newest_first(self.name, self.inst.batch_size)
+                    batches = self.ledger.staged_newest_first(self.name, self.inst.batch_size)
                     _, refused = client.add_batches(
                         category_id, self.inst.category, batches, landed
                     )
@@ -230,10 +236,10 @@ class Run:
                     if attempt:
                         raise
                     # Everything the deleted category held goes into the new one.
-                    self.store.restage_pushed(self.name)
+                    self.ledger.restage_pushed(self.name)
                     category_id = self._resolve(client)
             self.refused.update(refused)
-            self.store.clear_staged(self.name)
+            self.ledger.clear_staged(self.name)
         finally:
             if client.last_quota is not None:
                 quota = client.last_quota
@@ -246,11 +252,11 @@ class Run:
         configuration changed, not on every run."""
         if state.category_id is None:
             return
-        gone = [e for e in self.store.entries(self.name) if self.extractor.withdrawn(e)]
+        gone = [e for e in self.ledger.entries(self.name) if self.extractor.withdrawn(e)]
         if not gone:
             return
         tenant = self.rt.config.zia[self.inst.zia]
-        self.store.mark_unactivated(tenant.tenant_id)
+        self.marks.mark_unactivated(tenant.tenant_id)
         client = self.rt.zia_client(self.inst.zia, deadline)
         try:
             self.removed = client.remove(
@@ -258,7 +264,7 @@ class Run:
             )
         finally:
             client.close()
-        self.store.record_removed(self.name, gone)
+        self.ledger.record_removed(self.name, gone)
         log.info("run.withdrawn", removed=self.removed)
 
     def _resolve(self, client: ZiaClient) -> str:
@@ -326,7 +332,7 @@ def _sync(rt: Runtime, run: Run) -> RunResult:
         counters["would_push"] = run.new_in_dry_run
         return RunResult(name, run.run_id, "dry_run", state.state, counters, None, run.sample)
 
-    run.lock = store.try_lock(name, rt.lock_ttl)
+    run.lock = try_lock(rt.redis, name, rt.lock_lease)
     if run.lock is None:
         log.info("run.skipped", reason="locked")
         return RunResult(name, run.run_id, "skipped_locked", state.state)
@@ -356,7 +362,7 @@ def _locked(
     assert run.lock is not None
     store.begin(name, run.run_id, rt.now())
     log.info("run.start", window_from=to_iso(window.start), window_to=to_iso(window.end))
-    store.clear_staged(name)
+    run.ledger.clear_staged(name)
     if window.lost_from is not None:
         store.set_lost_span(name, window.lost_from, window.start)
     if state.fingerprint is not None and state.fingerprint != current:

@@ -38,7 +38,7 @@ from threatshare.config import Config
 from threatshare.connection import redis_for
 from threatshare.outbox import Outbox
 from threatshare.runtime import Runtime
-from threatshare.store import Store
+from threatshare.state.activation_marks import ActivationMarks
 from threatshare.zia.activation import tenants_by_id
 from workers import jobs
 
@@ -100,7 +100,7 @@ class Scheduler:
         self.config = config
         self.redis = client
         self.queue = fleet_queue(client)
-        self.store = Store(client)
+        self.marks = ActivationMarks(client)
         self.outbox = Outbox(client)
         self.tenants = tenants_by_id(Runtime(config, client))
         settings = config.settings
@@ -155,7 +155,7 @@ class Scheduler:
                 yield job_id
 
     def _activation_jobs(self, now_us: int, slot: int) -> Iterator[str]:
-        for tenant_id in self.store.unactivated_tenants():
+        for tenant_id in self.marks.unactivated_tenants():
             if tenant_id not in self.tenants:
                 continue  # a tenant of another configuration sharing this Redis
             if not activation_due(recent_activations(self.redis, tenant_id, now_us)):

@@ -28,7 +28,7 @@ from threatshare.sandbox.mimecast import MimecastEmulator
 from threatshare.sandbox.mimecast_logs import url_log
 from threatshare.sandbox.server import EmulatorServer
 from threatshare.sandbox.world import Sandbox, to_toml
-from threatshare.store import Store
+from threatshare.state.store import Store
 from workers.scheduler import fleet_queue
 
 from .processes import spawn, stop, tail, wait_for

@@ -21,7 +21,7 @@ from threatshare.outbox import Outbox
 from threatshare.runtime import Runtime
 from threatshare.sandbox.mimecast_logs import url_log
 from threatshare.sandbox.world import Sandbox
-from threatshare.store import Store
+from threatshare.state.activation_marks import ActivationMarks
 from workers import jobs
 from workers.jobs import fleet_runtime, lease_for
 from workers.scheduler import fleet_queue
@@ -101,8 +101,8 @@ class TestLease:
         """A fleet runtime's run lock lives one lease, not the whole run deadline."""
         config = load(sandbox, tmp_path, "redis://127.0.0.1:1/0", interval="20s")
         rt = runtime(config)
-        assert rt.lock_ttl == 10.0
-        assert rt.lock_ttl < config.settings.run_deadline.total_seconds()
+        assert rt.lock_lease == 10.0
+        assert rt.lock_lease < config.settings.run_deadline.total_seconds()
 
 
 @pytest.mark.usefixtures("keep_signal_handlers")
@@ -161,7 +161,7 @@ class TestJobs:
         """An activation job activates a marked tenant and clears the mark; a second is a no-op."""
         config = load(sandbox, tmp_path, redis_url)
         tenant_id = config.zia["prod"].tenant_id
-        Store(redis_client).mark_unactivated(tenant_id)
+        ActivationMarks(redis_client).mark_unactivated(tenant_id)
         rt = runtime(config)
         first = enqueue(redis_client, jobs.activate_job, tenant_id)
         second = enqueue(redis_client, jobs.activate_job, tenant_id)
@@ -169,7 +169,7 @@ class TestJobs:
         assert first.latest_result().return_value["activated"] is True
         assert second.latest_result().return_value["activated"] is False
         assert sandbox.tenants["prod"].emulator.activations == 1
-        assert Store(redis_client).unactivated_tenants() == []
+        assert ActivationMarks(redis_client).unactivated_tenants() == []
 
     def test_activate_job_of_an_unknown_tenant_does_nothing(
         self,

@@ -17,7 +17,7 @@ from threatshare.alerts import Alert
 from threatshare.config import Config
 from threatshare.outbox import Outbox
 from threatshare.sandbox.world import to_toml
-from threatshare.store import Store
+from threatshare.state.activation_marks import ActivationMarks
 from threatshare.zia.ratelimit import RateLimiter
 from workers.scheduler import (
     ACTIVATE_BUCKET,
@@ -149,7 +149,7 @@ class TestActivationJobs:
     ) -> None:
         """A tenant with unactivated changes gets one activation job, ahead of the sync jobs."""
         tenant_id = config.zia["prod"].tenant_id
-        Store(redis_client).mark_unactivated(tenant_id)
+        ActivationMarks(redis_client).mark_unactivated(tenant_id)
         scheduler = Scheduler(config, redis_client)
         scheduler.tick()
         scheduler.tick()
@@ -167,7 +167,7 @@ class TestActivationJobs:
         self, config: Config, redis_client: redis.Redis
     ) -> None:
         """A marked tenant id this configuration does not know gets no job."""
-        Store(redis_client).mark_unactivated("ffffffffffffffff")
+        ActivationMarks(redis_client).mark_unactivated("ffffffffffffffff")
         Scheduler(config, redis_client).tick()
         assert not [j for j in queued(redis_client) if j.startswith("activate-")]
 
@@ -203,7 +203,7 @@ class TestActivationJobs:
         seconds, micros = redis_client.time()
         now_us = seconds * 1_000_000 + micros
         redis_client.zadd(key, {f"call-{i}": now_us - i * 60_000_000 for i in range(25)})
-        Store(redis_client).mark_unactivated(tenant_id)
+        ActivationMarks(redis_client).mark_unactivated(tenant_id)
         Scheduler(config, redis_client).tick()
         assert not [j for j in queued(redis_client) if j.startswith("activate-")]
 

@@ -13,7 +13,7 @@ from threatshare.embedded import connect_or_start, running_url
 from threatshare.mimecast import format_time
 from threatshare.sandbox.mimecast_logs import url_log
 from threatshare.sandbox.world import Sandbox
-from threatshare.store import Store
+from threatshare.state.store import Store
 
 from .processes import spawn, stop, tail, wait_for
 

@@ -15,7 +15,7 @@ from rq.job import Job, JobStatus
 from threatshare import keys
 from threatshare.sandbox.mimecast_logs import url_log
 from threatshare.sandbox.world import Sandbox
-from threatshare.store import Store
+from threatshare.state.store import Store
 from workers import jobs
 from workers.scheduler import fleet_queue
 

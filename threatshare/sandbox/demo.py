@@ -19,7 +19,7 @@ from threatshare.run_once import run_once
 from threatshare.sandbox.mimecast import MimecastEmulator
 from threatshare.sandbox.mimecast_logs import impersonation_log, url_log
 from threatshare.sandbox.world import Sandbox
-from threatshare.store import Store
+from threatshare.state.store import Store
 
 INSTANCES = {
     "impersonation": {

@@ -18,7 +18,7 @@ from threatshare import keys
 from threatshare.errors import ThreatshareError
 from threatshare.http import Deadline
 from threatshare.runtime import Runtime
-from threatshare.store import Store
+from threatshare.state.activation_marks import ActivationMarks
 
 log = structlog.get_logger(__name__)
 
@@ -42,9 +42,9 @@ def tenants_by_id(rt: Runtime) -> dict[str, str]:
 
 def activate_tenant(rt: Runtime, name: str, deadline: Deadline | None = None) -> Activation:
     """Activate ``name``'s staged changes if any are marked; a no-op otherwise."""
-    store = Store(rt.redis)
+    marks = ActivationMarks(rt.redis)
     tenant_id = rt.config.zia[name].tenant_id
-    marked = store.unactivated_generation(tenant_id)
+    marked = marks.unactivated_generation(tenant_id)
     if marked is None:
         return Activation(name, activated=False)
     lock = rt.redis.lock(
@@ -59,11 +59,11 @@ def activate_tenant(rt: Runtime, name: str, deadline: Deadline | None = None) ->
     client = rt.zia_client(name, deadline)
     try:
         # Read again under the lock: the activation covers the changes marked up to now.
-        marked = store.unactivated_generation(tenant_id)
+        marked = marks.unactivated_generation(tenant_id)
         if marked is None:
             return Activation(name, activated=False)
         client.activate()
-        store.clear_unactivated(tenant_id, marked)
+        marks.clear_unactivated(tenant_id, marked)
         log.info("zia.activated", tenant=name)
         return Activation(name, activated=True)
     except ThreatshareError as exc:
@@ -77,10 +77,10 @@ def activate_tenant(rt: Runtime, name: str, deadline: Deadline | None = None) ->
 
 def activate_pending(rt: Runtime) -> list[Activation]:
     """Activate every tenant of this configuration that has marked, unactivated changes."""
-    store = Store(rt.redis)
+    marks = ActivationMarks(rt.redis)
     known = tenants_by_id(rt)
     return [
         activate_tenant(rt, known[tenant_id])
-        for tenant_id in store.unactivated_tenants()
+        for tenant_id in marks.unactivated_tenants()
         if tenant_id in known
     ]

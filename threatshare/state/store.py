@@ -1,0 +1,172 @@
+"""Per-instance state in Redis (S5): the state machine, bookmark, errors and counters; and the
+last quota read of each ZIA tenant.
+
+One hash per instance holds the small fields. The bookmark only moves through
+:meth:`Store.finish_ok`, which is fenced by the run's lock token
+(:mod:`threatshare.state.lock`): a run whose lock expired cannot move it. The entries of an
+instance are its ledger's (:mod:`threatshare.state.ledger`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import redis
+
+from threatshare import keys
+from threatshare.state.lock import RunLock
+from threatshare.timestamps import from_iso, to_iso
+
+State = Literal["new", "ok", "retrying", "halted", "disabled"]
+COUNTERS = ("pulled", "pushed", "rejected", "skipped", "removed")
+
+# Moves the bookmark and records success only while the caller still holds the lock.
+_FENCED_FINISH = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[2], unpack(cjson.decode(ARGV[2])))
+redis.call('HDEL', KEYS[2], 'last_error', 'error_since', 'halted_since', 'halted_fingerprint')
+return 1
+"""
+
+
+@dataclass
+class InstanceState:
+    """What Redis knows of one instance; every field is optional until a first run."""
+
+    name: str
+    state: State = "new"
+    bookmark: datetime | None = None
+    last_success: datetime | None = None
+    last_attempt: datetime | None = None
+    last_error: dict[str, str] | None = None
+    error_since: datetime | None = None
+    halted_since: datetime | None = None
+    halted_fingerprint: str | None = None
+    category_id: str | None = None
+    fingerprint: str | None = None
+    lost_span: dict[str, str] | None = None
+    last_run: dict[str, Any] = field(default_factory=dict)
+    totals: dict[str, int] = field(default_factory=dict)
+    run_id: str | None = None
+
+
+class Store:
+    """State of every instance, in one Redis database."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._finish = client.register_script(_FENCED_FINISH)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        return sorted(v.decode() for v in self.redis.smembers(keys.instances_index()))
+
+    def load(self, name: str) -> InstanceState:
+        raw = {
+            k.decode(): v.decode() for k, v in self.redis.hgetall(keys.instance_state(name)).items()
+        }
+        st = InstanceState(name=name)
+        if not raw:
+            return st
+        st.state = raw.get("state", "new")  # type: ignore[assignment]
+        for attr in ("bookmark", "last_success", "last_attempt", "error_since", "halted_since"):
+            setattr(st, attr, from_iso(raw.get(attr)))
+        for attr in ("category_id", "fingerprint", "halted_fingerprint", "run_id"):
+            setattr(st, attr, raw.get(attr) or None)
+        for attr in ("last_error", "lost_span", "last_run"):
+            if raw.get(attr):
+                setattr(st, attr, json.loads(raw[attr]))
+        st.totals = {c: int(raw.get(f"total_{c}", 0)) for c in COUNTERS}
+        return st
+
+    # --- writing state ---------------------------------------------------------------------
+
+    def _set(self, name: str, mapping: dict[str, Any]) -> None:
+        values = {k: v for k, v in mapping.items() if v is not None}
+        with self.redis.pipeline() as pipe:
+            pipe.sadd(keys.instances_index(), name)
+            if values:
+                pipe.hset(keys.instance_state(name), mapping=values)
+            gone = [k for k, v in mapping.items() if v is None]
+            if gone:
+                pipe.hdel(keys.instance_state(name), *gone)
+            pipe.execute()
+
+    def begin(self, name: str, run_id: str, at: datetime) -> None:
+        self._set(name, {"last_attempt": to_iso(at), "run_id": run_id})
+
+    def set_category(self, name: str, category_id: str | None) -> None:
+        self._set(name, {"category_id": category_id})
+
+    def set_disabled(self, name: str) -> None:
+        self._set(name, {"state": "disabled"})
+
+    def set_lost_span(self, name: str, start: datetime, end: datetime) -> None:
+        self._set(name, {"lost_span": json.dumps({"from": to_iso(start), "to": to_iso(end)})})
+
+    def record_run(self, name: str, counters: dict[str, Any]) -> None:
+        """The last run's counters, and the totals over every run."""
+        with self.redis.pipeline() as pipe:
+            pipe.hset(keys.instance_state(name), "last_run", json.dumps(counters, sort_keys=True))
+            for counter in COUNTERS:
+                if counters.get(counter):
+                    pipe.hincrby(keys.instance_state(name), f"total_{counter}", counters[counter])
+            pipe.execute()
+
+    def finish_ok(
+        self, name: str, lock: RunLock, bookmark: datetime, at: datetime, fingerprint: str
+    ) -> bool:
+        """State ``ok``, the bookmark moved to ``bookmark``, the error cleared, the
+        configuration it ran with remembered; False (and no change) when the run no longer
+        holds the lock."""
+        fields = ["state", "ok", "bookmark", to_iso(bookmark), "last_success", to_iso(at)]
+        fields += ["fingerprint", fingerprint]
+        done = self._finish(
+            keys=[keys.instance_lock(name), keys.instance_state(name)],
+            args=[lock.token, json.dumps(fields)],
+        )
+        return bool(done)
+
+    def finish_error(
+        self, name: str, error: dict[str, str], at: datetime, *, halt: bool, fingerprint: str
+    ) -> InstanceState:
+        """Record a failed run; ``halt`` for a permanent error. Returns the state before."""
+        before = self.load(name)
+        mapping: dict[str, Any] = {
+            "last_error": json.dumps({**error, "at": to_iso(at)}),
+            "error_since": to_iso(before.error_since or at),
+            "state": "halted" if halt else ("halted" if before.state == "halted" else "retrying"),
+        }
+        if halt and before.state != "halted":
+            mapping["halted_since"] = to_iso(at)
+        if halt:
+            mapping["halted_fingerprint"] = fingerprint
+        self._set(name, mapping)
+        return before
+
+    def resume(self, name: str) -> bool:
+        """Clear ``halted`` so the next run tries again; False when it was not halted."""
+        if self.load(name).state != "halted":
+            return False
+        self._set(name, {"state": "retrying", "halted_fingerprint": None})
+        return True
+
+    # --- tenants ---------------------------------------------------------------------------
+
+    def set_quota(self, tenant: str, used: int, remaining: int, at: datetime) -> None:
+        self.redis.hset(
+            keys.tenant_quota(tenant),
+            mapping={"used": used, "remaining": remaining, "at": to_iso(at) or ""},
+        )
+
+    def quota(self, tenant: str) -> dict[str, Any] | None:
+        raw = {
+            k.decode(): v.decode() for k, v in self.redis.hgetall(keys.tenant_quota(tenant)).items()
+        }
+        if not raw:
+            return None
+        return {"used": int(raw["used"]), "remaining": int(raw["remaining"]), "at": raw["at"]}
