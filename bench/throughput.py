@@ -29,7 +29,7 @@ from threatshare.runtime import Runtime
 from threatshare.sandbox.mimecast_logs import impersonation_log, url_log
 from threatshare.sandbox.world import Sandbox
 from threatshare.state.ledger import Ledger
-from threatshare.sync import Run
+from threatshare.sync.pipeline import Run
 
 PAGE = 500
 TARGET = 100_000

@@ -24,7 +24,13 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import Any, Literal
 
-from threatshare.config import CATEGORY_PATTERN, EMAIL_PATTERN, NAME_PATTERN, Config
+from threatshare.config import (
+    CATEGORY_PATTERN,
+    EMAIL_PATTERN,
+    MIMECAST_RETENTION,
+    NAME_PATTERN,
+    Config,
+)
 from threatshare.errors import REMEDIES
 
 AlertKind = Literal["halted", "recovered"]
@@ -33,7 +39,6 @@ MAX_MESSAGE = 1000
 MAX_INDICATOR = 300
 MAX_INDICATORS = 10
 # Mimecast keeps 30 days of logs: a bookmark older than that leaves a span nobody can share.
-RETENTION = timedelta(days=30)
 WIDTH = 76
 
 _CODE = re.compile(r"[^a-z0-9_]")
@@ -232,7 +237,7 @@ def _bookmark_lines(alert: Alert, now: datetime) -> list[str]:
                 "30 days of logs: records older than 30 days before now are gone from it."
             ),
         ]
-    expiry = alert.bookmark + RETENTION
+    expiry = alert.bookmark + MIMECAST_RETENTION
     lines = [_row("Bookmark", _when(alert.bookmark)), ""]
     if expiry > now:
         lines.append(
@@ -249,7 +254,7 @@ def _bookmark_lines(alert: Alert, now: datetime) -> list[str]:
             _paragraph(
                 "Mimecast keeps 30 days of logs: records older than 30 days before now are "
                 f"gone from it. This bookmark passed that limit at {_when(expiry)}: the "
-                f"records from {_when(alert.bookmark)} to {_when(now - RETENTION)} can no "
+                f"records from {_when(alert.bookmark)} to {_when(now - MIMECAST_RETENTION)} can no "
                 "longer be shared, and more are lost every hour until the instance resumes. "
                 "On recovery, the last 30 days are shared."
             )

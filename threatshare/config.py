@@ -43,7 +43,8 @@ NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 CATEGORY_PATTERN = re.compile(r"^[A-Za-z0-9 _\-.()]+$")
 # Deliberately plain: a local part and a dotted domain, no spaces, no CR/LF (header safety).
 EMAIL_PATTERN = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
-MAX_FETCH_FROM = timedelta(days=30)
+#: How far back Mimecast keeps its logs: the farthest a window (and fetch_from) can reach.
+MIMECAST_RETENTION = timedelta(days=30)
 MIN_INTERVAL = timedelta(seconds=10)
 ENV_PREFIX = "THREATSHARE_"
 DEFAULT_CONFIG_PATH = "threatshare.toml"
@@ -249,7 +250,7 @@ class Instance(_Model):
     @field_validator("fetch_from")
     @classmethod
     def _fetch_from(cls, value: timedelta) -> timedelta:
-        if value > MAX_FETCH_FROM or value <= timedelta(0):
+        if value > MIMECAST_RETENTION or value <= timedelta(0):
             raise ValueError("must be more than 0 and at most 30d (Mimecast keeps 30 days)")
         return value
 

@@ -112,7 +112,7 @@ def sync_job(instance: str) -> dict[str, Any]:
 def activate_job(tenant_id: str) -> dict[str, Any]:
     """Activate the staged changes of one ZIA tenant (a no-op when none are marked)."""
     with _job_runtime() as rt:
-        name = tenants_by_id(rt).get(tenant_id)
+        name = tenants_by_id(rt.config.zia).get(tenant_id)
         if name is None:
             log.warning("job.unknown_tenant", tenant_id=tenant_id)
             return {"tenant": None, "activated": False}

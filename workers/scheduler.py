@@ -37,7 +37,6 @@ from threatshare import keys
 from threatshare.config import Config
 from threatshare.connection import redis_for
 from threatshare.outbox import Outbox
-from threatshare.runtime import Runtime
 from threatshare.state.activation_marks import ActivationMarks
 from threatshare.zia.activation import tenants_by_id
 from workers import jobs
@@ -102,7 +101,7 @@ class Scheduler:
         self.queue = fleet_queue(client)
         self.marks = ActivationMarks(client)
         self.outbox = Outbox(client)
-        self.tenants = tenants_by_id(Runtime(config, client))
+        self.tenants = tenants_by_id(config.zia)
         settings = config.settings
         self.interval = max(1, round(settings.interval.total_seconds()))
         self.sync_timeout = round((settings.run_deadline + JOB_TIMEOUT_MARGIN).total_seconds())

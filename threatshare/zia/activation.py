@@ -9,12 +9,14 @@ activation began. At most one activation per tenant at a time across the fleet.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import structlog
 from redis.exceptions import LockError
 
 from threatshare import keys
+from threatshare.config import ZiaTenant
 from threatshare.errors import ThreatshareError
 from threatshare.http import Deadline
 from threatshare.runtime import Runtime
@@ -32,11 +34,11 @@ class Activation:
     error: dict[str, str] | None = None
 
 
-def tenants_by_id(rt: Runtime) -> dict[str, str]:
+def tenants_by_id(tenants: Mapping[str, ZiaTenant]) -> dict[str, str]:
     """Tenant id (as stored in Redis) -> name of the first [zia.*] table with that id."""
     out: dict[str, str] = {}
-    for name in sorted(rt.config.zia):
-        out.setdefault(rt.config.zia[name].tenant_id, name)
+    for name in sorted(tenants):
+        out.setdefault(tenants[name].tenant_id, name)
     return out
 
 
@@ -78,7 +80,7 @@ def activate_tenant(rt: Runtime, name: str, deadline: Deadline | None = None) ->
 def activate_pending(rt: Runtime) -> list[Activation]:
     """Activate every tenant of this configuration that has marked, unactivated changes."""
     marks = ActivationMarks(rt.redis)
-    known = tenants_by_id(rt)
+    known = tenants_by_id(rt.config.zia)
     return [
         activate_tenant(rt, known[tenant_id])
         for tenant_id in marks.unactivated_tenants()

@@ -1,89 +1,41 @@
-"""One run of one instance (S4, S5): the product's main job.
+"""The pipeline of one run of one instance (S2–S5): pull, dedupe, stage, push, withdraw.
 
 ::
 
-    lock ─► window = [bookmark − overlap, now − settle] ─► Mimecast pages ─► entries
-         ─► dedupe against the category ─► staged in Redis ─► ZIA adds (newest first)
-         ─► tenant marked "to activate" ─► bookmark moved, state ok
+    window ─► Mimecast pages ─► entries ─► dedupe against the category (the ledger)
+           ─► staged in Redis ─► tenant marked "to activate" ─► ZIA adds (newest first)
 
-The bookmark moves only when every source of the window was pulled and every entry pushed,
-rejected or skipped; on any error it stays, so what Mimecast saw meanwhile is shared on
-recovery. A temporary error leaves the instance ``retrying``; a permanent one ``halted`` with
-one alert. Activation is not done here: the caller activates each changed tenant once
-(:mod:`threatshare.zia.activation`), which is what ZIA's 40-an-hour limit asks for.
+:class:`Run` does the work and counts it; what its end means for the instance (state, bookmark,
+alerts) is :mod:`threatshare.sync.transitions`'. Activation is not done here: the caller
+activates each changed tenant once (:mod:`threatshare.zia.activation`), which is what ZIA's
+40-an-hour limit asks for.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
-import redis
 import structlog
 
-from threatshare.alerts import Alert, recipients_for
-from threatshare.config import Instance
-from threatshare.errors import (
-    PermanentError,
-    QuotaExhausted,
-    StoreUnavailable,
-    TemporaryError,
-    ThreatshareError,
-)
-from threatshare.fingerprint import fingerprint
 from threatshare.http import Deadline
 from threatshare.indicators import Extractor, Tally
-from threatshare.outbox import Outbox
 from threatshare.runtime import Runtime
 from threatshare.state.activation_marks import ActivationMarks
 from threatshare.state.ledger import Ledger
-from threatshare.state.lock import RunLock, try_lock
+from threatshare.state.lock import RunLock
 from threatshare.state.store import InstanceState, Store
-from threatshare.timestamps import to_iso
+from threatshare.sync.window import Window
 from threatshare.zia.client import ZiaClient, category_description
 from threatshare.zia.errors import CategoryGone
 
 log = structlog.get_logger(__name__)
 
-MIMECAST_RETENTION = timedelta(days=30)
 URL_SOURCES = {"malicious_urls", "url_domains"}
 SAMPLE = 20  # entries a dry run lists
 SEEN_LIMIT = 100_000  # entries a run remembers having looked up (bounded memory)
-
-
-@dataclass(frozen=True)
-class Window:
-    start: datetime
-    end: datetime
-    lost_from: datetime | None = None  # records older than Mimecast keeps, never to be shared
-
-
-def window_for(state: InstanceState, inst: Instance, rt: Runtime, now: datetime) -> Window:
-    """The window of the next run, clamped to Mimecast's 30 days (S5)."""
-    settings = rt.config.settings
-    end = now - settings.settle
-    start = state.bookmark - settings.overlap if state.bookmark else now - inst.fetch_from
-    floor = now - MIMECAST_RETENTION
-    if start >= floor:
-        return Window(start, end)
-    lost_from = state.bookmark if state.bookmark and state.bookmark < floor else None
-    return Window(floor, end, lost_from)
-
-
-@dataclass
-class RunResult:
-    """What one run did: its outcome, the state it left, and its counters."""
-
-    instance: str
-    run_id: str
-    outcome: str  # ok | retrying | halted | skipped_halted | skipped_locked | disabled
-    state: str
-    counters: dict[str, Any] = field(default_factory=dict)
-    error: dict[str, str] | None = None
-    would_push: list[str] = field(default_factory=list)  # dry run: a sample
 
 
 def _record_time(record: Any, field_name: str, default: float) -> float:
@@ -276,135 +228,3 @@ class Run:
 
     def counters(self) -> dict[str, Any]:
         return counters_of(self.tally, self.pushed, self.refused, self.removed)
-
-
-def _alert(
-    rt: Runtime, name: str, kind: str, state: InstanceState, error: dict[str, str] | None
-) -> Alert:
-    inst = rt.config.instances[name]
-    return Alert(
-        kind=kind,  # type: ignore[arg-type]
-        instance=name,
-        category=inst.category,
-        zia_tenant=inst.zia,
-        mimecast_account=inst.mimecast,
-        code=(error or {}).get("code"),
-        message=(error or {}).get("message"),
-        since=state.error_since,
-        bookmark=state.bookmark,
-        recipients=recipients_for(rt.config, name),
-    )
-
-
-def sync_instance(rt: Runtime, name: str, *, dry_run: bool = False) -> RunResult:
-    """Run instance ``name`` once. Never raises for an upstream failure: the outcome and the
-    state it left are in the result (and in Redis)."""
-    run = Run(rt, name, dry_run=dry_run)
-    structlog.contextvars.bind_contextvars(instance=name, run_id=run.run_id)
-    try:
-        return _sync(rt, run)
-    except (redis.RedisError, StoreUnavailable) as exc:
-        # Nothing can be recorded without Redis; the next scheduled run repeats this one.
-        log.warning("run.store_unavailable", error=type(exc).__name__)
-        error = {"kind": "temporary", "code": "store_unavailable", "message": "Redis unavailable"}
-        return RunResult(name, run.run_id, "retrying", "retrying", run.counters(), error)
-    finally:
-        structlog.contextvars.unbind_contextvars("instance", "run_id")
-
-
-def _sync(rt: Runtime, run: Run) -> RunResult:
-    name, inst, store = run.name, run.inst, run.store
-    state = store.load(name)
-    if not inst.enabled:
-        if not run.dry_run:
-            store.set_disabled(name)
-        return RunResult(name, run.run_id, "disabled", "disabled")
-    current = fingerprint(rt.config, name)
-    if state.state == "halted" and state.halted_fingerprint == current and not run.dry_run:
-        log.info("run.skipped", reason="halted", code=(state.last_error or {}).get("code"))
-        return RunResult(name, run.run_id, "skipped_halted", "halted", error=state.last_error)
-    now = rt.now()
-    window = window_for(state, inst, rt, now)
-    deadline = Deadline.after(rt.config.settings.run_deadline.total_seconds())
-    if run.dry_run:
-        run.pull(window, deadline)
-        counters = run.counters()
-        counters["would_push"] = run.new_in_dry_run
-        return RunResult(name, run.run_id, "dry_run", state.state, counters, None, run.sample)
-
-    run.lock = try_lock(rt.redis, name, rt.lock_lease)
-    if run.lock is None:
-        log.info("run.skipped", reason="locked")
-        return RunResult(name, run.run_id, "skipped_locked", state.state)
-    try:
-        with run.lock.kept_alive():
-            return _locked(rt, run, state, window, deadline, current)
-    except ThreatshareError as exc:
-        return _failed(rt, run, exc, current)
-    except Exception as exc:  # a bug must not kill the fleet; it is logged with its traceback
-        log.exception("run.internal_error")
-        error = TemporaryError(f"internal error: {type(exc).__name__}", code="internal")
-        return _failed(rt, run, error, current)
-    finally:
-        run.lock.release()
-
-
-def _locked(
-    rt: Runtime,
-    run: Run,
-    state: InstanceState,
-    window: Window,
-    deadline: Deadline,
-    current: str,
-) -> RunResult:
-    """The run proper, while it holds the instance's lock."""
-    name, store = run.name, run.store
-    assert run.lock is not None
-    store.begin(name, run.run_id, rt.now())
-    log.info("run.start", window_from=to_iso(window.start), window_to=to_iso(window.end))
-    run.ledger.clear_staged(name)
-    if window.lost_from is not None:
-        store.set_lost_span(name, window.lost_from, window.start)
-    if state.fingerprint is not None and state.fingerprint != current:
-        run.withdraw(state, deadline)
-    if window.end > window.start:
-        run.pull(window, deadline)
-        run.push(state, deadline)
-    bookmark = max(window.end, state.bookmark or window.end)
-    if not store.finish_ok(name, run.lock, bookmark, rt.now(), current):
-        raise ThreatshareError("the run lost its lock before it could move the bookmark")
-    store.record_run(name, run.counters())
-    log.info("run.ok", **{k: v for k, v in run.counters().items() if isinstance(v, int)})
-    if state.halted_since is not None:
-        Outbox(rt.redis).put(
-            _alert(rt, name, "recovered", state, None), str(to_iso(state.error_since))
-        )
-    return RunResult(name, run.run_id, "ok", "ok", run.counters())
-
-
-def _failed(rt: Runtime, run: Run, exc: ThreatshareError, current: str) -> RunResult:
-    halt = isinstance(exc, PermanentError)
-    error = exc.as_dict()
-    store = run.store
-    now = rt.now()
-    counters = run.counters()
-    store.record_run(run.name, counters)
-    before = store.finish_error(run.name, error, now, halt=halt, fingerprint=current)
-    after = store.load(run.name)
-    if halt:
-        log.error("run.halted", code=exc.code, error=exc.message)
-        if before.state != "halted":  # one e-mail per incident; the outbox dedupes too
-            Outbox(rt.redis).put(
-                _alert(rt, run.name, "halted", after, error), str(to_iso(after.error_since))
-            )
-    else:
-        log.warning("run.retrying", code=exc.code, error=exc.message)
-    if isinstance(exc, QuotaExhausted):
-        log.error("quota.exhausted", pushed=run.pushed)
-    return RunResult(
-        run.name, run.run_id, "halted" if halt else "retrying", after.state, counters, error
-    )
-
-
-def sync_all(rt: Runtime, names: Iterable[str], *, dry_run: bool = False) -> list[RunResult]:
-    return [sync_instance(rt, name, dry_run=dry_run) for name in names]

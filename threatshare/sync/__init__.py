@@ -1,0 +1,22 @@
+"""One run of one instance (S4, S5): the product's main job.
+
+::
+
+    lock ─► window = [bookmark − overlap, now − settle] ─► Mimecast pages ─► entries
+         ─► dedupe against the category ─► staged in Redis ─► ZIA adds (newest first)
+         ─► tenant marked "to activate" ─► bookmark moved, state ok
+
+The bookmark moves only when every source of the window was pulled and every entry pushed,
+rejected or skipped; on any error it stays, so what Mimecast saw meanwhile is shared on
+recovery.
+
+=================  ================================================================
+``window``         the span of record times a run pulls
+``pipeline``       :class:`~threatshare.sync.pipeline.Run`: pull, push, withdraw
+``transitions``    :func:`sync_instance`: the state machine and its alerts
+=================  ================================================================
+"""
+
+from threatshare.sync.transitions import RunResult, sync_all, sync_instance
+
+__all__ = ["RunResult", "sync_all", "sync_instance"]
