@@ -11,9 +11,9 @@ from typing import Any
 import redis
 
 from threatshare import config as config_module
+from threatshare.alerts.outbox import Outbox
 from threatshare.config import Config
 from threatshare.http import RetryPolicy
-from threatshare.outbox import Outbox
 from threatshare.runtime import Runtime
 from threatshare.sandbox.mimecast_logs import impersonation_log, url_log
 from threatshare.sandbox.world import Sandbox

@@ -86,7 +86,7 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
     )
     if not args.live:
         return EXIT_OK
-    from threatshare.live_check import check_live
+    from threatshare.ops.live_check import check_live
 
     with redis_for(config) as client:
         results = check_live(config, client)
@@ -96,7 +96,7 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_status(args: argparse.Namespace, config: Config) -> int:
-    from threatshare import status
+    from threatshare.ops import status
     from threatshare.state.store import Store
 
     if args.name and args.name not in config.instances:
@@ -135,7 +135,7 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
             chosen = {n: config.instances[n] for n in args.instance}
             config = config.model_copy(update={"instances": chosen})
         return run_forever(config)
-    from threatshare.run_once import run_once
+    from threatshare.ops.run_once import run_once
 
     with redis_for(config) as client:
         return run_once(config, client, args.instance or None, dry_run=args.dry_run)

@@ -34,17 +34,17 @@ def parse_duration(value: object) -> timedelta:
     return timedelta(seconds=total)
 
 
-def format_duration(value: timedelta) -> str:
-    """The shortest exact spelling of ``value``: ``"5m"``, ``"1h30m"``, ``"45s"``."""
-    seconds = int(value.total_seconds())
-    if seconds == 0:
-        return "0s"
+def format_duration(value: timedelta, *, largest: int | None = None, sep: str = "") -> str:
+    """The shortest exact spelling of ``value``: ``"5m"``, ``"1h30m"``, ``"45s"``; with
+    ``largest`` only that many of the biggest units, for people (``"3d 4h"`` with ``sep=" "``).
+    A negative duration reads as ``"0s"``."""
+    seconds = max(0, int(value.total_seconds()))
     parts = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         count, seconds = divmod(seconds, size)
         if count:
             parts.append(f"{count}{unit}")
-    return "".join(parts)
+    return sep.join(parts[:largest]) or "0s"
 
 
 Duration = Annotated[

@@ -190,6 +190,22 @@ def parse_page(body: dict[str, Any], list_key: str, what: str) -> Page:
     )
 
 
+def account_credential(
+    account: MimecastAccount, transport: httpx.BaseTransport | None = None
+) -> ClientCredentials:
+    """The OAuth2 client-credentials token of a Mimecast API 2.0 application; ``transport``
+    reaches the token endpoint (tests)."""
+    return ClientCredentials(
+        token_url=account.token_url,
+        client_id=account.client_id,
+        client_secret=account.client_secret,
+        error_code="mimecast_auth",
+        what="Mimecast token endpoint",
+        auth_method="client_secret_post",
+        transport=transport,
+    )
+
+
 class MimecastClient:
     """Reads one Mimecast API 2.0 account's threat logs within a run's deadline."""
 
@@ -210,15 +226,7 @@ class MimecastClient:
         )
         self._own_credential: ClientCredentials | None = None
         if credential is None:
-            credential = self._own_credential = ClientCredentials(
-                token_url=account.token_url,
-                client_id=account.client_id,
-                client_secret=account.client_secret,
-                error_code="mimecast_auth",
-                what="Mimecast token endpoint",
-                auth_method="client_secret_post",
-                transport=transport,
-            )
+            credential = self._own_credential = account_credential(account, transport)
         self._credential = credential
         #: Records left out so far because they were not JSON objects (the caller counts them).
         self.malformed_records = 0

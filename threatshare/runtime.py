@@ -16,10 +16,10 @@ from typing import Any
 import httpx2 as httpx
 import redis
 
-from threatshare.auth import ClientCredentials, Credential, LegacySession
+from threatshare.auth import Credential, LegacySession
 from threatshare.config import Config, MimecastAccount, ZiaTenant
 from threatshare.http import Deadline, RetryPolicy, make_client
-from threatshare.mimecast import MimecastClient
+from threatshare.mimecast import MimecastClient, account_credential
 from threatshare.zia.client import ZiaClient
 from threatshare.zia.credentials import legacy_session, token_credential
 from threatshare.zia.ratelimit import RateLimiter
@@ -75,18 +75,7 @@ class Runtime:
 
     def mimecast_credential(self, name: str) -> Credential:
         account: MimecastAccount = self.config.mimecast[name]
-        return self._cached(
-            "mimecast",
-            name,
-            account,
-            lambda: ClientCredentials(
-                token_url=account.token_url,
-                client_id=account.client_id,
-                client_secret=account.client_secret,
-                error_code="mimecast_auth",
-                what="Mimecast token endpoint",
-            ),
-        )
+        return self._cached("mimecast", name, account, lambda: account_credential(account))
 
     def mimecast_client(self, name: str, deadline: Deadline) -> MimecastClient:
         return MimecastClient(

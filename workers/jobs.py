@@ -30,9 +30,9 @@ from typing import Any
 import redis
 import structlog
 
+from threatshare.alerts.outbox import Outbox
 from threatshare.config import Config
 from threatshare.http import Deadline
-from threatshare.outbox import Outbox
 from threatshare.runtime import Runtime
 from threatshare.sync import sync_instance
 from threatshare.zia.activation import activate_tenant, tenants_by_id

@@ -34,9 +34,9 @@ from rq.exceptions import DuplicateJobError
 from rq.serializers import JSONSerializer
 
 from threatshare import keys
+from threatshare.alerts.outbox import Outbox
 from threatshare.config import Config
 from threatshare.connection import redis_for
-from threatshare.outbox import Outbox
 from threatshare.state.activation_marks import ActivationMarks
 from threatshare.zia.activation import tenants_by_id
 from workers import jobs

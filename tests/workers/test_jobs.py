@@ -15,9 +15,9 @@ from rq.serializers import JSONSerializer
 
 from threatshare import config as config_module
 from threatshare import keys
-from threatshare.alerts import Alert
+from threatshare.alerts.message import Alert
+from threatshare.alerts.outbox import Outbox
 from threatshare.config import Config
-from threatshare.outbox import Outbox
 from threatshare.runtime import Runtime
 from threatshare.sandbox.mimecast_logs import url_log
 from threatshare.sandbox.world import Sandbox

@@ -13,9 +13,9 @@ from rq.job import Job
 
 from threatshare import config as config_module
 from threatshare import keys
-from threatshare.alerts import Alert
+from threatshare.alerts.message import Alert
+from threatshare.alerts.outbox import Outbox
 from threatshare.config import Config
-from threatshare.outbox import Outbox
 from threatshare.sandbox.world import to_toml
 from threatshare.state.activation_marks import ActivationMarks
 from threatshare.zia.ratelimit import RateLimiter

@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from threatshare import config as config_module
-from threatshare import status
 from threatshare.connection import redis_for
-from threatshare.run_once import run_once
+from threatshare.ops import status
+from threatshare.ops.run_once import run_once
 from threatshare.sandbox.mimecast import MimecastEmulator
 from threatshare.sandbox.mimecast_logs import impersonation_log, url_log
 from threatshare.sandbox.world import Sandbox

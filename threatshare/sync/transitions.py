@@ -16,7 +16,8 @@ from typing import Any, Literal
 import redis
 import structlog
 
-from threatshare.alerts import Alert, recipients_for
+from threatshare.alerts.message import Alert, recipients_for
+from threatshare.alerts.outbox import Outbox
 from threatshare.errors import (
     PermanentError,
     QuotaExhausted,
@@ -26,7 +27,6 @@ from threatshare.errors import (
 )
 from threatshare.fingerprint import fingerprint
 from threatshare.http import Deadline
-from threatshare.outbox import Outbox
 from threatshare.runtime import Runtime
 from threatshare.state.lock import try_lock
 from threatshare.state.store import InstanceState

@@ -20,10 +20,10 @@ from redis.retry import Retry
 from structlog.testing import capture_logs
 
 from threatshare import keys
-from threatshare.alerts import Alert
+from threatshare.alerts.message import Alert
+from threatshare.alerts.outbox import Delivery, Outbox
 from threatshare.config import Smtp
 from threatshare.errors import StoreUnavailable
-from threatshare.outbox import Delivery, Outbox
 from threatshare.sandbox.smtp import Certificate, SmtpSink, self_signed_certificate
 
 SENDER = "threatshare@example.com"

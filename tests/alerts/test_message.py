@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from threatshare.alerts import (
+from threatshare.alerts.message import (
     MAX_INDICATORS,
     MAX_MESSAGE,
     Alert,

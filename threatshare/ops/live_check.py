@@ -11,9 +11,7 @@ import redis
 from threatshare.config import Config
 from threatshare.errors import ThreatshareError
 from threatshare.http import Deadline, RetryPolicy
-from threatshare.mimecast import MimecastClient
-from threatshare.zia.client import ZiaClient
-from threatshare.zia.ratelimit import RateLimiter
+from threatshare.runtime import Runtime
 
 CHECK_DEADLINE = 30.0
 # One quick retry at most: an operator is waiting for the answer.
@@ -51,16 +49,14 @@ def _probe(result: LiveCheck, what: str, client: _Checkable) -> None:
 def check_live(config: Config, client: redis.Redis) -> LiveCheck:
     """One line per account and tenant; ZIA calls go through the fleet's rate limiter too."""
     result = LiveCheck()
-    for name, account in sorted(config.mimecast.items()):
-        deadline = Deadline.after(CHECK_DEADLINE)
-        _probe(
-            result,
-            f"mimecast.{name}",
-            MimecastClient(account, deadline=deadline, policy=CHECK_POLICY),
-        )
-    for name, tenant in sorted(config.zia.items()):
-        deadline = Deadline.after(CHECK_DEADLINE)
-        limiter = RateLimiter(client, tenant.tenant_id)
-        zia = ZiaClient(tenant, limiter=limiter, deadline=deadline, policy=CHECK_POLICY)
-        _probe(result, f"zia.{name}", zia)
+    rt = Runtime(config, client, policy=CHECK_POLICY)
+    try:
+        for name in sorted(config.mimecast):
+            _probe(
+                result, f"mimecast.{name}", rt.mimecast_client(name, Deadline.after(CHECK_DEADLINE))
+            )
+        for name in sorted(config.zia):
+            _probe(result, f"zia.{name}", rt.zia_client(name, Deadline.after(CHECK_DEADLINE)))
+    finally:
+        rt.close()
     return result

@@ -2,7 +2,7 @@
 
 The sync engine decides *when* an instance halted or recovered; this module turns that into
 an :class:`Alert` and a plain-text :class:`~email.message.EmailMessage`, and
-:mod:`threatshare.outbox` delivers it.
+:mod:`threatshare.alerts.outbox` delivers it.
 
 Untrusted text (error messages that quote Mimecast or ZIA, indicators) goes only into the
 body, with control and format characters removed, its length capped, and anything that looks
@@ -31,6 +31,7 @@ from threatshare.config import (
     NAME_PATTERN,
     Config,
 )
+from threatshare.durations import format_duration
 from threatshare.errors import REMEDIES
 
 AlertKind = Literal["halted", "recovered"]
@@ -38,7 +39,6 @@ AlertKind = Literal["halted", "recovered"]
 MAX_MESSAGE = 1000
 MAX_INDICATOR = 300
 MAX_INDICATORS = 10
-# Mimecast keeps 30 days of logs: a bookmark older than that leaves a span nobody can share.
 WIDTH = 76
 
 _CODE = re.compile(r"[^a-z0-9_]")
@@ -192,13 +192,7 @@ def _when(moment: datetime) -> str:
 
 def _span(length: timedelta) -> str:
     """A duration for people: ``3d 4h``, ``2h 5m``, ``45s``."""
-    seconds = max(0, int(length.total_seconds()))
-    days, rest = divmod(seconds, 86_400)
-    hours, rest = divmod(rest, 3_600)
-    minutes, seconds = divmod(rest, 60)
-    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")]
-    shown = [f"{n}{unit}" for n, unit in parts if n][:2]
-    return " ".join(shown) or "0s"
+    return format_duration(length, largest=2, sep=" ")
 
 
 def _paragraph(text: str, indent: str = "", *, hanging: str | None = None) -> str:

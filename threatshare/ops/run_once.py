@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import redis
 
+from threatshare.alerts.outbox import Outbox
 from threatshare.config import Config
-from threatshare.outbox import Outbox
+from threatshare.ops.table import render_rows
 from threatshare.runtime import Runtime
 from threatshare.sync import RunResult, sync_all
 from threatshare.zia.activation import activate_pending
@@ -28,11 +29,7 @@ def summary(results: list[RunResult]) -> str:
                 error[:120],
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
+    return "\n".join(render_rows(rows))
 
 
 def dry_run_report(results: list[RunResult]) -> str:

@@ -7,14 +7,15 @@ one is ``halted``. Nothing here reads a secret.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from threatshare.config import Config
 from threatshare.durations import format_duration
+from threatshare.ops.table import render_rows
 from threatshare.state.ledger import Ledger
 from threatshare.state.store import Store
-from threatshare.timestamps import to_iso
+from threatshare.timestamps import from_iso, to_iso
 
 EMPTY_RUN = {
     "pulled": 0,
@@ -75,9 +76,8 @@ def exit_code(records: list[dict[str, Any]]) -> int:
 def _age(iso: str | None, now: datetime) -> str:
     if not iso:
         return "never"
-    when = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    seconds = max(0, int((now - when).total_seconds()))
-    return format_duration(timedelta(seconds=seconds)) + " ago"
+    when = from_iso(iso) or now
+    return format_duration(now - when) + " ago"
 
 
 def render_json(records: list[dict[str, Any]]) -> str:
@@ -120,6 +120,4 @@ def render_table(records: list[dict[str, Any]], now: datetime | None = None) -> 
         if reasons:
             listed = ", ".join(f"{k}={v}" for k, v in sorted(reasons.items()))
             details.append(f"{r['name']}: last run skipped/rejected: {listed}")
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
-    return "\n".join([*lines, *(["", *details] if details else [])])
+    return "\n".join([*render_rows(rows), *(["", *details] if details else [])])

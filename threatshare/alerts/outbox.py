@@ -32,7 +32,7 @@ import structlog
 from redis import Redis
 
 from threatshare import keys
-from threatshare.alerts import Alert, clean_text, compose
+from threatshare.alerts.message import Alert, clean_text, compose
 from threatshare.config import Smtp
 from threatshare.errors import StoreUnavailable
 from threatshare.logs import MASK
