@@ -24,7 +24,7 @@ from typing import Any
 import redis
 
 from bench.common import load, write_config
-from threatshare.indicators import Extractor, Tally
+from threatshare.indicators.extract import Extractor, Tally
 from threatshare.runtime import Runtime
 from threatshare.sandbox.mimecast_logs import impersonation_log, url_log
 from threatshare.sandbox.world import Sandbox

@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 
 from threatshare.http import Deadline
-from threatshare.indicators import Extractor, Tally
+from threatshare.indicators.extract import Extractor, Tally
 from threatshare.runtime import Runtime
 from threatshare.state.activation_marks import ActivationMarks
 from threatshare.state.ledger import Ledger

@@ -3,11 +3,11 @@
 An :class:`Extractor` holds one instance's choices (sources, allow list, protected hosts) and
 turns each record into entries, counting every outcome in a :class:`Tally`:
 
-- ``accepted``: an entry to push (shaped by :mod:`threatshare.normalise`);
-- ``skipped``: fine but never pushed: a non-global IP literal, a host on or under the allow
+- accepted: an entry to push (returned) (shaped by :mod:`threatshare.indicators.normalise`);
+- skipped: fine but never pushed: a non-global IP literal, a host on or under the allow
   list, Mimecast's own link rewriter, a host-level entry for a protected shared platform, an
   impersonation hit without a domain-type identifier;
-- ``rejected``: cannot be made into a valid entry, or the record itself is malformed.
+- rejected: cannot be made into a valid entry, or the record itself is malformed.
 
 Within one record, identical outcomes count once: ``https://evil.example/`` gives the same
 entry for ``malicious_urls`` and ``url_domains``, and one reason for a URL skipped as a whole.
@@ -18,34 +18,19 @@ clicks and recipients.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from functools import cache, lru_cache
 from importlib import resources
 from typing import Literal
 
-from threatshare.normalise import (
+from threatshare.indicators.normalise import (
     Rejected,
     Skipped,
     is_valid_entry,
     normalise_host,
-    normalise_url,
     split_url,
 )
-
-__all__ = [
-    "DOMAIN_IDENTIFIERS",
-    "Extractor",
-    "Rejected",
-    "Skipped",
-    "Tally",
-    "builtin_protected_hosts",
-    "is_mimecast_rewriter",
-    "is_valid_entry",
-    "normalise_host",
-    "normalise_url",
-]
 
 #: Impersonation identifiers that judge the sender's domain (the only ones that make it an
 #: indicator). Name-type identifiers (``internal_user_name``, ``custom_name_list``,
@@ -77,9 +62,6 @@ _ALLOWED = 4
 _PROTECTED = 8
 _INVALID_HOST = 16  # not a list: the host fails is_valid_entry
 
-_EXAMPLES_PER_REASON = 3
-_EXAMPLE_CHARS = 200
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _CACHE_SIZE = 1 << 15
 
 Outcome = tuple[Literal["accept", "skip", "reject"], str]
@@ -87,39 +69,23 @@ Outcome = tuple[Literal["accept", "skip", "reject"], str]
 
 @dataclasses.dataclass
 class Tally:
-    """The counters of one run: records pulled, entries accepted, skips and rejections by reason."""
+    """The counters of one run: records pulled, skips and rejections by reason."""
 
     pulled: int = 0
-    accepted: int = 0
     skipped: Counter[str] = dataclasses.field(default_factory=Counter)
     rejected: Counter[str] = dataclasses.field(default_factory=Counter)
-    #: Up to three sample inputs per reason (cleaned and truncated) for logs and status.
-    examples: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
-    def skip(self, reason: str, sample: object) -> None:
+    def skip(self, reason: str) -> None:
         self.skipped[reason] += 1
-        self._remember(reason, sample)
 
-    def reject(self, reason: str, sample: object) -> None:
+    def reject(self, reason: str) -> None:
         self.rejected[reason] += 1
-        self._remember(reason, sample)
 
     def merge(self, other: Tally) -> None:
-        """Add ``other``'s counts to this tally (examples up to the per-reason limit)."""
+        """Add ``other``'s counts to this tally, reason by reason."""
         self.pulled += other.pulled
-        self.accepted += other.accepted
         self.skipped.update(other.skipped)
         self.rejected.update(other.rejected)
-        for reason, samples in other.examples.items():
-            kept = self.examples.setdefault(reason, [])
-            kept.extend(samples[: _EXAMPLES_PER_REASON - len(kept)])
-
-    def _remember(self, reason: str, sample: object) -> None:
-        kept = self.examples.setdefault(reason, [])
-        if len(kept) < _EXAMPLES_PER_REASON:
-            # Records are untrusted: no control characters (log injection), bounded size.
-            text = sample if isinstance(sample, str) else repr(sample)
-            kept.append(_CONTROL.sub("", text[: _EXAMPLE_CHARS * 2])[:_EXAMPLE_CHARS])
 
 
 class Extractor:
@@ -156,34 +122,34 @@ class Extractor:
         tally.pulled += 1
         url = record.get("url") if isinstance(record, dict) else None
         if not isinstance(url, str):
-            tally.reject("malformed_record", record)
+            tally.reject("malformed_record")
             return []
         assert isinstance(record, dict)
         scan = record.get("scanResult")
         if isinstance(scan, str) and scan.lower() != "malicious":
-            tally.skip("not_malicious", url)  # the query asks for malicious only; a guard
+            tally.skip("not_malicious")  # the query asks for malicious only; a guard
             return []
         if not (self._want_urls or self._want_url_hosts):
             return []
-        return _apply(self._url_outcomes(url), url, tally)
+        return _apply(self._url_outcomes(url), tally)
 
     def impersonation_record(self, record: object, tally: Tally) -> list[str]:
         """The ``.domain`` entry for ``malicious_domains`` from one impersonation-log record."""
         tally.pulled += 1
         sender = record.get("senderAddress") if isinstance(record, dict) else None
         if not isinstance(sender, str):
-            tally.reject("malformed_record", record)
+            tally.reject("malformed_record")
             return []
         assert isinstance(record, dict)
         if record.get("taggedMalicious") is False:
-            tally.skip("not_malicious", sender)  # the query asks for tagged ones only; a guard
+            tally.skip("not_malicious")  # the query asks for tagged ones only; a guard
             return []
         if not self._want_senders:
             return []
         if not _has_domain_identifier(record):
-            tally.skip("no_domain_identifier", sender)
+            tally.skip("no_domain_identifier")
             return []
-        return _apply((self._sender_outcome(sender),), sender, tally)
+        return _apply((self._sender_outcome(sender),), tally)
 
     # --- decisions (cached) --------------------------------------------------------------
 
@@ -258,24 +224,27 @@ def is_mimecast_rewriter(host: str) -> bool:
 
 @cache
 def builtin_protected_hosts() -> frozenset[str]:
-    """The protected hosts shipped in ``threatshare/data/protected_hosts.txt``."""
-    text = resources.files("threatshare").joinpath("data/protected_hosts.txt").read_text("utf-8")
+    """The protected hosts shipped in ``threatshare/indicators/data/protected_hosts.txt``."""
+    text = (
+        resources.files("threatshare.indicators")
+        .joinpath("data/protected_hosts.txt")
+        .read_text("utf-8")
+    )
     return _host_keys(line.partition("#")[0] for line in text.splitlines())
 
 
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _apply(outcomes: tuple[Outcome, ...], sample: str, tally: Tally) -> list[str]:
+def _apply(outcomes: tuple[Outcome, ...], tally: Tally) -> list[str]:
     entries: list[str] = []
     for kind, value in outcomes:
         if kind == "accept":
             entries.append(value)
         elif kind == "skip":
-            tally.skip(value, sample)
+            tally.skip(value)
         else:
-            tally.reject(value, sample)
-    tally.accepted += len(entries)
+            tally.reject(value)
     return entries
 
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from threatshare.normalise import (
+from threatshare.indicators.normalise import (
     Rejected,
     Skipped,
     _serialise,

@@ -1,0 +1,9 @@
+"""From Mimecast records to ZIA entries (S2).
+
+=============  ===============================================================
+``normalise``  one URL or host made into a valid ZIA entry, or the reason it cannot be
+``extract``    :class:`~threatshare.indicators.extract.Extractor`: records to entries, per an
+               instance's sources, allow list and protected hosts, counted in a ``Tally``
+``data/``      ``protected_hosts.txt``: shared platforms never blocked at host level
+=============  ===============================================================
+"""
