@@ -4,7 +4,7 @@ Every failure of a run is one of two kinds (S4): *temporary* ones are retried an
 e-mail, *permanent* ones halt the instance and alert its people. ``sync`` decides what a
 kind means for an instance's state; the layers below only classify.
 
-Hierarchy::
+Hierarchy (``code`` after the name; the ZIA leaves live in :mod:`threatshare.zia.errors`)::
 
     ThreatshareError
     ├── ConfigError                 configuration cannot be loaded or is invalid (not a run error)
@@ -14,20 +14,27 @@ Hierarchy::
     │   ├── UpstreamUnavailable     upstream_unavailable: 5xx, non-JSON body, retryable fail[]
     │   ├── EditLocked              zia_edit_lock: ZIA 409 EDIT_LOCK_NOT_AVAILABLE / Org barrier
     │   ├── ReadOnly                zia_readonly: ZIA 403 STATE_READONLY (maintenance)
-    │   └── StoreUnavailable        store_unavailable: Redis briefly unreachable
+    │   ├── StoreUnavailable        store_unavailable: Redis briefly unreachable (see
+    │   │                           :func:`redis_errors`)
+    │   └── CategoryGone            zia_category_gone: the stored category id was deleted in ZIA
     └── PermanentError              halt the instance; e-mail
         ├── AuthError               mimecast_auth / zia_auth: bad client, secret, scope, revoked
         ├── Forbidden               zia_forbidden / mimecast_forbidden: role lacks a permission
         ├── QuotaExhausted          quota_exhausted: the tenant's custom-URL quota is used up
         ├── CategoryRefused         category_refused: the category cannot be created or used
         └── RequestRejected         mimecast_request / zia_request: other 4xx, final fail[]
+            └── ZiaRejected         zia_request: keeps ZIA's own code, message and status
 
 Messages are written for an operator and never contain a secret or a token.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import ClassVar, Literal
+
+import redis
 
 Kind = Literal["temporary", "permanent", "config"]
 
@@ -77,26 +84,38 @@ class TemporaryError(ThreatshareError):
 
 
 class NetworkError(TemporaryError):
+    """The network failed us: a timeout, a reset, DNS, a dropped connection."""
+
     default_code = "network"
 
 
 class RateLimited(TemporaryError):
+    """An upstream (or our own fleet-wide budget) says: not now; ``retry_after`` says when."""
+
     default_code = "rate_limited"
 
 
 class UpstreamUnavailable(TemporaryError):
+    """An upstream answered 5xx, a page that is not JSON, or a retryable ``fail[]``."""
+
     default_code = "upstream_unavailable"
 
 
 class EditLocked(TemporaryError):
+    """ZIA holds its configuration edit lock (409, 412, "Org barrier"): another admin edits."""
+
     default_code = "zia_edit_lock"
 
 
 class ReadOnly(TemporaryError):
+    """ZIA is in maintenance (403 ``STATE_READONLY`` or ``x-zscaler-mode: read-only``)."""
+
     default_code = "zia_readonly"
 
 
 class StoreUnavailable(TemporaryError):
+    """Redis could not be reached or answered an error; nothing was recorded."""
+
     default_code = "store_unavailable"
 
 
@@ -108,14 +127,20 @@ class PermanentError(ThreatshareError):
 
 
 class AuthError(PermanentError):
+    """The credentials were refused: a wrong client or secret, a scope, a revoked client."""
+
     default_code = "auth"
 
 
 class Forbidden(PermanentError):
+    """Authenticated, but the API role lacks a permission the product needs."""
+
     default_code = "forbidden"
 
 
 class QuotaExhausted(PermanentError):
+    """The ZIA tenant's custom-URL quota is used up; what did fit was pushed (S3)."""
+
     default_code = "quota_exhausted"
 
     def __init__(
@@ -124,15 +149,11 @@ class QuotaExhausted(PermanentError):
         *,
         pushed: int = 0,
         left_out: int = 0,
-        pushed_entries: list[str] | None = None,
         rejected: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
-        #: The entries that did fit and were pushed (staged) before the quota ran out, newest
-        #: first; the caller records them and activates them before halting (S3).
-        self.pushed_entries = list(pushed_entries or [])
-        #: How many entries were pushed (``len(pushed_entries)`` when those are given).
-        self.pushed = pushed or len(self.pushed_entries)
+        #: How many entries were pushed (staged) before the quota ran out.
+        self.pushed = pushed
         #: How many entries did not fit.
         self.left_out = left_out
         #: Entries ZIA refused on the way (entry -> reason), as in a normal add.
@@ -140,11 +161,25 @@ class QuotaExhausted(PermanentError):
 
 
 class CategoryRefused(PermanentError):
+    """ZIA will not create or use the instance's category (name, or the per-tenant limit)."""
+
     default_code = "category_refused"
 
 
 class RequestRejected(PermanentError):
+    """An upstream refused a request no other error covers (other 4xx, a final ``fail[]``)."""
+
     default_code = "request_rejected"
+
+
+@contextlib.contextmanager
+def redis_errors(what: str) -> Iterator[None]:
+    """Redis trouble inside the block surfaces as :class:`StoreUnavailable` (temporary: the run
+    or delivery is repeated), named after ``what`` and Redis's error class, never its text."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise StoreUnavailable(f"{what}: Redis {type(exc).__name__}") from exc
 
 
 # What an operator should do about each permanent code; quoted in the alert e-mail (S6).

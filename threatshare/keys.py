@@ -31,7 +31,8 @@ def instance_lock(name: str) -> str:
 
 
 def instance_pending(name: str) -> str:
-    """Hash: entries pushed in the current, unfinished window -> epoch; survives a crash."""
+    """Sorted set: entries of the current, unfinished window staged for pushing, scored by
+    record time (epoch seconds); survives a crash and is cleared when the next run begins."""
     return f"{_instance(name)}:pending"
 
 

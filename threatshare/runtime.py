@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx2 as httpx
 import redis
 
 from threatshare.auth import Credential, LegacySession
@@ -22,7 +21,7 @@ from threatshare.http import Deadline, RetryPolicy, make_client
 from threatshare.mimecast import MimecastClient, account_credential
 from threatshare.zia.client import ZiaClient
 from threatshare.zia.credentials import legacy_session, token_credential
-from threatshare.zia.ratelimit import RateLimiter
+from threatshare.zia.ratelimit import RateLimiter, limit_requests
 
 #: How long a login may wait for the tenant's rate-limit budget.
 LOGIN_BUDGET_WAIT = 60.0
@@ -70,7 +69,7 @@ class Runtime:
         refused. It has its own connection, rate-limited like every ZIA call."""
         http = make_client(tenant.resolved_api_base)
         limiter = RateLimiter(self.redis, tenant.tenant_id, time_scale=self.time_scale)
-        http.event_hooks = {"request": [_limited(limiter)], "response": []}
+        limit_requests(http, limiter, lambda: Deadline.after(LOGIN_BUDGET_WAIT))
         return legacy_session(tenant, http)
 
     def mimecast_credential(self, name: str) -> Credential:
@@ -99,13 +98,6 @@ class Runtime:
             reauth_wait=self.zia_reauth_wait,
             sleep=self.sleep,
         )
-
-
-def _limited(limiter: RateLimiter) -> Callable[[httpx.Request], None]:
-    def wait_for_budget(request: httpx.Request) -> None:
-        limiter.acquire(request.method, request.url.path, Deadline.after(LOGIN_BUDGET_WAIT))
-
-    return wait_for_budget
 
 
 def _secrets_of(table: Any) -> tuple[str, ...]:

@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2 as httpx
@@ -52,6 +52,38 @@ PUT_BUCKET = "PUT /urlCategories/{id}"
 
 def entries(count: int, prefix: str = "bad") -> list[str]:
     return [f"{prefix}{i}.example.com/p" for i in range(count)]
+
+
+@dataclass
+class Added:
+    """What landed through :meth:`ZiaClient.add_batches`: entries (newest first), refusals."""
+
+    pushed: list[str] = field(default_factory=list)
+    rejected: dict[str, str] = field(default_factory=dict)
+
+
+def add(
+    client: ZiaClient,
+    category_id: str,
+    name: str,
+    news: list[str],
+    batch_size: int,
+    *,
+    on_batch: Callable[[list[str]], None] | None = None,
+    landed: Added | None = None,
+) -> Added:
+    """Push ``news`` (newest first) the way a run does: ``batch_size`` at a time through
+    ``add_batches``; ``landed`` sees every accepted batch even when the push raises."""
+    result = landed if landed is not None else Added()
+
+    def done(batch: list[str]) -> None:
+        result.pushed.extend(batch)
+        if on_batch is not None:
+            on_batch(batch)
+
+    batches = (news[start : start + batch_size] for start in range(0, len(news), batch_size))
+    _, result.rejected = client.add_batches(category_id, name, batches, done)
+    return result
 
 
 @dataclass
@@ -251,8 +283,8 @@ class TestAdd:
         seen: list[int] = []
         with world.client() as client:
             category_id = client.find_or_create_category(CATEGORY, "x")
-            result = client.add(
-                category_id, CATEGORY, news, 5000, on_batch=lambda b: seen.append(len(b))
+            result = add(
+                client, category_id, CATEGORY, news, 5000, on_batch=lambda b: seen.append(len(b))
             )
             assert world.zia.active_urls(CATEGORY) == set()
             assert world.zia.staged_urls(CATEGORY) == set(news)
@@ -267,7 +299,7 @@ class TestAdd:
     def test_nothing_to_add_makes_no_call(self, world: World) -> None:
         """An add of no entries calls ZIA not at all (S11: nothing new, no call)."""
         with world.client() as client:
-            result = client.add("CUSTOM_01", CATEGORY, [], 100)
+            result = add(client, "CUSTOM_01", CATEGORY, [], 100)
         assert result.pushed == [] and result.rejected == {}
         assert world.zia.calls == []
 
@@ -280,7 +312,7 @@ class TestAdd:
         anonymous = rewrite_refusals(lambda body, urls: "Invalid URL in the request")
         with world.client(transport=anonymous) as client:
             category_id = client.find_or_create_category(CATEGORY, "x")
-            result = client.add(category_id, CATEGORY, news, 1000)
+            result = add(client, category_id, CATEGORY, news, 1000)
             client.activate()
         puts = world.calls(PUT_BUCKET)
         assert 1 <= len(puts) - 1 <= 21
@@ -295,7 +327,7 @@ class TestAdd:
         world.zia.invalid_urls.add(news[5])
         with world.client() as client:
             category_id = client.find_or_create_category(CATEGORY, "x")
-            result = client.add(category_id, CATEGORY, news, 1000)
+            result = add(client, category_id, CATEGORY, news, 1000)
         assert world.calls(PUT_BUCKET) == [400, 400, 200]
         assert result.rejected == {news[5]: REFUSED_BY_ZIA}
         assert len(result.pushed) == 999
@@ -308,7 +340,7 @@ class TestAdd:
         misleading = rewrite_refusals(lambda body, urls: f"Invalid URL {urls[0]}")
         with world.client(transport=misleading) as client:
             category_id = client.find_or_create_category(CATEGORY, "x")
-            result = client.add(category_id, CATEGORY, news, 1000)
+            result = add(client, category_id, CATEGORY, news, 1000)
         assert result.rejected == {news[700]: REFUSED_BY_ZIA}
         assert world.zia.staged_urls(CATEGORY) == set(news) - {news[700]}
         assert len(world.calls(PUT_BUCKET)) - 1 <= 23
@@ -320,7 +352,7 @@ class TestAdd:
         world.zia.invalid_urls.update(bad)
         with world.client() as client:
             category_id = client.find_or_create_category(CATEGORY, "x")
-            result = client.add(category_id, CATEGORY, news, 100)
+            result = add(client, category_id, CATEGORY, news, 100)
         assert result.rejected == dict.fromkeys(bad, REFUSED_BY_ZIA)
         assert world.zia.staged_urls(CATEGORY) == set(news) - bad
 
@@ -344,7 +376,7 @@ class TestAdd:
         with world.client(transport=EditingTransport(request_hook=break_body)) as client:
             category_id = client.find_or_create_category(CATEGORY, "x")
             with pytest.raises(ZiaRejected) as caught:
-                client.add(category_id, CATEGORY, entries(50), 50)
+                add(client, category_id, CATEGORY, entries(50), 50)
         assert caught.value.code == "zia_request"
         assert caught.value.kind == "permanent"
         assert world.calls(PUT_BUCKET) == [400]
@@ -358,13 +390,14 @@ class TestQuota:
             news = entries(150)
             with world.client() as client:
                 category_id = client.find_or_create_category(CATEGORY, "x")
+                landed = Added()
                 with pytest.raises(QuotaExhausted) as caught:
-                    client.add(category_id, CATEGORY, news, 40)
+                    add(client, category_id, CATEGORY, news, 40, landed=landed)
                 assert client.last_quota is not None and client.last_quota.remaining == 100
                 assert client.quota().remaining == 0
             assert caught.value.code == "quota_exhausted"
             assert caught.value.kind == "permanent"
-            assert caught.value.pushed_entries == news[:100]
+            assert landed.pushed == news[:100]
             assert caught.value.pushed == 100 and caught.value.left_out == 50
             assert world.zia.staged_urls(CATEGORY) == set(news[:100])
             assert world.calls(PUT_BUCKET) == [200, 200, 200]
@@ -376,7 +409,7 @@ class TestQuota:
             world.zia.invalid_urls.add(news[3])
             with world.client() as client:
                 category_id = client.find_or_create_category(CATEGORY, "x")
-                result = client.add(category_id, CATEGORY, news, 50)
+                result = add(client, category_id, CATEGORY, news, 50)
             assert result.rejected == {news[3]: REFUSED_BY_ZIA}
             assert world.zia.staged_urls(CATEGORY) == set(news) - {news[3]}
 
@@ -394,8 +427,8 @@ class TestQuota:
             with world.client() as client:
                 category_id = client.find_or_create_category(CATEGORY, "x")
                 with pytest.raises(QuotaExhausted) as caught:
-                    client.add(category_id, CATEGORY, news, 10, on_batch=shrink)
-            assert caught.value.pushed_entries == news[:10]
+                    add(client, category_id, CATEGORY, news, 10, on_batch=shrink)
+            assert pushed == news[:10] and caught.value.pushed == 10
             assert caught.value.left_out == 20
             assert world.calls(PUT_BUCKET) == [200, 400]
 
@@ -403,7 +436,7 @@ class TestQuota:
         """quota() reads used and remaining; check() reports them in one read call."""
         with world.client() as client:
             category_id = client.find_or_create_category(CATEGORY, "x")
-            client.add(category_id, CATEGORY, entries(7), 5)
+            add(client, category_id, CATEGORY, entries(7), 5)
             quota = client.quota()
             assert client.last_quota == quota
             report = client.check()
@@ -415,7 +448,7 @@ class TestQuota:
         naming the id, after one call, so the caller forgets the id and finds it again."""
         with world.client() as client:
             with pytest.raises(CategoryGone) as caught:
-                client.add("CUSTOM_77", CATEGORY, entries(3), 10)
+                add(client, "CUSTOM_77", CATEGORY, entries(3), 10)
             assert client.find_or_create_category(CATEGORY, "x") == "CUSTOM_01"
         assert caught.value.code == "zia_category_gone"
         assert caught.value.kind == "temporary"
@@ -429,7 +462,7 @@ class TestRemove:
         news = entries(25)
         with world.client() as client:
             category_id = client.find_or_create_category(CATEGORY, "x")
-            client.add(category_id, CATEGORY, news, 100)
+            add(client, category_id, CATEGORY, news, 100)
             removed = client.remove(category_id, CATEGORY, news[:12], 5)
         assert removed == 12
         assert world.zia.staged_urls(CATEGORY) == set(news[12:])
@@ -454,7 +487,7 @@ class TestTemporaryFailures:
         with world.client() as client:
             category_id = client.find_or_create_category(CATEGORY, "x")
             world.zia.fail_next(kind, path="/urlCategories/{id}")
-            result = client.add(category_id, CATEGORY, entries(3), 10)
+            result = add(client, category_id, CATEGORY, entries(3), 10)
         # A connection dropped after a 200 status line: the change was made, and the echo of
         # the whole category that follows is never read, so nothing needs retrying.
         expected = [200] if kind == "drop" else [status, 200]
@@ -487,7 +520,7 @@ class TestTemporaryFailures:
             for kind, (error, code) in expected.items():
                 world.zia.fail_next(kind, 2)
                 with pytest.raises(error) as caught:
-                    client.add(category_id, CATEGORY, entries(2), 10)
+                    add(client, category_id, CATEGORY, entries(2), 10)
                 assert caught.value.code == code
                 assert caught.value.kind == "temporary"
 
@@ -618,7 +651,7 @@ class TestAuth:
         )
         with world.client(tenant) as client:
             category_id = client.find_or_create_category(CATEGORY, "x")
-            client.add(category_id, CATEGORY, entries(2), 10)
+            add(client, category_id, CATEGORY, entries(2), 10)
         assert all(call.path.startswith("/zia/api/v1/") for call in world.zia.calls)
         assert world.zia.staged_urls(CATEGORY) == set(entries(2))
 
@@ -669,7 +702,7 @@ class TestLimits:
         with limited.client(limited.tenant("legacy")) as client:
             category_id = client.find_or_create_category(CATEGORY, "x")
             for index in range(3):
-                client.add(category_id, CATEGORY, entries(5, f"b{index}-"), 5)
+                add(client, category_id, CATEGORY, entries(5, f"b{index}-"), 5)
             client.activate()
             client.activate()
         assert limited.zia.count_429 == 0
@@ -688,7 +721,7 @@ class TestLogs:
             category_id = client.find_or_create_category(CATEGORY, "x")
             world.zia.fail_next("401")
             world.zia.fail_next("503", path="/urlCategories/{id}")
-            client.add(category_id, CATEGORY, news, 10)
+            add(client, category_id, CATEGORY, news, 10)
             client.activate()
         text = json.dumps(lines, default=str)
         assert lines, "the run logs something"

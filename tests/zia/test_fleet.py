@@ -62,11 +62,12 @@ def push(job: Job) -> int:
     time.sleep(max(0.0, job.start_at - time.time()))
     with ZiaClient(tenant, limiter=limiter, deadline=Deadline.after(90), policy=policy) as client:
         category_id = client.find_or_create_category(name, "fleet test")
-        result = client.add(category_id, name, entries, BATCH_SIZE)
+        batches = (entries[i : i + BATCH_SIZE] for i in range(0, len(entries), BATCH_SIZE))
+        pushed, _ = client.add_batches(category_id, name, batches, lambda batch: None)
         for _ in range(ACTIVATIONS_PER_WORKER):
             client.activate()
     connection.close()
-    return len(result.pushed)
+    return pushed
 
 
 @dataclass

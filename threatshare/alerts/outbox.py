@@ -22,19 +22,17 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-import redis
 import structlog
 from redis import Redis
 
 from threatshare import keys
 from threatshare.alerts.message import Alert, clean_text, compose
 from threatshare.config import Smtp
-from threatshare.errors import StoreUnavailable
+from threatshare.errors import redis_errors
 from threatshare.logs import MASK
 
 log = structlog.get_logger(__name__)
@@ -226,7 +224,7 @@ class Outbox:
             alert = replace(alert, at=datetime.fromtimestamp(now, UTC))
         entry = _Entry.new(alert, now)
         marker = keys.alert_sent(alert.instance, f"{alert.kind}:{incident}")
-        with _store():
+        with redis_errors("outbox"):
             queued = self._put(
                 keys=[marker, keys.outbox()],
                 args=[entry.raw, entry.id, int(INCIDENT_TTL.total_seconds())],
@@ -237,7 +235,7 @@ class Outbox:
 
     def pending(self) -> int:
         """How many alerts wait in the outbox."""
-        with _store():
+        with redis_errors("outbox"):
             return int(self._redis.llen(keys.outbox()))
 
     def deliver(self, smtp: Smtp | None, *, limit: int = 100) -> Delivery:
@@ -247,7 +245,7 @@ class Outbox:
         reply) never raises: the alert waits for its next try. A connection-level failure ends
         the round, since every other alert would meet it too."""
         now = self._clock()
-        with _store():
+        with redis_errors("outbox"):
             # Kept as Redis gave them: they are also the handles for LPOS/LSET/LREM.
             raws: list[str | bytes] = self._redis.lrange(keys.outbox(), 0, max(limit, 1) - 1)
         counts = {"sent": 0, "logged": 0, "failed": 0, "dropped": 0}
@@ -313,7 +311,7 @@ class Outbox:
     def _take(self, entry: _Entry, token: str, smtp: Smtp | None) -> bool:
         # The lease outlives any honest attempt: connect, TLS, login and DATA each get `timeout`.
         lease = 60 + 6 * (smtp.timeout.total_seconds() if smtp else 30)
-        with _store():
+        with redis_errors("outbox"):
             return bool(
                 self._claim(
                     keys=[keys.outbox(), keys.outbox_sending(entry.id)],
@@ -322,7 +320,7 @@ class Outbox:
             )
 
     def _finish(self, entry: _Entry, token: str) -> None:
-        with _store():
+        with redis_errors("outbox"):
             self._settle(
                 keys=[keys.outbox(), keys.outbox_sending(entry.id)], args=[entry.raw, "", token]
             )
@@ -331,7 +329,7 @@ class Outbox:
         wait = min(self._max_wait, self._first_wait * 2**entry.attempts)
         reason = _describe(exc, smtp)
         updated = entry.failed(reason, now + wait)
-        with _store():
+        with redis_errors("outbox"):
             self._settle(
                 keys=[keys.outbox(), keys.outbox_sending(entry.id)],
                 args=[entry.raw, updated.raw, token],
@@ -349,7 +347,7 @@ class Outbox:
         )
 
     def _drop_unreadable(self, raw: str | bytes) -> None:
-        with _store():
+        with redis_errors("outbox"):
             removed = self._redis.lrem(keys.outbox(), 1, raw)
         if removed:
             log.error("alert_dropped", reason="unreadable outbox entry", size=len(raw))
@@ -406,12 +404,3 @@ def _quit(session: smtplib.SMTP) -> None:
         session.quit()
     except (smtplib.SMTPException, OSError):
         session.close()
-
-
-@contextmanager
-def _store() -> Iterator[None]:
-    """Redis trouble surfaces as the store's temporary error, like everywhere else."""
-    try:
-        yield
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise StoreUnavailable(f"outbox: Redis {type(exc).__name__}") from exc

@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import redis
 import structlog
 
 from threatshare.alerts.message import Alert, recipients_for
@@ -24,6 +23,7 @@ from threatshare.errors import (
     StoreUnavailable,
     TemporaryError,
     ThreatshareError,
+    redis_errors,
 )
 from threatshare.fingerprint import fingerprint
 from threatshare.http import Deadline
@@ -79,8 +79,9 @@ def sync_instance(rt: Runtime, name: str, *, dry_run: bool = False) -> RunResult
     run = Run(rt, name, dry_run=dry_run)
     structlog.contextvars.bind_contextvars(instance=name, run_id=run.run_id)
     try:
-        return _sync(rt, run)
-    except (redis.RedisError, StoreUnavailable) as exc:
+        with redis_errors("run"):
+            return _sync(rt, run)
+    except StoreUnavailable as exc:
         # Nothing can be recorded without Redis; the next scheduled run repeats this one.
         log.warning("run.store_unavailable", error=type(exc).__name__)
         error = {"kind": "temporary", "code": "store_unavailable", "message": "Redis unavailable"}

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx2 as httpx
@@ -36,7 +36,7 @@ from threatshare.http import Deadline, RetryPolicy, make_client, read_json, tran
 from threatshare.zia.bisect import push_isolating_refused
 from threatshare.zia.credentials import build_credential
 from threatshare.zia.errors import CategoryGone, ZiaRejected, raise_for_status
-from threatshare.zia.ratelimit import RateLimiter, endpoint
+from threatshare.zia.ratelimit import RateLimiter, endpoint, limit_requests
 
 log = structlog.get_logger(__name__)
 
@@ -57,14 +57,6 @@ class Quota:
 
     used: int
     remaining: int
-
-
-@dataclass
-class AddResult:
-    """What an add did: entries staged in the category (newest first) and those ZIA refused."""
-
-    pushed: list[str] = field(default_factory=list)
-    rejected: dict[str, str] = field(default_factory=dict)
 
 
 def category_description(instance: str, description: str = "") -> str:
@@ -110,13 +102,12 @@ class ZiaClient:
         reauth_wait: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._limiter = limiter
         self._deadline = deadline
         self._policy = policy or RetryPolicy()
         self._reauth_wait = reauth_wait
         self._sleep = sleep
         self._http = make_client(tenant.resolved_api_base, transport=transport)
-        self._http.event_hooks = {"request": [self._wait_for_budget], "response": []}
+        limit_requests(self._http, limiter, lambda: self._deadline)
         #: The quota as last read, for status (S7).
         self.last_quota: Quota | None = None
         self._own_credential = credential is None
@@ -127,9 +118,6 @@ class ZiaClient:
             raise
 
     # -- plumbing ------------------------------------------------------------------------------
-
-    def _wait_for_budget(self, request: httpx.Request) -> None:
-        self._limiter.acquire(request.method, request.url.path, self._deadline)
 
     def _send(
         self, method: str, path: str, params: dict[str, str] | None, body: Any, what: str
@@ -303,44 +291,6 @@ class ZiaClient:
                 ) from None
             raise
 
-    def add(
-        self,
-        category_id: str,
-        name: str,
-        entries: Sequence[str],
-        batch_size: int,
-        on_batch: Callable[[list[str]], None] | None = None,
-    ) -> AddResult:
-        """Stage ``entries`` (newest first) in the category, ``batch_size`` per request.
-
-        Reads the quota first and pushes only what fits, newest first; then raises
-        :class:`QuotaExhausted` carrying what was pushed. A batch ZIA refuses because of some
-        entries is searched for them (:mod:`threatshare.zia.bisect`), which are rejected.
-        ``on_batch`` hears of every batch ZIA accepted, as soon as it did, so the caller can
-        record progress durably."""
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-        result = AddResult()
-
-        def done(batch: list[str]) -> None:
-            result.pushed.extend(batch)
-            if on_batch is not None:
-                on_batch(batch)
-
-        queue = list(dict.fromkeys(entries))
-        try:
-            _, result.rejected = self.add_batches(
-                category_id, name, _chunks(queue, batch_size), done
-            )
-        except QuotaExhausted as exc:
-            raise QuotaExhausted(
-                exc.message,
-                pushed_entries=result.pushed,
-                left_out=exc.left_out,
-                rejected=exc.rejected,
-            ) from None
-        return result
-
     def add_batches(
         self,
         category_id: str,
@@ -348,9 +298,14 @@ class ZiaClient:
         batches: Iterable[list[str]],
         on_batch: Callable[[list[str]], None],
     ) -> tuple[int, dict[str, str]]:
-        """The streaming form of :meth:`add`: ``batches`` of distinct entries, newest first,
-        are pulled one at a time, so memory holds one batch whatever the number of entries.
-        One quota read; returns (entries pushed, entries refused -> reason)."""
+        """Stage ``batches`` of distinct entries (newest first) in the category, pulled one at
+        a time, so memory holds one batch whatever the number of entries.
+
+        Reads the quota once and pushes only what fits, newest first; then raises
+        :class:`QuotaExhausted` saying how many were pushed and left out. A batch ZIA refuses
+        because of some entries is searched for them (:mod:`threatshare.zia.bisect`), which are
+        rejected. ``on_batch`` hears of every batch ZIA accepted, as soon as it did, so the
+        caller can record progress durably. Returns (entries pushed, entries refused -> reason)."""
         stream = iter(batches)
         first = next(stream, None)
         if not first:

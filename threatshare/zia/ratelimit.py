@@ -19,11 +19,12 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import httpx2 as httpx
 import redis
 import structlog
 
 from threatshare import keys
-from threatshare.errors import RateLimited, StoreUnavailable
+from threatshare.errors import RateLimited, redis_errors
 from threatshare.http import Deadline
 
 log = structlog.get_logger(__name__)
@@ -167,13 +168,11 @@ class RateLimiter:
         """Record one call if every window allows it and return 0.0; otherwise record nothing
         and return the seconds until it would be allowed."""
         bucket = bucket_for(method, path)
-        try:
+        with redis_errors("rate limiter"):
             wait_us = self._script(
                 keys=[keys.tenant_limit(self._tenant, bucket)],
                 args=[uuid.uuid4().hex, *self._windows_us(bucket)],
             )
-        except redis.RedisError as exc:
-            raise StoreUnavailable(f"rate limiter: Redis {type(exc).__name__}") from None
         return int(wait_us) / 1_000_000
 
     def acquire(self, method: str, path: str, deadline: Deadline) -> None:
@@ -192,3 +191,15 @@ class RateLimiter:
             waited += wait
         if waited:
             log.debug("rate_limit_waited", bucket=bucket_for(method, path), wait_s=round(waited, 3))
+
+
+def limit_requests(
+    http: httpx.Client, limiter: RateLimiter, deadline: Callable[[], Deadline]
+) -> None:
+    """Make every request ``http`` sends wait for the tenant's budget first (and count in
+    it); ``deadline`` gives the deadline of the wait of each request."""
+
+    def wait_for_budget(request: httpx.Request) -> None:
+        limiter.acquire(request.method, request.url.path, deadline())
+
+    http.event_hooks = {"request": [wait_for_budget], "response": []}
