@@ -14,7 +14,7 @@ job builds a runtime from the configuration file (``$THREATSHARE_CONFIG``) and d
 the end: correct, only slower.
 
 Run lease. A run holds its instance's lock for one :func:`lease_for` period at a time and
-renews it while it lives (:meth:`threatshare.state.store.RunLock.kept_alive`). A worker that dies
+renews it while it lives (:meth:`threatshare.state.lock.RunLock.kept_alive`). A worker that dies
 (SIGKILL, OOM, a lost machine) stops renewing, so its instance is free again within one lease,
 and the next slot's job runs it (S9: "within about two intervals").
 """

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -57,6 +57,30 @@ ACTIVATE_BUCKET = "POST /status/activate"
 JOB_TIMEOUT_MARGIN = timedelta(seconds=30)
 FAILED_JOB_TTL = 24 * 3600
 MAX_TICK = 5.0
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """How one kind of job goes on the queue, said once (as arq's ``CronJob`` does).
+
+    ``ttl``: a job still queued after it is dropped (the next slot's job replaces it);
+    ``result_ttl``: how long a finished job keeps its id taken, which is what makes the slot's
+    id unique for the rest of the slot, and only that long."""
+
+    func: Callable[..., Any]
+    timeout: int
+    ttl: int
+    result_ttl: int
+    at_front: bool = False
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "job_timeout": self.timeout,
+            "ttl": self.ttl,
+            "result_ttl": self.result_ttl,
+            "failure_ttl": FAILED_JOB_TTL,
+            "at_front": self.at_front,
+        }
 
 
 @dataclass(frozen=True)
@@ -104,8 +128,13 @@ class Scheduler:
         self.tenants = tenants_by_id(config.zia)
         settings = config.settings
         self.interval = max(1, round(settings.interval.total_seconds()))
-        self.sync_timeout = round((settings.run_deadline + JOB_TIMEOUT_MARGIN).total_seconds())
-        self.activation_timeout = round(jobs.ACTIVATION_DEADLINE) + 30
+        sync_timeout = round((settings.run_deadline + JOB_TIMEOUT_MARGIN).total_seconds())
+        activation_timeout = round(jobs.ACTIVATION_DEADLINE) + 30
+        self.sync = JobSpec(jobs.sync_job, sync_timeout, self.interval, 2 * self.interval)
+        self.activation = JobSpec(
+            jobs.activate_job, activation_timeout, activation_timeout, 2 * COALESCE, at_front=True
+        )
+        self.delivery = JobSpec(jobs.deliver_alerts_job, 300, 300, 2 * COALESCE, at_front=True)
 
     @property
     def tick_every(self) -> float:
@@ -116,9 +145,16 @@ class Scheduler:
         seconds, micros = self.redis.time()
         return int(seconds) * 1_000_000 + int(micros)
 
-    def _enqueue(self, job_id: str, func: Any, *args: Any, **options: Any) -> bool:
+    def _enqueue(self, spec: JobSpec, job_id: str, *args: Any, description: str) -> bool:
         try:
-            self.queue.enqueue(func, *args, job_id=job_id, unique=True, **options)
+            self.queue.enqueue(
+                spec.func,
+                *args,
+                job_id=job_id,
+                unique=True,
+                description=description,
+                **spec.options(),
+            )
         except DuplicateJobError:
             return False  # another scheduler (or an earlier tick) was first
         return True
@@ -139,18 +175,7 @@ class Scheduler:
     def _sync_jobs(self, slot: int) -> Iterator[str]:
         for name in self.config.enabled_instances():
             job_id = keys.scheduler_slot(name, slot)
-            # ttl: a job still queued when its slot is over is dropped, the next slot's job
-            # replaces it. result_ttl keeps the id taken for the rest of the slot, and only that.
-            if self._enqueue(
-                job_id,
-                jobs.sync_job,
-                name,
-                job_timeout=self.sync_timeout,
-                ttl=self.interval,
-                result_ttl=2 * self.interval,
-                failure_ttl=FAILED_JOB_TTL,
-                description=f"sync {name}",
-            ):
+            if self._enqueue(self.sync, job_id, name, description=f"sync {name}"):
                 yield job_id
 
     def _activation_jobs(self, now_us: int, slot: int) -> Iterator[str]:
@@ -160,33 +185,15 @@ class Scheduler:
             if not activation_due(recent_activations(self.redis, tenant_id, now_us)):
                 continue
             job_id = keys.activation_slot(tenant_id, slot)
-            if self._enqueue(
-                job_id,
-                jobs.activate_job,
-                tenant_id,
-                job_timeout=self.activation_timeout,
-                ttl=self.activation_timeout,
-                result_ttl=2 * COALESCE,
-                failure_ttl=FAILED_JOB_TTL,
-                at_front=True,
-                description=f"activate {self.tenants[tenant_id]}",
-            ):
+            description = f"activate {self.tenants[tenant_id]}"
+            if self._enqueue(self.activation, job_id, tenant_id, description=description):
                 yield job_id
 
     def _delivery_job(self, slot: int) -> Iterator[str]:
         if self.outbox.pending() == 0:
             return
         job_id = keys.delivery_slot(slot)
-        if self._enqueue(
-            job_id,
-            jobs.deliver_alerts_job,
-            job_timeout=300,
-            ttl=300,
-            result_ttl=2 * COALESCE,
-            failure_ttl=FAILED_JOB_TTL,
-            at_front=True,
-            description="deliver alerts",
-        ):
+        if self._enqueue(self.delivery, job_id, description="deliver alerts"):
             yield job_id
 
     def run(self, stop: threading.Event) -> None:
