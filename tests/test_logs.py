@@ -19,10 +19,13 @@ def _restore_logging() -> Iterator[None]:
     """logs.configure is process-wide; later tests must find structlog's defaults again."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    libraries = {name: logging.getLogger(name).level for name in logs.THIRD_PARTY}
     yield
     structlog.reset_defaults()
     root.handlers[:] = handlers
     root.setLevel(level)
+    for name, library_level in libraries.items():
+        logging.getLogger(name).setLevel(library_level)
 
 
 def capture(fmt: str = "json") -> io.StringIO:
@@ -67,3 +70,20 @@ class TestRedaction:
             structlog.contextvars.clear_contextvars()
         line = json.loads(buf.getvalue())
         assert (line["instance"], line["run_id"]) == ("a", "r1")
+
+
+class TestThirdPartyLoggers:
+    def test_library_chatter_stays_out_unless_asked(self) -> None:
+        """aiosmtpd's and asyncio's INFO lines are dropped; a WARNING, or INFO when asked, shows."""
+        buf = capture()
+        logging.getLogger("mail.log").info("('127.0.0.1', 1) >> b'ehlo vm'")
+        logging.getLogger("asyncio").info("loop chatter")
+        logging.getLogger("mail.log").warning("sink trouble")
+        lines = [json.loads(line)["event"] for line in buf.getvalue().splitlines()]
+        assert lines == ["sink trouble"]
+        asked = io.StringIO()
+        logs.configure("json", stream=asked, third_party_level=logging.INFO)
+        logging.getLogger("mail.log").info("now wanted")
+        assert [json.loads(line)["event"] for line in asked.getvalue().splitlines()] == [
+            "now wanted"
+        ]

@@ -28,6 +28,10 @@ _SECRET_TEXT = re.compile(
     r"|eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"
     r"|(jsessionid=)[^;,\s]+"
 )
+#: Libraries whose INFO lines are about their own workings, not the product's: httpx2 logs every
+#: request line (the run logs counts instead, S8), aiosmtpd (``mail.log``, the sandbox's SMTP
+#: sink) every SMTP command, asyncio its event loop.
+THIRD_PARTY = ("httpx2", "httpcore2", "httpx", "httpcore", "mail.log", "asyncio")
 # Counts and flags about secrets are fine to log; these keys are not secrets themselves.
 _SAFE_KEYS = {"token_fetches", "token_url", "tokens", "token_auth"}
 
@@ -70,8 +74,10 @@ def configure(
     fmt: Literal["auto", "json", "console"] = "auto",
     level: int = logging.INFO,
     stream: TextIO | None = None,
+    third_party_level: int = logging.WARNING,
 ) -> None:
-    """Set up structlog and stdlib logging once, at the edge (CLI or worker start)."""
+    """Set up structlog and stdlib logging once, at the edge (CLI or worker start); the
+    libraries of :data:`THIRD_PARTY` log at ``third_party_level`` only."""
     stream = stream or sys.stderr
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -102,9 +108,8 @@ def configure(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # httpx2 logs every request line at INFO; the run logs counts instead (S8).
-    for noisy in ("httpx2", "httpcore2", "httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for noisy in THIRD_PARTY:
+        logging.getLogger(noisy).setLevel(third_party_level)
     # RQ configures its own loggers without propagation (rq 3); route them through ours.
     for name in ("rq", "rq.worker", "rq.scheduler"):
         rq_logger = logging.getLogger(name)
