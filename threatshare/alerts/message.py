@@ -222,14 +222,13 @@ def _facts(alert: Alert) -> list[str]:
 
 
 def _bookmark_lines(alert: Alert, now: datetime) -> list[str]:
+    days = f"{MIMECAST_RETENTION.days} days"
+    keeps = f"Mimecast keeps {days} of logs: records older than {days} before now are gone from it."
     if alert.bookmark is None:
         return [
             _row("Bookmark", "none yet (no run has completed)"),
             "",
-            _paragraph(
-                "On recovery the first run starts `fetch_from` back from then. Mimecast keeps "
-                "30 days of logs: records older than 30 days before now are gone from it."
-            ),
+            _paragraph(f"On recovery the first run starts `fetch_from` back from then. {keeps}"),
         ]
     expiry = alert.bookmark + MIMECAST_RETENTION
     lines = [_row("Bookmark", _when(alert.bookmark)), ""]
@@ -237,8 +236,7 @@ def _bookmark_lines(alert: Alert, now: datetime) -> list[str]:
         lines.append(
             _paragraph(
                 "On recovery, the threats Mimecast recorded since the bookmark are shared into "
-                "the category. Mimecast keeps 30 days of logs: records older than 30 days "
-                "before now are gone from it. Records from just after this bookmark start to "
+                f"the category. {keeps} Records from just after this bookmark start to "
                 f"disappear at {_when(expiry)} (in {_span(expiry - now)}); resume before then "
                 "to lose none."
             )
@@ -246,11 +244,10 @@ def _bookmark_lines(alert: Alert, now: datetime) -> list[str]:
     else:
         lines.append(
             _paragraph(
-                "Mimecast keeps 30 days of logs: records older than 30 days before now are "
-                f"gone from it. This bookmark passed that limit at {_when(expiry)}: the "
+                f"{keeps} This bookmark passed that limit at {_when(expiry)}: the "
                 f"records from {_when(alert.bookmark)} to {_when(now - MIMECAST_RETENTION)} can no "
                 "longer be shared, and more are lost every hour until the instance resumes. "
-                "On recovery, the last 30 days are shared."
+                f"On recovery, the last {days} are shared."
             )
         )
     return lines
