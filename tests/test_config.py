@@ -231,3 +231,15 @@ class TestFingerprint:
         assert base == same
         assert rotated != base
         assert "ZiaSecret" not in base
+
+
+def test_durations_for_people_keep_the_largest_units() -> None:
+    """format_duration spells exactly by default; with largest=2 it shows the two biggest units."""
+    from datetime import timedelta
+
+    from threatshare.durations import format_duration
+
+    value = timedelta(days=3, hours=4, minutes=5, seconds=6)
+    assert format_duration(value) == "3d4h5m6s"
+    assert format_duration(value, largest=2, sep=" ") == "3d 4h"
+    assert format_duration(timedelta(seconds=-5)) == "0s"

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import smtplib
-import socket
-import ssl
 import time
 import uuid
 from collections.abc import Callable
@@ -30,10 +28,10 @@ import structlog
 from redis import Redis
 
 from threatshare import keys
-from threatshare.alerts.message import Alert, clean_text, compose
+from threatshare.alerts.message import Alert, compose
+from threatshare.alerts.smtp import ConnectionLost, connect, describe, quit_session
 from threatshare.config import Smtp
 from threatshare.errors import redis_errors
-from threatshare.logs import MASK
 
 log = structlog.get_logger(__name__)
 
@@ -140,51 +138,6 @@ class _Entry:
         return self._build(self.id, self.alert, self.queued_at, self.attempts + 1, next_try, error)
 
 
-class _ConnectionLost(Exception):
-    """The SMTP session is unusable; the rest of this round would fail the same way."""
-
-
-def _describe(exc: BaseException, smtp: Smtp) -> str:
-    """An operator's one-line reason, cleaned of control characters and of the password."""
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        codes = sorted({code for code, _ in exc.recipients.values()})
-        text = f"all recipients refused ({', '.join(map(str, codes))})"
-    elif isinstance(exc, smtplib.SMTPResponseException):
-        reply = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else ""
-        text = f"{exc.smtp_code} {reply}"
-    elif isinstance(exc, TimeoutError | socket.timeout):
-        text = f"timed out after {smtp.timeout.total_seconds():g}s"
-    else:
-        text = f"{type(exc).__name__}: {exc}"
-    if smtp.password is not None and (secret := smtp.password.get_secret_value()):
-        text = text.replace(secret, MASK)
-    return clean_text(text, 300)
-
-
-def _connect(smtp: Smtp) -> smtplib.SMTP:
-    """An SMTP session, with TLS as configured (verified; never a fallback to clear text)."""
-    timeout = smtp.timeout.total_seconds()
-    # gethostname, not smtplib's default getfqdn: no DNS lookup to say EHLO.
-    helo = socket.gethostname() or "localhost"
-    context = ssl.create_default_context(cafile=smtp.ca_file)
-    client: smtplib.SMTP
-    if smtp.security == "ssl":
-        client = smtplib.SMTP_SSL(
-            smtp.host, smtp.resolved_port, local_hostname=helo, timeout=timeout, context=context
-        )
-    else:
-        client = smtplib.SMTP(smtp.host, smtp.resolved_port, local_hostname=helo, timeout=timeout)
-    try:
-        if smtp.security == "starttls":
-            client.starttls(context=context)
-        if smtp.username and smtp.password is not None:
-            client.login(smtp.username, smtp.password.get_secret_value())
-    except BaseException:
-        client.close()
-        raise
-    return client
-
-
 class Outbox:
     """Alert e-mails waiting in Redis, delivered by whichever worker calls :meth:`deliver`.
 
@@ -288,12 +241,12 @@ class Outbox:
                     if session is None:
                         session = self._open(smtp)
                     self._send(session, entry, smtp, now)
-                except (smtplib.SMTPException, OSError, _ConnectionLost) as exc:
+                except (smtplib.SMTPException, OSError, ConnectionLost) as exc:
                     counts["failed"] += 1
                     held.add(instance)
-                    cause = exc.__cause__ if isinstance(exc, _ConnectionLost) else exc
+                    cause = exc.__cause__ if isinstance(exc, ConnectionLost) else exc
                     self._retry(entry, token, smtp, cause or exc, now)
-                    if isinstance(exc, _ConnectionLost):
+                    if isinstance(exc, ConnectionLost):
                         if session is not None:
                             session.close()
                             session = None
@@ -303,7 +256,7 @@ class Outbox:
                 counts["sent"] += 1
         finally:
             if session is not None:
-                _quit(session)
+                quit_session(session)
         return Delivery(waiting=self.pending(), **counts)
 
     # -- one alert -------------------------------------------------------------------------
@@ -327,7 +280,7 @@ class Outbox:
 
     def _retry(self, entry: _Entry, token: str, smtp: Smtp, exc: BaseException, now: float) -> None:
         wait = min(self._max_wait, self._first_wait * 2**entry.attempts)
-        reason = _describe(exc, smtp)
+        reason = describe(exc, smtp)
         updated = entry.failed(reason, now + wait)
         with redis_errors("outbox"):
             self._settle(
@@ -355,9 +308,9 @@ class Outbox:
     @staticmethod
     def _open(smtp: Smtp) -> smtplib.SMTP:
         try:
-            return _connect(smtp)
+            return connect(smtp)
         except (smtplib.SMTPException, OSError) as exc:
-            raise _ConnectionLost() from exc
+            raise ConnectionLost() from exc
 
     @staticmethod
     def _send(session: smtplib.SMTP, entry: _Entry, smtp: Smtp, now: float) -> None:
@@ -367,15 +320,15 @@ class Outbox:
                 message, from_addr=smtp.sender, to_addrs=list(entry.alert.recipients)
             )
         except smtplib.SMTPServerDisconnected as exc:
-            raise _ConnectionLost() from exc
+            raise ConnectionLost() from exc
         except smtplib.SMTPResponseException as exc:
             if exc.smtp_code == 421:  # the server is closing the session
-                raise _ConnectionLost() from exc
+                raise ConnectionLost() from exc
             raise  # this message was refused; the session is still good for the next
         except smtplib.SMTPException:
             raise
         except OSError as exc:  # SMTPException is an OSError too: hence the order above
-            raise _ConnectionLost() from exc
+            raise ConnectionLost() from exc
         if refused:
             log.warning(
                 "alert_recipients_refused",
@@ -397,10 +350,3 @@ class Outbox:
             code=entry.alert.code,
             message=entry.alert.message,
         )
-
-
-def _quit(session: smtplib.SMTP) -> None:
-    try:
-        session.quit()
-    except (smtplib.SMTPException, OSError):
-        session.close()
