@@ -1,6 +1,6 @@
 """Records per second through normalisation and dedupe, on one core (S11: >= 100,000/s).
 
-Pages of realistic Mimecast records go through :class:`threatshare.indicators.Extractor` and
+Pages of realistic Mimecast records go through :class:`threatshare.indicators.extract.Extractor` and
 then through the per-page dedupe step of a run (``Run._take_page``: newest time per entry,
 ``HMGET`` against the entries already pushed, ``ZADD`` of the new ones into the staging set),
 exactly as :mod:`threatshare.sync` does it, against a real Redis. Two record mixes:

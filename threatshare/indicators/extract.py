@@ -3,7 +3,7 @@
 An :class:`Extractor` holds one instance's choices (sources, allow list, protected hosts) and
 turns each record into entries, counting every outcome in a :class:`Tally`:
 
-- accepted: an entry to push (returned) (shaped by :mod:`threatshare.indicators.normalise`);
+- accepted: an entry to push, returned (shaped by :mod:`threatshare.indicators.normalise`);
 - skipped: fine but never pushed: a non-global IP literal, a host on or under the allow
   list, Mimecast's own link rewriter, a host-level entry for a protected shared platform, an
   impersonation hit without a domain-type identifier;

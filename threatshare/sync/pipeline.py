@@ -6,7 +6,7 @@
            ─► staged in Redis ─► tenant marked "to activate" ─► ZIA adds (newest first)
 
 :class:`Run` does the work and counts it; what its end means for the instance (state, bookmark,
-alerts) is :mod:`threatshare.sync.transitions`'. Activation is not done here: the caller
+alerts) is decided in :mod:`threatshare.sync.transitions`. Activation is not done here: the caller
 activates each changed tenant once (:mod:`threatshare.zia.activation`), which is what ZIA's
 40-an-hour limit asks for.
 """
