@@ -1,6 +1,7 @@
 """The ``threatshare`` command (S7).
 
-``threatshare [--config PATH] COMMAND``: run, worker, scheduler, status, resume, check, demo.
+``threatshare [--config PATH] COMMAND``: run, worker, scheduler, status, resume, check, serve,
+demo.
 Configuration is loaded once here and passed down; an invalid one prints one line per problem
 and exits 2. The fleet runtime (``workers``) is imported only by the commands that need it.
 """
@@ -59,9 +60,27 @@ def _parser() -> argparse.ArgumentParser:
         "--live", action="store_true", help="also get tokens and make one read call each"
     )
 
+    serve = sub.add_parser("serve", help="the read-only operations endpoint (metrics, page)")
+    serve.add_argument(
+        "--listen",
+        type=_listen,
+        metavar="HOST:PORT",
+        help="address to bind (default: settings.listen, else 127.0.0.1:9410)",
+    )
+
     demo = sub.add_parser("demo", help="the whole product on sandbox emulators, on this machine")
     demo.add_argument("--state-dir", metavar="DIR", help="where the demo keeps its files")
     return parser
+
+
+def _listen(value: str) -> str:
+    from threatshare.ops.listen import parse_listen
+
+    try:
+        parse_listen(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
 
 
 def load_config(path: str | None) -> Config:
@@ -153,6 +172,13 @@ def cmd_scheduler(args: argparse.Namespace, config: Config) -> int:
     return run_scheduler(config)
 
 
+def cmd_serve(args: argparse.Namespace, config: Config) -> int:
+    from threatshare.ops.serve import serve
+    from workers.worker import workers_seen
+
+    return serve(config, args.listen, workers_seen)
+
+
 def cmd_demo(args: argparse.Namespace, config: Config | None) -> int:
     from threatshare.sandbox.demo import run_demo
 
@@ -166,6 +192,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Any], int]] = {
     "status": cmd_status,
     "resume": cmd_resume,
     "check": cmd_check,
+    "serve": cmd_serve,
     "demo": cmd_demo,
 }
 

@@ -38,6 +38,7 @@ from pydantic_settings import (
 from threatshare.durations import Duration
 from threatshare.errors import ConfigError
 from threatshare.http import url_problem
+from threatshare.ops.listen import parse_listen
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 CATEGORY_PATTERN = re.compile(r"^[A-Za-z0-9 _\-.()]+$")
@@ -82,6 +83,15 @@ class Settings(_Model):
     log_format: Literal["auto", "json", "console"] = "auto"
     admins: list[Email] = []
     protected_hosts: list[str] = []  # added to the built-in list shipped with the package
+    # HOST:PORT of the operations endpoint inside `threatshare run` (S14); none when unset.
+    listen: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_listen(value)
+        return value
 
     @field_validator("interval")
     @classmethod

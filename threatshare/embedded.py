@@ -153,13 +153,18 @@ class EmbeddedRedis:
         self.stop()
 
 
+def socket_url(data_dir: Path) -> str:
+    """URL of the embedded Redis of ``data_dir``, running or not."""
+    return f"unix://{data_dir / SOCKET_NAME}?db=0"
+
+
 def running_url(data_dir: Path) -> str | None:
     """URL of an embedded Redis already serving ``data_dir`` (started by another threatshare
     process, e.g. `threatshare run`), or None."""
     sock = data_dir / SOCKET_NAME
     if not sock.exists():
         return None
-    url = f"unix://{sock}?db=0"
+    url = socket_url(data_dir)
     client = redis.Redis.from_url(url, socket_timeout=1)
     try:
         return url if client.ping() else None
@@ -193,7 +198,7 @@ class OwnedRedis:
     running by an owner that died (adopted). :meth:`stop` shuts it down, flushing its data."""
 
     def __init__(self, data_dir: Path, owner: _Owner, server: EmbeddedRedis | None) -> None:
-        self.url = f"unix://{data_dir / SOCKET_NAME}?db=0"
+        self.url = socket_url(data_dir)
         self._owner = owner
         self._server = server
 

@@ -36,6 +36,12 @@ def instance_pending(name: str) -> str:
     return f"{_instance(name)}:pending"
 
 
+def instance_run_stats(name: str) -> str:
+    """Hash: runs by outcome (``runs:<outcome>``), errors by code (``errors:<code>``) and
+    ``last_duration_seconds``; the operations endpoint exports them (S14)."""
+    return f"{_instance(name)}:runstats"
+
+
 def instances_index() -> str:
     """Set of instance names that have state; `status` lists them."""
     return f"{PREFIX}instances"
@@ -64,6 +70,12 @@ def tenants_unactivated() -> str:
 def tenant_quota(tenant: str) -> str:
     """Hash: last quota read of a ZIA tenant: used, remaining, at."""
     return f"{PREFIX}{{t:{tenant}}}:quota"
+
+
+def tenant_stats(tenant: str) -> str:
+    """Hash of a ZIA tenant's totals for the operations endpoint (S14): ``activations``,
+    ``rate_limited`` (429 answers) and ``last_activation`` (ISO time)."""
+    return f"{PREFIX}{{t:{tenant}}}:stats"
 
 
 def outbox() -> str:

@@ -19,6 +19,7 @@ from threatshare.auth import Credential, LegacySession
 from threatshare.config import Config, MimecastAccount, ZiaTenant
 from threatshare.http import Deadline, RetryPolicy, make_client
 from threatshare.mimecast import MimecastClient, account_credential
+from threatshare.progress import ProgressSink, ignore
 from threatshare.zia.client import ZiaClient
 from threatshare.zia.credentials import legacy_session, token_credential
 from threatshare.zia.ratelimit import RateLimiter, limit_requests
@@ -42,6 +43,8 @@ class Runtime:
     #: Wait before the last try of a ZIA 401 that survives a fresh token (JWKS caching).
     zia_reauth_wait: float = 60.0
     sleep: Callable[[float], None] = time.sleep
+    #: Where runs report their progress (``run --once`` on a terminal shows it).
+    progress: ProgressSink = ignore
     _credentials: dict[tuple[str, str, int], Any] = field(default_factory=dict)
 
     #: Lease of a run's lock: renewed while the run lives, so a dead worker's instance is

@@ -65,6 +65,11 @@ class FleetWorker(SimpleWorker):
             structlog.contextvars.unbind_contextvars("job_id")
 
 
+def workers_seen(client: redis.Redis) -> int:
+    """The fleet's workers registered in RQ (for the operations endpoint)."""
+    return SimpleWorker.count(connection=client, queue=fleet_queue(client))
+
+
 def run_worker(config: Config, *, burst: bool) -> int:
     """The ``threatshare worker`` command: work until stopped (or, with ``burst``, until the
     queue is empty); exit 0 after a warm shutdown."""

@@ -8,6 +8,7 @@ import redis
 from threatshare.alerts.outbox import Outbox
 from threatshare.config import Config
 from threatshare.ops.table import render_rows
+from threatshare.ops.terminal_progress import progress_for
 from threatshare.runtime import Runtime
 from threatshare.sync import RunResult, sync_all
 from threatshare.zia.activation import activate_pending
@@ -43,7 +44,7 @@ def dry_run_report(results: list[RunResult]) -> str:
 def run_once(
     config: Config, client: redis.Redis, names: list[str] | None, *, dry_run: bool = False
 ) -> int:
-    rt = Runtime(config, client)
+    rt = Runtime(config, client, progress=progress_for())
     try:
         results = sync_all(rt, config.enabled_instances(names), dry_run=dry_run)
         if dry_run:

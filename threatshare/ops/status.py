@@ -12,6 +12,7 @@ from typing import Any
 
 from threatshare.config import Config
 from threatshare.durations import format_duration
+from threatshare.ops.stats import run_stats
 from threatshare.ops.table import render_rows
 from threatshare.state.ledger import Ledger
 from threatshare.state.store import Store
@@ -51,6 +52,7 @@ def instance_status(config: Config, store: Store, name: str) -> dict[str, Any]:
         },
         "last_run": last_run,
         "totals": st.totals,
+        "run_stats": run_stats(store.redis, name),
         "quota": store.quota(tenant.tenant_id),
         "lost_span": st.lost_span,
         "mimecast": inst.mimecast,

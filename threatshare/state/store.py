@@ -108,13 +108,30 @@ class Store:
     def set_lost_span(self, name: str, start: datetime, end: datetime) -> None:
         self._set(name, {"lost_span": json.dumps({"from": to_iso(start), "to": to_iso(end)})})
 
-    def record_run(self, name: str, counters: dict[str, Any]) -> None:
-        """The last run's counters, and the totals over every run."""
+    def record_run(
+        self,
+        name: str,
+        counters: dict[str, Any],
+        *,
+        outcome: str | None = None,
+        error_code: str | None = None,
+        duration: float | None = None,
+    ) -> None:
+        """The last run's counters, and the totals over every run; with ``outcome``, also the
+        run counts by outcome and error code and the last duration (S14), in the same
+        round trip."""
         with self.redis.pipeline() as pipe:
             pipe.hset(keys.instance_state(name), "last_run", json.dumps(counters, sort_keys=True))
             for counter in COUNTERS:
                 if counters.get(counter):
                     pipe.hincrby(keys.instance_state(name), f"total_{counter}", counters[counter])
+            stats = keys.instance_run_stats(name)
+            if outcome is not None:
+                pipe.hincrby(stats, f"runs:{outcome}", 1)
+            if error_code is not None:
+                pipe.hincrby(stats, f"errors:{error_code}", 1)
+            if duration is not None:
+                pipe.hset(stats, "last_duration_seconds", f"{max(0.0, duration):.3f}")
             pipe.execute()
 
     def finish_ok(
@@ -162,6 +179,13 @@ class Store:
             keys.tenant_quota(tenant),
             mapping={"used": used, "remaining": remaining, "at": to_iso(at) or ""},
         )
+
+    def record_activation(self, tenant: str, at: datetime) -> None:
+        """One more activation of the tenant, and its time (S14)."""
+        with self.redis.pipeline() as pipe:
+            pipe.hincrby(keys.tenant_stats(tenant), "activations", 1)
+            pipe.hset(keys.tenant_stats(tenant), "last_activation", to_iso(at) or "")
+            pipe.execute()
 
     def quota(self, tenant: str) -> dict[str, Any] | None:
         raw = {

@@ -22,6 +22,7 @@ import structlog
 
 from threatshare.http import Deadline
 from threatshare.indicators.extract import Extractor, Tally
+from threatshare.progress import Phase, RunProgress
 from threatshare.runtime import Runtime
 from threatshare.state.activation_marks import ActivationMarks
 from threatshare.state.ledger import Ledger
@@ -88,6 +89,31 @@ class Run:
         self.newer: set[str] = set()
         self.new_in_dry_run = 0
         self.lock: RunLock | None = None
+        self.started: datetime | None = None
+        # What the run reports to rt.progress.
+        self.pages = 0
+        self.records = 0
+        self.staged = 0
+        self.to_push = 0
+
+    def report(self, phase: Phase, outcome: str | None = None) -> None:
+        self.rt.progress(
+            RunProgress(
+                self.name,
+                phase,
+                pages=self.pages,
+                records=self.records,
+                staged=self.staged,
+                pushed=self.pushed,
+                to_push=self.to_push,
+                batch_size=self.inst.batch_size,
+                outcome=outcome,
+            )
+        )
+
+    def duration(self) -> float | None:
+        """Seconds since the run took its lock, by the runtime's clock."""
+        return None if self.started is None else (self.rt.now() - self.started).total_seconds()
 
     # --- pulling -------------------------------------------------------------------------
 
@@ -127,6 +153,7 @@ class Run:
         else:
             staged = {e: timed[e] for e in fresh}
             self.ledger.record_page(self.name, known, staged, self.rt.now())
+            self.staged += len(staged)
         if len(seen) > SEEN_LIMIT:
             self.flush_newer()
             seen.clear()  # memory stays bounded whatever the backlog; look-ups resume
@@ -147,9 +174,11 @@ class Run:
             if URL_SOURCES & set(self.inst.sources):
                 for page in client.url_log_pages(window.start, window.end):
                     self._take_page(page, self.extractor.url_record, "date", end_ts)
+                    self._pulled(page)
             if "malicious_domains" in self.inst.sources:
                 for page in client.impersonation_log_pages(window.start, window.end):
                     self._take_page(page, self.extractor.impersonation_record, "eventTime", end_ts)
+                    self._pulled(page)
             self.flush_newer()
         finally:
             # Page entries that were not even JSON objects never reach the extractor.
@@ -158,11 +187,18 @@ class Run:
                 self.tally.rejected["malformed_record"] += client.malformed_records
             client.close()
 
+    def _pulled(self, page: list[Any]) -> None:
+        self.pages += 1
+        self.records += len(page)
+        self.report("pulling")
+
     # --- pushing -------------------------------------------------------------------------
 
     def push(self, state: InstanceState, deadline: Deadline) -> None:
-        if self.ledger.staged_count(self.name) == 0:
+        self.to_push = self.ledger.staged_count(self.name)
+        if self.to_push == 0:
             return
+        self.report("pushing")
         tenant = self.rt.config.zia[self.inst.zia]
         # Recorded before the first change, so a crash after it still gets activated.
         self.marks.mark_unactivated(tenant.tenant_id)
@@ -172,6 +208,7 @@ class Run:
             self.marks.mark_unactivated(tenant.tenant_id)
             self.ledger.record_pushed(self.name, batch, self.rt.now())
             self.pushed += len(batch)
+            self.report("pushing")
 
         try:
             # A known id is used as it is (no look-up call, S11); if ZIA says it is gone, the

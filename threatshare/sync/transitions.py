@@ -80,14 +80,16 @@ def sync_instance(rt: Runtime, name: str, *, dry_run: bool = False) -> RunResult
     structlog.contextvars.bind_contextvars(instance=name, run_id=run.run_id)
     try:
         with redis_errors("run"):
-            return _sync(rt, run)
+            result = _sync(rt, run)
     except StoreUnavailable as exc:
         # Nothing can be recorded without Redis; the next scheduled run repeats this one.
         log.warning("run.store_unavailable", error=type(exc).__name__)
         error = {"kind": "temporary", "code": "store_unavailable", "message": "Redis unavailable"}
-        return RunResult(name, run.run_id, "retrying", "retrying", run.counters(), error)
+        result = RunResult(name, run.run_id, "retrying", "retrying", run.counters(), error)
     finally:
         structlog.contextvars.unbind_contextvars("instance", "run_id")
+    run.report("done", result.outcome)
+    return result
 
 
 def _sync(rt: Runtime, run: Run) -> RunResult:
@@ -138,7 +140,8 @@ def _locked(
     """The run proper, while it holds the instance's lock."""
     name, store = run.name, run.store
     assert run.lock is not None
-    store.begin(name, run.run_id, rt.now())
+    run.started = rt.now()
+    store.begin(name, run.run_id, run.started)
     log.info("run.start", window_from=to_iso(window.start), window_to=to_iso(window.end))
     run.ledger.clear_staged(name)
     if window.lost_from is not None:
@@ -151,7 +154,7 @@ def _locked(
     bookmark = max(window.end, state.bookmark or window.end)
     if not store.finish_ok(name, run.lock, bookmark, rt.now(), current):
         raise ThreatshareError("the run lost its lock before it could move the bookmark")
-    store.record_run(name, run.counters())
+    store.record_run(name, run.counters(), outcome="ok", duration=run.duration())
     log.info("run.ok", **{k: v for k, v in run.counters().items() if isinstance(v, int)})
     if state.halted_since is not None:
         Outbox(rt.redis).put(
@@ -166,7 +169,10 @@ def _failed(rt: Runtime, run: Run, exc: ThreatshareError, current: str) -> RunRe
     store = run.store
     now = rt.now()
     counters = run.counters()
-    store.record_run(run.name, counters)
+    outcome = "halted" if halt else "retrying"
+    store.record_run(
+        run.name, counters, outcome=outcome, error_code=exc.code, duration=run.duration()
+    )
     before = store.finish_error(run.name, error, now, halt=halt, fingerprint=current)
     after = store.load(run.name)
     if halt:
@@ -179,9 +185,7 @@ def _failed(rt: Runtime, run: Run, exc: ThreatshareError, current: str) -> RunRe
         log.warning("run.retrying", code=exc.code, error=exc.message)
     if isinstance(exc, QuotaExhausted):
         log.error("quota.exhausted", pushed=run.pushed)
-    return RunResult(
-        run.name, run.run_id, "halted" if halt else "retrying", after.state, counters, error
-    )
+    return RunResult(run.name, run.run_id, outcome, after.state, counters, error)
 
 
 def sync_all(rt: Runtime, names: Iterable[str], *, dry_run: bool = False) -> list[RunResult]:

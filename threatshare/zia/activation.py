@@ -21,6 +21,7 @@ from threatshare.errors import ThreatshareError
 from threatshare.http import Deadline
 from threatshare.runtime import Runtime
 from threatshare.state.activation_marks import ActivationMarks
+from threatshare.state.store import Store
 
 log = structlog.get_logger(__name__)
 
@@ -66,6 +67,7 @@ def activate_tenant(rt: Runtime, name: str, deadline: Deadline | None = None) ->
             return Activation(name, activated=False)
         client.activate()
         marks.clear_unactivated(tenant_id, marked)
+        Store(rt.redis).record_activation(tenant_id, rt.now())
         log.info("zia.activated", tenant=name)
         return Activation(name, activated=True)
     except ThreatshareError as exc:

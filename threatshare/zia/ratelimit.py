@@ -13,6 +13,7 @@ when the wait would cross the run's deadline.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 import uuid
@@ -88,6 +89,20 @@ def endpoint(path: str) -> str:
 def bucket_for(method: str, path: str) -> str:
     """The rate-limit bucket of one call, e.g. ``"PUT /urlCategories/{id}"``."""
     return f"{method.upper()} {endpoint(path)}"
+
+
+def least_seconds(calls: int, limits: tuple[Limit, ...]) -> float:
+    """The shortest time ``calls`` calls can take under ``limits`` from an unused budget:
+    what a progress display can promise at best (the first call of each window is free)."""
+    if calls <= 1:
+        return 0.0
+    return max((calls - 1) // limit.calls * limit.per for limit in limits)
+
+
+def default_limits(method: str, path: str) -> tuple[Limit, ...]:
+    """ZIA's limits of one call, from the tables above."""
+    bucket = bucket_for(method, path)
+    return ZIA_LIMITS.get(bucket) or ZIA_METHOD_LIMITS.get(method.upper(), MEDIUM)
 
 
 # KEYS[1]: sorted set of one tenant's recent calls to one endpoint, scored in microseconds.
@@ -174,6 +189,12 @@ class RateLimiter:
                 args=[uuid.uuid4().hex, *self._windows_us(bucket)],
             )
         return int(wait_us) / 1_000_000
+
+    def note_rate_limited(self) -> None:
+        """Count one 429 answer of the tenant (S14's metric); best effort, as the count must
+        never fail the call it describes. Only 429s pay this round trip."""
+        with contextlib.suppress(redis.RedisError):
+            self._redis.hincrby(keys.tenant_stats(self._tenant), "rate_limited", 1)
 
     def acquire(self, method: str, path: str, deadline: Deadline) -> None:
         """Wait until the tenant's budget allows this call, and record it.

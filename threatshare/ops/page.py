@@ -1,0 +1,97 @@
+"""``/``: the status page for people (S14), rendered on the server from one snapshot.
+
+One row per instance (state in colour, bookmark age, entries, last error and its remedy,
+lifecycle counts when the records carry them) and each ZIA tenant's quota as a bar. The page is
+self-contained (inline CSS, no script, no external asset), refreshes itself, and fits a phone.
+Upstream text reaches it only through Jinja2's autoescaping.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from threatshare.durations import format_duration
+from threatshare.errors import REMEDIES
+from threatshare.ops.snapshot import Snapshot, TenantView, age_seconds
+
+REFRESH_SECONDS = 15
+LIFECYCLE_COUNTS = ("expired", "evicted", "removed_by_hand", "foreign", "unblocked")
+TEMPORARY_REMEDY = "Nothing to do unless it lasts: the next run tries again."
+DEFAULT_REMEDY = "Read the error message, fix its cause, then run `threatshare resume`."
+
+
+def _age(iso: str | None, snapshot: Snapshot) -> str:
+    seconds = age_seconds(iso, snapshot.at)
+    if seconds is None:
+        return "never"
+    return format_duration(timedelta(seconds=int(seconds))) + " ago"
+
+
+def _remedy(error: dict[str, Any]) -> str:
+    if error.get("kind") == "temporary":
+        return TEMPORARY_REMEDY
+    return REMEDIES.get(str(error.get("code")), DEFAULT_REMEDY)
+
+
+def _row(record: dict[str, Any], snapshot: Snapshot) -> dict[str, Any]:
+    error = record["last_error"]
+    lifecycle = record.get("lifecycle") or {}
+    return {
+        "name": record["name"],
+        "state": record["state"],
+        "category": record["category"]["name"],
+        "tenant": record["zia"],
+        "bookmark_age": _age(record["bookmark"], snapshot),
+        "last_success": _age(record["last_success"], snapshot),
+        "entries": record["category"]["entries"],
+        "error": error,
+        "error_since": _age(record["error_since"], snapshot) if error else None,
+        "remedy": _remedy(error) if error else None,
+        "lifecycle": [
+            (k.replace("_", " "), lifecycle[k]) for k in LIFECYCLE_COUNTS if k in lifecycle
+        ],
+    }
+
+
+def _bar(tenant: TenantView, snapshot: Snapshot) -> dict[str, Any]:
+    quota = tenant.quota or {}
+    used, remaining = quota.get("used"), quota.get("remaining")
+    total = (used or 0) + (remaining or 0)
+    reserve = quota.get("reserve")
+    return {
+        "name": tenant.name,
+        "known": used is not None and remaining is not None,
+        "used": used,
+        "remaining": remaining,
+        "total": total,
+        "reserve": reserve,
+        "used_percent": round(100.0 * used / total, 1) if total and used is not None else 0.0,
+        "reserve_percent": round(100.0 * reserve / total, 1) if total and reserve else 0.0,
+        "read": _age(quota.get("at"), snapshot) if quota else None,
+        "activations": tenant.activations,
+        "last_activation": _age(tenant.last_activation, snapshot),
+        "rate_limited": tenant.rate_limited,
+    }
+
+
+class StatusPage:
+    """The page's template, loaded once per process from the package's data."""
+
+    def __init__(self) -> None:
+        env = Environment(
+            loader=PackageLoader("threatshare.ops", "templates"),
+            autoescape=select_autoescape(["html"]),
+        )
+        self._template = env.get_template("status.html")
+
+    def render(self, snapshot: Snapshot) -> str:
+        return self._template.render(
+            snapshot=snapshot,
+            generated=snapshot.at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            rows=[_row(r, snapshot) for r in snapshot.instances],
+            tenants=[_bar(t, snapshot) for t in snapshot.tenants],
+            refresh=REFRESH_SECONDS,
+        )
