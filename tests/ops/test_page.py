@@ -1,0 +1,106 @@
+"""The status page in a real headless browser (Debian's chromium): instances, their states and
+the quota bars are rendered; with Redis stopped a banner says so (S14)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from tests.ops.served import served
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium is not installed (apt-get install chromium; CI does)"
+)
+
+
+def chromium(tmp_path: Path, url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """One headless chromium run on ``url``, with a profile of its own and no network chatter."""
+    profile = tmp_path / "chromium-profile"
+    assert CHROMIUM is not None
+    return subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            f"--user-data-dir={profile}",
+            *extra,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+class Rendered(HTMLParser):
+    """What the browser's DOM holds: instance rows, quota bars, the Redis banner."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.instances: dict[str, str] = {}
+        self.bars: dict[str, float] = {}
+        self.fills: list[str] = []
+        self.banner = False
+        self._tenant: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        classes = (a.get("class") or "").split()
+        if tag == "tr" and "instance" in classes:
+            self.instances[str(a["data-instance"])] = str(a["data-state"])
+        if "tenant" in classes:
+            self._tenant = a.get("data-tenant")
+        if "bar" in classes and self._tenant:
+            self.bars[self._tenant] = float(str(a["data-used-percent"]))
+        if "used" in classes:
+            self.fills.append(str(a.get("style")))
+        if a.get("id") == "redis-down":
+            self.banner = True
+
+
+def rendered(tmp_path: Path, url: str) -> Rendered:
+    done = chromium(tmp_path, url, "--dump-dom")
+    assert done.returncode == 0, done.stderr[-2000:]
+    parsed = Rendered()
+    parsed.feed(done.stdout)
+    return parsed
+
+
+def test_page_renders_instances_states_and_quota_bars(tmp_path: Path) -> None:
+    """The browser shows one row per instance with its state, a quota bar per tenant whose
+    fill matches the quota status reports; a screenshot is written; with Redis stopped the
+    page still loads and shows the banner."""
+    with served(tmp_path) as s:
+        document = s.status_json()
+        page = rendered(tmp_path, s.base + "/")
+        screenshot = tmp_path / "page.png"
+        shot = chromium(
+            tmp_path, s.base + "/", f"--screenshot={screenshot}", "--window-size=1280,900"
+        )
+        assert shot.returncode == 0, shot.stderr[-2000:]
+        s.redis.stop()
+        down = rendered(tmp_path, s.base + "/")
+    assert page.instances == {r["name"]: r["state"] for r in document["instances"]}
+    assert set(page.instances.values()) == {"ok", "halted"}
+    assert not page.banner
+    assert set(page.bars) == {"prod", "lab"}
+    prod = next(r["quota"] for r in document["instances"] if r["zia"] == "prod")
+    expected = round(100.0 * prod["used"] / (prod["used"] + prod["remaining"]), 1)
+    assert page.bars["prod"] == expected > 0
+    assert f"width: {expected}%" in " ".join(page.fills)
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert screenshot.stat().st_size > 10_000
+    assert down.banner
+    assert down.instances == {}
