@@ -49,14 +49,17 @@ def test_metrics_agree_with_status_json(tmp_path: Path) -> None:
             assert value(parsed, "threatshare_instance_state", instance=name, state=state) == (
                 expected
             ), (name, state)
-        assert value(parsed, "threatshare_instance_category_entries", instance=name) == (
-            r["category"]["entries"]
+        assert (
+            value(parsed, "threatshare_instance_category_entries", instance=name)
+            == (r["category"]["entries"])
         )
-        assert value(parsed, "threatshare_instance_entries_pushed_total", instance=name) == (
-            r["totals"]["pushed"]
+        assert (
+            value(parsed, "threatshare_instance_entries_pushed_total", instance=name)
+            == (r["totals"]["pushed"])
         )
-        assert value(parsed, "threatshare_instance_records_pulled_total", instance=name) == (
-            r["totals"]["pulled"]
+        assert (
+            value(parsed, "threatshare_instance_records_pulled_total", instance=name)
+            == (r["totals"]["pulled"])
         )
         stats = r["run_stats"]
         assert stats["runs_by_outcome"] == {r["state"]: 1}
@@ -86,9 +89,9 @@ def test_metrics_agree_with_status_json(tmp_path: Path) -> None:
         if quota is None:
             assert ("threatshare_tenant_quota_used_entries", (("tenant", tenant),)) not in parsed
             continue
-        assert value(parsed, "threatshare_tenant_quota_used_entries", tenant=tenant) == quota[
-            "used"
-        ]
+        assert (
+            value(parsed, "threatshare_tenant_quota_used_entries", tenant=tenant) == quota["used"]
+        )
         assert (
             value(parsed, "threatshare_tenant_quota_remaining_entries", tenant=tenant)
             == quota["remaining"]

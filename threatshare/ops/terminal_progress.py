@@ -9,6 +9,8 @@ best, which for a large backlog is far longer than the network would.
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -48,6 +50,16 @@ class BarProgress:
         self._stream = stream
         self._bars: dict[str, tuple[str, tqdm]] = {}
 
+    def _size(self) -> tuple[int, int]:
+        # A terminal that reports no size (0x0, e.g. a fresh pseudo-terminal) would get empty
+        # bars from tqdm: fall back to $COLUMNS/$LINES or 80x24.
+        try:
+            size = os.get_terminal_size(self._stream.fileno())
+        except (OSError, ValueError, AttributeError):
+            size = os.terminal_size((0, 0))
+        fallback = shutil.get_terminal_size()
+        return size.columns or fallback.columns, size.lines or fallback.lines
+
     def _bar(self, event: RunProgress) -> tqdm:
         current = self._bars.get(event.instance)
         if current is not None and current[0] == event.phase:
@@ -55,12 +67,14 @@ class BarProgress:
         if current is not None:
             current[1].close()
         pushing = event.phase == "pushing"
+        columns, lines = self._size()
         bar = tqdm(
             total=event.to_push if pushing else None,
             desc=f"{event.instance} {'pushing' if pushing else 'pulling'}",
             unit="entry" if pushing else "page",
             file=self._stream,
-            dynamic_ncols=True,
+            ncols=columns,
+            nrows=lines,
             leave=True,
         )
         self._bars[event.instance] = (event.phase, bar)
