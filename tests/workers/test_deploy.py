@@ -20,6 +20,7 @@ CONFIG_PATH = "/etc/threatshare/threatshare.toml"
 SECRETS_DIR = "/run/secrets"
 K8S = DEPLOY / "kubernetes"
 UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
+MANIFESTS = ("workers.yaml", "scheduler.yaml", "ops.yaml")
 
 
 def subcommands() -> set[str]:
@@ -59,7 +60,7 @@ def threatshare_commands() -> dict[str, list[str]]:
     for i, command in enumerate(flow_lists(compose_text(), "command")):
         if command[0] != "redis-server":
             found[f"compose command {i}"] = command
-    for manifest in ("workers.yaml", "scheduler.yaml"):
+    for manifest in MANIFESTS:
         for i, args in enumerate(flow_lists((K8S / manifest).read_text(), "args")):
             found[f"{manifest} args {i}"] = args
     for unit in UNITS:
@@ -112,12 +113,13 @@ class TestCommands:
             for name, args in threatshare_commands().items()
             if name in {u.name for u in UNITS}
         }
-        assert units == {"worker", "scheduler", "run"}
+        assert units == {"worker", "scheduler", "run", "serve"}
+        assert "serve" in compose
 
     def test_parser_check_rejects_unknown_commands(self) -> None:
         """The check above can fail: a command the CLI lacks does not parse."""
-        assert not parses(["serve"])
-        assert "serve" not in subcommands()
+        assert not parses(["serve-everything"])
+        assert "serve-everything" not in subcommands()
 
 
 class TestPaths:
@@ -129,7 +131,7 @@ class TestPaths:
         assert f"THREATSHARE_CONFIG: {CONFIG_PATH}" in compose
         assert f"./threatshare.toml:{CONFIG_PATH}:ro" in compose
         assert (DEPLOY / "threatshare.toml").is_file()
-        for manifest in ("workers.yaml", "scheduler.yaml"):
+        for manifest in MANIFESTS:
             text = (K8S / manifest).read_text()
             assert f"value: {CONFIG_PATH}" in text
             mount = re.search(r"- name: config\n\s+mountPath: (\S+)", text)
@@ -143,7 +145,7 @@ class TestPaths:
         """The shipped container configuration reads secrets from where they are mounted."""
         shipped = tomllib.loads((DEPLOY / "threatshare.toml").read_text())
         assert shipped["settings"]["secrets_dir"] == SECRETS_DIR
-        for manifest in ("workers.yaml", "scheduler.yaml"):
+        for manifest in MANIFESTS:
             text = (K8S / manifest).read_text()
             mount = re.search(r"- name: secrets\n\s+mountPath: (\S+)", text)
             assert mount is not None and mount.group(1) == SECRETS_DIR
