@@ -1,8 +1,7 @@
 """The ``threatshare`` command (S7).
 
 ``threatshare [--config PATH] COMMAND``: run, worker, scheduler, status, resume, check, serve,
-demo.
-Configuration is loaded once here and passed down; an invalid one prints one line per problem
+demo. Configuration is loaded once here and passed down; an invalid one prints one line per problem
 and exits 2. The fleet runtime (``workers``) is imported only by the commands that need it.
 """
 
