@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,20 +13,10 @@ from typing import Any
 import httpx2 as httpx
 
 from tests.e2e import World, seed
-from tests.workers.processes import ROOT, spawn, stop, tail, wait_for
+from tests.test_cli import cli
+from tests.workers.processes import spawn, stop, tail, wait_for
 from threatshare.embedded import EmbeddedRedis, free_port
 from threatshare.sandbox.world import Sandbox
-
-
-def cli(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """One threatshare command as a child process, its output captured (stdin not a TTY)."""
-    return subprocess.run(
-        [sys.executable, "-m", "threatshare.cli", "--config", str(path), *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=ROOT,
-    )
 
 
 @dataclass

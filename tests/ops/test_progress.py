@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from tests.e2e import FAST, World, seed
-from tests.ops.served import cli
+from tests.test_cli import cli
 from tests.workers.processes import ROOT
 from threatshare.activation import activate_pending
 from threatshare.ops.terminal_progress import PlainProgress, progress_for, push_eta

@@ -15,7 +15,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e import INSTANCES, World, seed
-from tests.ops.served import cli
+from tests.test_cli import cli
 from tests.workers.processes import spawn, stop, tail, wait_for
 from threatshare.embedded import free_port
 from threatshare.ops.listen import parse_listen
