@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,10 @@ from tests.test_cli import cli
 from tests.workers.processes import spawn, stop, tail, wait_for
 from threatshare.embedded import free_port
 from threatshare.ops.listen import parse_listen
+from threatshare.ops.metrics import families
+from threatshare.ops.page import StatusPage
 from threatshare.ops.server import OperationsApp
+from threatshare.ops.snapshot import take
 from threatshare.sandbox.world import Sandbox
 from threatshare.store import Store
 
@@ -152,3 +156,47 @@ def test_page_and_api_never_turn_upstream_text_into_markup_or_show_secrets(world
     for body in (page, api, metrics):
         for secret in secrets:
             assert secret not in body
+
+
+def test_lifecycle_counts_and_quota_reserve_are_shown_and_exported_when_recorded(
+    world: World,
+) -> None:
+    """When the status records carry S13's lifecycle and a quota reserve, the page shows the
+    counts and a reserve segment, and /metrics exports the expiry, eviction and hand-removal
+    totals and the reserve; without them neither appears."""
+    config = world.config()
+    world.run(config)
+    client = redis.Redis.from_url(world.redis_url)
+    try:
+        plain = take(config, client, lambda: datetime.now(UTC))
+    finally:
+        client.close()
+    lifecycle = {"expired": 4, "evicted": 2, "removed_by_hand": 1, "foreign": 0, "unblocked": 3}
+    records = []
+    for r in plain.instances:
+        extra: dict[str, Any] = {"lifecycle": lifecycle} if r["name"] == "all" else {}
+        if r["quota"]:
+            extra["quota"] = {**r["quota"], "reserve": 5}
+        records.append({**r, **extra})
+    tenants = [replace(t, quota={**t.quota, "reserve": 5}) if t.quota else t for t in plain.tenants]
+    recorded = replace(plain, instances=records, tenants=tenants)
+    page = StatusPage().render(recorded)
+    assert "expired 4" in page and "evicted 2" in page and "removed by hand 1" in page
+    assert 'class="reserve"' in page and "reserve 5" in page
+    assert "expired" not in StatusPage().render(plain)
+    exported = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in families(recorded)
+        for s in family.samples
+    }
+    assert exported[("threatshare_instance_entries_expired_total", (("instance", "all"),))] == 4
+    assert exported[("threatshare_instance_entries_evicted_total", (("instance", "all"),))] == 2
+    assert (
+        exported[("threatshare_instance_entries_removed_by_hand_total", (("instance", "all"),))]
+        == 1
+    )
+    assert ("threatshare_instance_entries_expired_total", (("instance", "lab"),)) not in exported
+    assert exported[("threatshare_tenant_quota_reserve_entries", (("tenant", "prod"),))] == 5
+    names = {s.name for family in families(plain) for s in family.samples}
+    assert "threatshare_instance_entries_expired_total" not in names
+    assert "threatshare_tenant_quota_reserve_entries" not in names
