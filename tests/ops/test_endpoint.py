@@ -10,7 +10,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.ops.served import served
-from threatshare.store import from_iso
+from threatshare.timestamps import from_iso
 
 STATES = {"new", "ok", "retrying", "halted", "disabled"}
 

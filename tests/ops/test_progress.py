@@ -19,13 +19,13 @@ import redis
 from tests.e2e import FAST, World, seed
 from tests.test_cli import cli
 from tests.workers.processes import ROOT
-from threatshare.activation import activate_pending
 from threatshare.ops.terminal_progress import PlainProgress, progress_for, push_eta
 from threatshare.progress import RunProgress
-from threatshare.ratelimit import MEDIUM, Limit, least_seconds
 from threatshare.runtime import Runtime
 from threatshare.sandbox.world import Sandbox
 from threatshare.sync import sync_all
+from threatshare.zia.activation import activate_pending
+from threatshare.zia.ratelimit import MEDIUM, Limit, least_seconds
 
 ALL = {
     "all": {

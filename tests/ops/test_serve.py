@@ -25,7 +25,7 @@ from threatshare.ops.page import StatusPage
 from threatshare.ops.server import OperationsApp
 from threatshare.ops.snapshot import take
 from threatshare.sandbox.world import Sandbox
-from threatshare.store import Store
+from threatshare.state.store import Store
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 

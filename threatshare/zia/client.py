@@ -186,8 +186,6 @@ class ZiaClient:
                 self._refused_token(refusals, what)
             if response.status_code != 401:
                 self._credential.used()
-            if response.status_code == 429:
-                self._limiter.note_rate_limited()
             ok = 200 <= response.status_code < 300
             self._finish(response, want_answer or not ok, what)
             if missing_ok and response.status_code == 404:

@@ -218,9 +218,14 @@ def limit_requests(
     http: httpx.Client, limiter: RateLimiter, deadline: Callable[[], Deadline]
 ) -> None:
     """Make every request ``http`` sends wait for the tenant's budget first (and count in
-    it); ``deadline`` gives the deadline of the wait of each request."""
+    it); ``deadline`` gives the deadline of the wait of each request. Each 429 answer is
+    counted for the operations endpoint (S14)."""
 
     def wait_for_budget(request: httpx.Request) -> None:
         limiter.acquire(request.method, request.url.path, deadline())
 
-    http.event_hooks = {"request": [wait_for_budget], "response": []}
+    def count_refusal(response: httpx.Response) -> None:
+        if response.status_code == 429:
+            limiter.note_rate_limited()
+
+    http.event_hooks = {"request": [wait_for_budget], "response": [count_refusal]}
