@@ -8,14 +8,13 @@ Upstream text reaches it only through Jinja2's autoescaping.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from threatshare.durations import format_duration
 from threatshare.errors import REMEDIES
-from threatshare.ops.snapshot import Snapshot, TenantView, age_seconds
+from threatshare.ops.snapshot import Snapshot, TenantView
+from threatshare.ops.status import age_text
 
 REFRESH_SECONDS = 15
 LIFECYCLE_COUNTS = ("expired", "evicted", "removed_by_hand", "foreign", "unblocked")
@@ -24,10 +23,7 @@ DEFAULT_REMEDY = "Read the error message, fix its cause, then run `threatshare r
 
 
 def _age(iso: str | None, snapshot: Snapshot) -> str:
-    seconds = age_seconds(iso, snapshot.at)
-    if seconds is None:
-        return "never"
-    return format_duration(timedelta(seconds=int(seconds))) + " ago"
+    return age_text(iso, snapshot.at)
 
 
 def _remedy(error: dict[str, Any]) -> str:

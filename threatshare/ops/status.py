@@ -75,7 +75,8 @@ def exit_code(records: list[dict[str, Any]]) -> int:
     return 0
 
 
-def _age(iso: str | None, now: datetime) -> str:
+def age_text(iso: str | None, now: datetime) -> str:
+    """How long before ``now`` the ISO time ``iso`` was, for people: ``"5m ago"``, ``"never"``."""
     if not iso:
         return "never"
     when = from_iso(iso) or now
@@ -98,8 +99,8 @@ def render_table(records: list[dict[str, Any]], now: datetime | None = None) -> 
             (
                 r["name"],
                 r["state"],
-                _age(r["bookmark"], now),
-                _age(r["last_success"], now),
+                age_text(r["bookmark"], now),
+                age_text(r["last_success"], now),
                 str(r["category"]["entries"]),
                 f"+{run['pushed']} pulled {run['pulled']} skip {run['skipped']} "
                 f"rej {run['rejected']}",
