@@ -53,6 +53,14 @@ def finish(client: redis.Redis, job_ids: list[str]) -> None:
         job.set_status(JobStatus.FINISHED)
 
 
+def paced_and_marked(config: Config, client: redis.Redis, base: int) -> tuple[str, Scheduler]:
+    """Tenant prod paced (30 activations, the newest at ``base``) with changes to activate."""
+    prod = config.zia["prod"].tenant_id
+    log_activations(client, prod, base, 30)
+    ActivationMarks(client).mark_unactivated(prod)
+    return prod, Scheduler(config, client)
+
+
 class TestWhichInstanceRunsWhen:
     def test_a_paced_tenant_runs_its_instances_just_before_its_activation(
         self, config: Config, redis_client: redis.Redis, base: int
@@ -119,10 +127,7 @@ class TestWhichActivationFollows:
     ) -> None:
         """A marked paced tenant is not activated while its round's run is pending, even with
         the budget allowing it; the tick after the run is done, it is."""
-        prod = config.zia["prod"].tenant_id
-        log_activations(redis_client, prod, base, 30)
-        ActivationMarks(redis_client).mark_unactivated(prod)
-        scheduler = Scheduler(config, redis_client)
+        prod, scheduler = paced_and_marked(config, redis_client, base)
         round_ids = kinds(scheduler.tick(at(base, PACED_GAP - ROUND_LEAD + 1)), "round-")
         assert kinds(scheduler.tick(at(base, PACED_GAP - 1)), "activate-") == []
         assert kinds(scheduler.tick(at(base, PACED_GAP + 1)), "activate-") == []
@@ -136,23 +141,23 @@ class TestWhichActivationFollows:
         self, config: Config, redis_client: redis.Redis, base: int
     ) -> None:
         """ROUND_WAIT after the budget allows it, the activation goes ahead without the round."""
-        prod = config.zia["prod"].tenant_id
-        log_activations(redis_client, prod, base, 30)
-        ActivationMarks(redis_client).mark_unactivated(prod)
-        scheduler = Scheduler(config, redis_client)
+        prod, scheduler = paced_and_marked(config, redis_client, base)
         assert kinds(scheduler.tick(at(base, PACED_GAP - ROUND_LEAD + 1)), "round-")
         assert kinds(scheduler.tick(at(base, PACED_GAP + ROUND_WAIT - 1)), "activate-") == []
-        assert kinds(scheduler.tick(at(base, PACED_GAP + ROUND_WAIT + 1)), "activate-")
+        late = at(base, PACED_GAP + ROUND_WAIT + 1)
+        assert kinds(scheduler.tick(late), "activate-") == [
+            keys.activation_slot(prod, late // SECOND // 10)
+        ]
 
     def test_without_a_round_the_allowed_activation_goes_at_once(
         self, config: Config, redis_client: redis.Redis, base: int
     ) -> None:
         """A paced tenant marked after its gap passed, with no round run, is activated at once."""
-        prod = config.zia["prod"].tenant_id
-        log_activations(redis_client, prod, base, 30)
-        ActivationMarks(redis_client).mark_unactivated(prod)
-        scheduler = Scheduler(config, redis_client)
-        assert kinds(scheduler.tick(at(base, PACED_GAP + 30)), "activate-")
+        prod, scheduler = paced_and_marked(config, redis_client, base)
+        now = at(base, PACED_GAP + 30)
+        assert kinds(scheduler.tick(now), "activate-") == [
+            keys.activation_slot(prod, now // SECOND // 10)
+        ]
 
     def test_the_unpaced_tenant_is_not_held_by_the_paced_one(
         self, config: Config, redis_client: redis.Redis, base: int
