@@ -91,6 +91,7 @@ class TestLoad:
         cfg = config.load(write(tmp_path, VALID))
         assert cfg.settings.interval == timedelta(seconds=60)
         assert cfg.settings.overlap == timedelta(minutes=5)
+        assert cfg.settings.settle == timedelta(seconds=5)  # overlap re-reads late records
         assert cfg.instances["urls"].batch_size == 5000
         assert cfg.zia["prod"].resolved_api_base == "https://zsapi.zscloud.net/api/v1"
         assert cfg.mimecast["main"].token_url == "https://api.services.mimecast.com/oauth/token"

@@ -77,7 +77,7 @@ class Settings(_Model):
     state_dir: Path = Path("~/.local/state/threatshare")
     interval: Duration = timedelta(seconds=60)
     overlap: Duration = timedelta(minutes=5)
-    settle: Duration = timedelta(seconds=30)
+    settle: Duration = timedelta(seconds=5)
     run_deadline: Duration = timedelta(minutes=5)
     secrets_dir: Path | None = None
     log_format: Literal["auto", "json", "console"] = "auto"

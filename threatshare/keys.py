@@ -98,6 +98,12 @@ def scheduler_slot(name: str, slot: int) -> str:
     return f"sync-{name}-{slot}"
 
 
+def round_slot(name: str, cycle: int) -> str:
+    """Job id (not a key) of an instance's run in its paced tenant's round before an
+    activation; ``cycle`` names the round after the activation it follows."""
+    return f"round-{name}-{cycle}"
+
+
 def activation_slot(tenant: str, slot: int) -> str:
     """Job id (not a key) of a ZIA tenant's activation job in one coalescing slot."""
     return f"activate-{tenant}-{slot}"

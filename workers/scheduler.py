@@ -1,28 +1,34 @@
 """``threatshare scheduler``: puts the fleet's jobs on the queue (S9).
 
-Every few seconds a tick enqueues
+Every second a tick enqueues
 
 - one sync job per enabled instance per ``interval`` slot, with the id ``sync-<name>-<slot>``
   (``slot = epoch // interval``) and ``unique=True``: every scheduler computes the same id for
   the same slot, so however many schedulers run (for availability), RQ accepts the first and
   refuses the others with ``DuplicateJobError``. No leader election is needed (arq's cron does
-  the same). The clock is Redis' ``TIME``, one clock for schedulers on any machine;
+  the same). The clock is Redis' ``TIME``, one clock for schedulers on any machine, and an
+  input of :meth:`Scheduler.tick`;
+- for each *paced* ZIA tenant (its last hour holds half of ZIA's 40 activations), a round: one
+  more run of each of its instances, ``round-<name>-<cycle>``, just before its next activation
+  is allowed, so what they push is what that activation makes live (:mod:`workers.pacing`
+  explains the latency budget). ``cycle`` is the second of the tenant's last activation, read
+  from the fleet limiter's log, so every scheduler names a round alike;
 - one activation job per ZIA tenant with staged, unactivated changes, coalesced to one per
   tenant per :data:`COALESCE` seconds and paced by the tenant's activations of the last hour
-  (:func:`activation_due`), so a change goes live within seconds while budget is plentiful and
-  never faster than ZIA's 40 an hour allows in the long run. The tenant stays marked until an
+  (:func:`~workers.pacing.activation_due`): within seconds while budget is plentiful, and for a
+  paced tenant once its gap has passed and its round is done. The tenant stays marked until an
   activation succeeds, so a failed or skipped activation is simply enqueued again;
 - one delivery round of the alert outbox while it holds alerts.
 
-Activations and deliveries go to the front of the queue: they are short, and a change waiting
-behind a slot's worth of sync jobs would wait for nothing.
+Rounds, activations and deliveries go to the front of the queue: they are short, and a change
+waiting behind a slot's worth of sync jobs would wait for nothing.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -31,6 +37,7 @@ import redis
 import structlog
 from rq import Queue
 from rq.exceptions import DuplicateJobError
+from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from threatshare import keys
@@ -40,23 +47,41 @@ from threatshare.connection import redis_for
 from threatshare.state.activation_marks import ActivationMarks
 from threatshare.zia.activation import tenants_by_id
 from workers import jobs
+from workers.pacing import (
+    HOUR,
+    PACED_GAP,
+    ROUND_LEAD,
+    ROUND_WAIT,
+    TenantActivations,
+    activation_due,
+    recent_from_log,
+    round_for,
+)
+
+__all__ = [
+    "ACTIVATE_BUCKET",
+    "PACED_GAP",
+    "Scheduler",
+    "TenantActivations",
+    "activation_due",
+    "fleet_queue",
+    "recent_activations",
+]
 
 log = structlog.get_logger(__name__)
 
 #: Seconds of one activation (and alert delivery) slot: changes made within it share one
 #: activation.
 COALESCE = 10
-#: ZIA allows 40 activations an hour per tenant (reference §4). Below half of that in the last
-#: hour, a tenant is activated once per slot; from there on, once per PACED_GAP, which sustains
-#: under 40 an hour and leaves room for a ``run --once`` now and then.
-ACTIVATIONS_PER_HOUR = 40
-PACE_FROM = ACTIVATIONS_PER_HOUR // 2
-PACED_GAP = 3600 / ACTIVATIONS_PER_HOUR * 1.05
 ACTIVATE_BUCKET = "POST /status/activate"
 #: Above the run deadline, so a run ends by its own deadline, not by RQ's death penalty.
 JOB_TIMEOUT_MARGIN = timedelta(seconds=30)
 FAILED_JOB_TTL = 24 * 3600
-MAX_TICK = 5.0
+#: A second between ticks: a round's activation follows its last run within about that.
+MAX_TICK = 1.0
+#: A round's run still queued when its activation has gone ahead is dropped.
+ROUND_JOB_TTL = round(ROUND_LEAD + ROUND_WAIT)
+_DONE = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
 
 
 @dataclass(frozen=True)
@@ -83,32 +108,21 @@ class JobSpec:
         }
 
 
-@dataclass(frozen=True)
-class TenantActivations:
-    """A tenant's activations within the last hour, from the fleet's rate limiter."""
-
-    last_hour: int
-    seconds_since_last: float | None
-
-
-def activation_due(recent: TenantActivations) -> bool:
-    """Whether a marked tenant may get an activation job now (the limiter has the last word)."""
-    if recent.last_hour >= ACTIVATIONS_PER_HOUR:
-        return False
-    if recent.last_hour < PACE_FROM or recent.seconds_since_last is None:
-        return True
-    return recent.seconds_since_last >= PACED_GAP
-
-
 def recent_activations(client: redis.Redis, tenant_id: str, now_us: int) -> TenantActivations:
     """Read the limiter's log of the tenant's activation calls (a sorted set scored in
     microseconds of Redis time; see :mod:`threatshare.zia.ratelimit`)."""
     key = keys.tenant_limit(tenant_id, ACTIVATE_BUCKET)
-    hour_ago = now_us - 3600 * 1_000_000
-    count = int(client.zcount(key, hour_ago, "+inf"))
-    newest = client.zrevrange(key, 0, 0, withscores=True)
-    since = (now_us - float(newest[0][1])) / 1_000_000 if newest else None
-    return TenantActivations(count, since)
+    hour_ago = now_us - round(HOUR * 1_000_000)
+    logged = client.zrangebyscore(key, f"({hour_ago}", "+inf", withscores=True)
+    return recent_from_log([score / 1_000_000 for _, score in logged], now_us / 1_000_000)
+
+
+def instances_by_tenant(config: Config) -> dict[str, list[str]]:
+    """Tenant id -> the enabled instances that push to it."""
+    out: dict[str, list[str]] = {}
+    for name in config.enabled_instances():
+        out.setdefault(config.zia[config.instances[name].zia].tenant_id, []).append(name)
+    return out
 
 
 def fleet_queue(client: redis.Redis) -> Queue:
@@ -126,19 +140,30 @@ class Scheduler:
         self.marks = ActivationMarks(client)
         self.outbox = Outbox(client)
         self.tenants = tenants_by_id(config.zia)
+        self.instances_of = instances_by_tenant(config)
         settings = config.settings
         self.interval = max(1, round(settings.interval.total_seconds()))
         sync_timeout = round((settings.run_deadline + JOB_TIMEOUT_MARGIN).total_seconds())
         activation_timeout = round(jobs.ACTIVATION_DEADLINE) + 30
         self.sync = JobSpec(jobs.sync_job, sync_timeout, self.interval, 2 * self.interval)
+        # A round's run not started by the time its activation goes ahead is dropped; its id
+        # stays taken, and its outcome readable, a while past that.
+        self.round = JobSpec(
+            jobs.sync_job, sync_timeout, ROUND_JOB_TTL, 2 * ROUND_JOB_TTL, at_front=True
+        )
         self.activation = JobSpec(
             jobs.activate_job, activation_timeout, activation_timeout, 2 * COALESCE, at_front=True
         )
         self.delivery = JobSpec(jobs.deliver_alerts_job, 300, 300, 2 * COALESCE, at_front=True)
+        # What this scheduler already saw queued (by itself or another): the slot of each
+        # instance, the round of each tenant. Saves an enqueue attempt per instance per tick.
+        self._slot_taken: dict[str, int] = {}
+        self._round_taken: dict[str, int] = {}
 
     @property
     def tick_every(self) -> float:
-        """Often enough that a slot's jobs are queued within a fifth of it."""
+        """Often enough that a slot's jobs are queued within a fifth of it, and that a round's
+        activation follows its last run within a second."""
         return min(MAX_TICK, self.interval / 5)
 
     def _now_us(self) -> int:
@@ -159,13 +184,19 @@ class Scheduler:
             return False  # another scheduler (or an earlier tick) was first
         return True
 
-    def tick(self) -> list[str]:
-        """Enqueue what is due now; returns the ids this call enqueued."""
-        now_us = self._now_us()
+    def tick(self, now_us: int | None = None) -> list[str]:
+        """Enqueue what is due at ``now_us`` (microseconds; default Redis' ``TIME``); returns
+        the ids this call enqueued."""
+        now_us = self._now_us() if now_us is None else now_us
         now = now_us // 1_000_000
+        recent = {
+            tenant_id: recent_activations(self.redis, tenant_id, now_us)
+            for tenant_id in self.tenants
+        }
         enqueued = [
+            *self._round_jobs(recent),
+            *self._activation_jobs(recent, now // COALESCE),
             *self._sync_jobs(now // self.interval),
-            *self._activation_jobs(now_us, now // COALESCE),
             *self._delivery_job(now // COALESCE),
         ]
         if enqueued:
@@ -174,16 +205,46 @@ class Scheduler:
 
     def _sync_jobs(self, slot: int) -> Iterator[str]:
         for name in self.config.enabled_instances():
+            if self._slot_taken.get(name) == slot:
+                continue
             job_id = keys.scheduler_slot(name, slot)
             if self._enqueue(self.sync, job_id, name, description=f"sync {name}"):
                 yield job_id
+            self._slot_taken[name] = slot
 
-    def _activation_jobs(self, now_us: int, slot: int) -> Iterator[str]:
+    def _round_jobs(self, recent: Mapping[str, TenantActivations]) -> Iterator[str]:
+        """A paced tenant's instances, run just before its next activation (at the front:
+        their activation waits for them)."""
+        for tenant_id, activations in recent.items():
+            found = round_for(activations)
+            if found is None or self._round_taken.get(tenant_id) == found.cycle:
+                continue
+            for name in self.instances_of.get(tenant_id, ()):
+                job_id = keys.round_slot(name, found.cycle)
+                description = f"sync {name} before activation"
+                if self._enqueue(self.round, job_id, name, description=description):
+                    yield job_id
+            self._round_taken[tenant_id] = found.cycle
+
+    def _round_pending(self, tenant_id: str, activations: TenantActivations) -> bool:
+        """Whether a run of the round since the tenant's last activation is still queued or
+        running (a job that is gone, dropped or never enqueued is not)."""
+        if not activations.paced or activations.newest_at is None:
+            return False
+        cycle = int(activations.newest_at)
+        ids = [keys.round_slot(name, cycle) for name in self.instances_of.get(tenant_id, ())]
+        found = Job.fetch_many(ids, connection=self.redis, serializer=self.queue.serializer)
+        return any(job is not None and job.get_status(refresh=False) not in _DONE for job in found)
+
+    def _activation_jobs(self, recent: Mapping[str, TenantActivations], slot: int) -> Iterator[str]:
         for tenant_id in self.marks.unactivated_tenants():
             if tenant_id not in self.tenants:
                 continue  # a tenant of another configuration sharing this Redis
-            if not activation_due(recent_activations(self.redis, tenant_id, now_us)):
-                continue
+            activations = recent[tenant_id]
+            if not activation_due(activations):
+                continue  # the budget does not allow one yet
+            if not activation_due(activations, self._round_pending(tenant_id, activations)):
+                continue  # the last runs of its round are still pushing
             job_id = keys.activation_slot(tenant_id, slot)
             description = f"activate {self.tenants[tenant_id]}"
             if self._enqueue(self.activation, job_id, tenant_id, description=description):

@@ -245,3 +245,31 @@ def test_unauthenticated_and_refused_calls_are_not_counted(
     assert http.put(url, params={"action": "ADD_TO_LIST"}, json=body).status_code == 500
     assert http.put(url, params={"action": "ADD_TO_LIST"}, json=body).status_code == 429
     assert zia.limit_violations() == []
+
+
+def test_recorded_history_spends_the_hourly_budget(idp: IdpEmulator) -> None:
+    """40 activations recorded as made in the last hour refuse the next one until the oldest
+    leaves the hour, and count as answered calls that broke no limit."""
+    zia = ZiaEmulator(idp=idp, scope=SCOPE)
+    zia.record_history("POST /status/activate", [10.0 + 90.0 * n for n in range(40)])
+    for http in open_tenant(idp, zia):
+        refused = http.post("/status/activate")
+        assert refused.status_code == 429
+        assert refused.json()["message"] == "Rate Limit (40/HOUR) exceeded"
+        # The oldest was made 3,520 s ago: it leaves the hour in 80 s.
+        assert 75 <= int(refused.headers["Retry-After"]) <= 80
+    assert zia.activations == 0
+    assert len([c for c in zia.calls if c.status == 200]) == 40
+    assert zia.limit_violations() == []
+
+
+def test_history_that_breaks_a_limit_or_comes_late_is_refused(idp: IdpEmulator) -> None:
+    """History beyond a documented limit raises ValueError; history after a call, RuntimeError."""
+    zia = ZiaEmulator(idp=idp, scope=SCOPE)
+    with pytest.raises(ValueError, match="exceed"):
+        zia.record_history("POST /status/activate", [2.0 * n for n in range(11)])
+    fresh = ZiaEmulator(idp=idp, scope=SCOPE)
+    for http in open_tenant(idp, fresh):
+        assert http.get("/status").status_code == 200
+    with pytest.raises(RuntimeError, match="before the first call"):
+        fresh.record_history("POST /status/activate", [60.0])

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -172,6 +173,23 @@ class ZiaEmulator:
         """End every legacy session, as if each had idled out."""
         with self._lock:
             self._sessions.expire_all()
+
+    def record_history(self, bucket: str, ages: Iterable[float]) -> None:
+        """Log answered calls to ``bucket`` (such as ``"POST /status/activate"``) made ``ages``
+        seconds ago, as if the tenant had been in use before the emulator started: they count
+        toward its limits and show in :attr:`calls` and :meth:`limit_violations`. A benchmark
+        starts a tenant with its hourly activation budget already spent this way. History goes
+        before the first call; ages that break a limit are refused (ValueError)."""
+        method, _, path = bucket.partition(" ")
+        with self._lock:
+            if self.calls:
+                raise RuntimeError("history is recorded before the first call")
+            now = self._clock()
+            for age in sorted(ages, reverse=True):
+                at = now - age
+                if self._windows.admit(bucket, at) is not None:
+                    raise ValueError(f"a call {age:.1f}s ago would exceed a limit of {bucket}")
+                self.calls.append(Call(method, f"/api/v1{path}", 200, at, bucket))
 
     # -- introspection --------------------------------------------------------------------------
 
