@@ -17,16 +17,11 @@ from typing import Any, Literal, TextIO
 import structlog
 from pydantic import SecretStr
 
-MASK = "**********"
+from threatshare.scrub import MASK, mask_tokens
+
 _SECRET_KEYS = re.compile(
     r"(authorization|password|passwd|secret|token|api_?key|cookie|jsessionid|credential)",
     re.IGNORECASE,
-)
-# Bearer values, JWTs (three base64url parts), and JSESSIONID cookie values inside free text.
-_SECRET_TEXT = re.compile(
-    r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"
-    r"|eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"
-    r"|(jsessionid=)[^;,\s]+"
 )
 #: Libraries whose INFO lines are about their own workings, not the product's: httpx2 logs every
 #: request line (the run logs counts instead, S8), aiosmtpd (``mail.log``, the sandbox's SMTP
@@ -36,17 +31,13 @@ THIRD_PARTY = ("httpx2", "httpcore2", "httpx", "httpcore", "mail.log", "asyncio"
 _SAFE_KEYS = {"token_fetches", "token_url", "tokens", "token_auth"}
 
 
-def _mask_text(text: str) -> str:
-    return _SECRET_TEXT.sub(lambda m: (m.group(1) or m.group(2) or "") + MASK, text)
-
-
 def _clean(key: str, value: Any) -> Any:
     if isinstance(value, SecretStr):
         return MASK
     if key not in _SAFE_KEYS and _SECRET_KEYS.search(key):
         return MASK if value not in (None, "") else value
     if isinstance(value, str):
-        return _mask_text(value)
+        return mask_tokens(value)
     if isinstance(value, dict):
         return {k: _clean(str(k), v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -21,7 +21,6 @@ Answers are classified per S4:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -47,6 +46,7 @@ from threatshare.http import (
     read_json,
     transport_error,
 )
+from threatshare.scrub import clean_line
 
 log = structlog.get_logger(__name__)
 
@@ -56,7 +56,6 @@ DATE_FORMAT = "%Y-%m-%dT%H:%M:%S+0000"
 #: 30 days of one million records at 500 a page is 2,000 pages; far beyond that, the server is
 #: looping and the window is given up (the bookmark stays, S5).
 MAX_PAGES = 50_000
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 
 def format_time(when: datetime) -> str:
@@ -64,12 +63,6 @@ def format_time(when: datetime) -> str:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return when.astimezone(UTC).strftime(DATE_FORMAT)
-
-
-def _clean(text: object, limit: int = 160) -> str:
-    """Upstream text fit for an operator's message: no control characters, bounded length."""
-    flat = _CONTROL.sub(" ", str(text)).strip()
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _fail_errors(fail: list[Any]) -> list[tuple[str, str, bool]]:
@@ -89,7 +82,7 @@ def _fail_errors(fail: list[Any]) -> list[tuple[str, str, bool]]:
 
 def _describe(errors: list[tuple[str, str, bool]]) -> str:
     parts = [f"{code or 'error'} ({message})" if message else code for code, message, _ in errors]
-    return _clean("; ".join(p for p in parts[:3] if p) or "no error detail", 300)
+    return clean_line("; ".join(p for p in parts[:3] if p) or "no error detail", 300)
 
 
 def _body_errors(response: httpx.Response) -> str:

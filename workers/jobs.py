@@ -125,3 +125,15 @@ def deliver_alerts_job() -> dict[str, int]:
     with _job_runtime() as rt:
         delivery = Outbox(rt.redis).deliver(rt.config.smtp)
     return dataclasses.asdict(delivery)
+
+
+#: The only functions a fleet worker runs, by the dotted name RQ stores in a job (S10: Redis is
+#: trusted with state, not with code). Written out rather than derived from the functions, so a
+#: rename cannot widen the list.
+JOB_FUNCTIONS: frozenset[str] = frozenset(
+    {
+        "workers.jobs.sync_job",
+        "workers.jobs.activate_job",
+        "workers.jobs.deliver_alerts_job",
+    }
+)

@@ -12,6 +12,13 @@ where it stands, which is safe by design (the bookmark moves only at the very en
 run's lock; what was pushed is pushed again by the next run, harmlessly), and its lock lease
 lapses within seconds. A worker killed outright leaves the same state.
 
+Allow-list. Anyone who can write to Redis can put a job on the queue, and RQ would import and
+call whatever function it names (the JSON serializer prevents unpickling, not that). A
+:class:`FleetJob` resolves its function only when its name is one of
+:data:`workers.jobs.JOB_FUNCTIONS`, checked before anything is imported; any other job fails
+without being called, is logged, and stays in RQ's failed registry (S10). Callbacks named by a
+job are never imported either: threatshare enqueues none.
+
 The worker runs no RQ scheduler: the fleet's schedule is ``threatshare scheduler``'s
 (:mod:`workers.scheduler`), and no job is enqueued for later.
 """
@@ -30,7 +37,8 @@ from rq.serializers import JSONSerializer
 from threatshare.config import Config
 from threatshare.connection import redis_for
 from threatshare.runtime import Runtime
-from workers.jobs import fleet_runtime, using_runtime
+from threatshare.scrub import clean_line
+from workers.jobs import JOB_FUNCTIONS, fleet_runtime, using_runtime
 from workers.scheduler import fleet_queue
 
 log = structlog.get_logger(__name__)
@@ -47,11 +55,47 @@ def separate_client(client: redis.Redis) -> redis.Redis:
     )
 
 
+class JobRefused(Exception):
+    """A job on the fleet's queue names a function threatshare does not run."""
+
+
+class FleetJob(Job):
+    """An RQ job that runs only threatshare's own job functions (:data:`JOB_FUNCTIONS`)."""
+
+    @property
+    def func(self) -> Any:
+        name = self.func_name
+        if name not in JOB_FUNCTIONS or self.instance is not None or self._names_callbacks():
+            shown = clean_line(name, 120)
+            log.error("job.refused", job_id=self.id, function=shown)
+            raise JobRefused(f"job {self.id} names {shown!r}, which is not a threatshare job")
+        return super().func
+
+    def _names_callbacks(self) -> bool:
+        names = (self._success_callback_name, self._failure_callback_name)
+        return any(names) or bool(getattr(self, "_stopped_callback_name", None))
+
+    # Callbacks are functions named in Redis too; threatshare uses none, so none is imported.
+    @property
+    def success_callback(self) -> None:
+        return None
+
+    @property
+    def failure_callback(self) -> None:
+        return None
+
+    @property
+    def stopped_callback(self) -> None:
+        return None
+
+
 class FleetWorker(SimpleWorker):
-    """An in-process RQ worker that lends its runtime to every job it runs."""
+    """An in-process RQ worker that lends its runtime to every job it runs, and runs only
+    threatshare's job functions (:class:`FleetJob`)."""
 
     def __init__(self, runtime: Runtime, **kwargs: Any) -> None:
         kwargs.setdefault("serializer", JSONSerializer)
+        kwargs["job_class"] = FleetJob
         connection = separate_client(runtime.redis)
         super().__init__([fleet_queue(connection)], connection=connection, **kwargs)
         self.runtime = runtime

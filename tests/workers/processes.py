@@ -15,9 +15,14 @@ ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 
-def spawn(config: Path, *command: str, log: Path) -> subprocess.Popen[bytes]:
-    """``threatshare --config CONFIG COMMAND…`` with its output in ``log``."""
+def spawn(
+    config: Path, *command: str, log: Path, marker: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """``threatshare --config CONFIG COMMAND…`` with its output in ``log``; ``marker`` is a file
+    a forged job would write, for the allow-list tests."""
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("THREATSHARE_")}
+    if marker is not None:
+        env["THREATSHARE_TEST_MARKER"] = str(marker)
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "threatshare.cli", "--config", str(config), *command],

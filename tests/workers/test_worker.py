@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from rq.job import Job, JobStatus
+from rq.job import Callback, Job, JobStatus
 
 from threatshare import keys
 from threatshare.sandbox.mimecast_logs import url_log
@@ -109,3 +110,49 @@ class TestWorkerProcess:
         assert again.wait(timeout=30) == 0, tail(log)
         assert Store(redis_client).load("urls").bookmark is not None
         assert sandbox.tenants["prod"].emulator.staged_urls("Worker URLs") == {"slow.example/x"}
+
+
+def leave_marker(*_args: object) -> None:
+    """A function a forged job or callback could name: it writes the marker its test checks."""
+    Path(os.environ["THREATSHARE_TEST_MARKER"]).write_text("ran")
+
+
+class TestAllowList:
+    def test_a_job_naming_another_function_is_refused_and_the_fleet_carries_on(
+        self, config_path: Path, tmp_path: Path, redis_client: redis.Redis, sandbox: Sandbox
+    ) -> None:
+        """A job naming ``os.system`` or a test function never runs: it ends in the failed
+        registry, and the worker goes on to the sync job behind it."""
+        marker = tmp_path / "marker"
+        queue = fleet_queue(redis_client)
+        forged = queue.enqueue("os.system", f"touch {marker}", result_ttl=60)
+        imported = queue.enqueue("tests.workers.test_worker.leave_marker", result_ttl=60)
+        real = queue.enqueue(jobs.sync_job, "urls", result_ttl=60)
+        log = tmp_path / "worker.log"
+        process = spawn(config_path, "worker", "--burst", log=log, marker=marker)
+        assert process.wait(timeout=30) == 0, tail(log)
+        assert not marker.exists()
+        failed = queue.failed_job_registry.get_job_ids()
+        assert {forged.id, imported.id} <= set(failed)
+        assert forged.get_status(refresh=True) == JobStatus.FAILED
+        assert "job.refused" in log.read_text()
+        assert real.latest_result().return_value["outcome"] == "ok"
+        assert sandbox.tenants["prod"].emulator.staged_urls("Worker URLs") == {"slow.example/x"}
+
+    def test_a_threatshare_job_carrying_a_callback_is_refused(
+        self, config_path: Path, tmp_path: Path, redis_client: redis.Redis, sandbox: Sandbox
+    ) -> None:
+        """A sync job that names a success or failure callback is refused whole: neither the
+        job nor its callbacks run."""
+        marker = tmp_path / "marker"
+        queue = fleet_queue(redis_client)
+        callback = Callback("tests.workers.test_worker.leave_marker")
+        job = queue.enqueue(
+            jobs.sync_job, "urls", on_success=callback, on_failure=callback, result_ttl=60
+        )
+        log = tmp_path / "worker.log"
+        process = spawn(config_path, "worker", "--burst", log=log, marker=marker)
+        assert process.wait(timeout=30) == 0, tail(log)
+        assert not marker.exists()
+        assert job.id in queue.failed_job_registry.get_job_ids()
+        assert sandbox.tenants["prod"].emulator.staged_urls("Worker URLs") == set()

@@ -1,0 +1,71 @@
+"""Making upstream text safe to store, show, log and mail (S10).
+
+Anything an upstream sends is untrusted, its error text included, and it may echo our own
+secrets back (a token endpoint quoting the client secret it refused, a 401 quoting the bearer
+token). Upstream text enters threatshare's errors through a :class:`Scrubber` only: every
+configured secret value is replaced, so is anything that looks like a bearer token, a JWT or a
+session cookie, control characters become spaces (no forged status rows, no header or log
+injection), and the length is capped. The log processor masks the same token shapes
+(:func:`mask_tokens`) in whatever else reaches a log line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
+
+MASK = "**********"
+#: The most of one upstream text an error quotes.
+MAX_UPSTREAM_TEXT = 300
+#: Shorter values are not treated as secrets (they would mask ordinary words).
+MIN_SECRET_LENGTH = 6
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+# Bearer and Basic values, JWTs (three base64url parts), and JSESSIONID cookie values.
+_TOKEN_TEXT = re.compile(
+    r"(?i)(bearer\s+|basic\s+)[A-Za-z0-9._~+/=-]+"
+    r"|eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"
+    r"|(jsessionid=)[^;,\s]+"
+)
+
+
+def mask_tokens(text: str) -> str:
+    """``text`` with bearer/Basic values, JWTs and session cookies masked."""
+    return _TOKEN_TEXT.sub(lambda m: (m.group(1) or m.group(2) or "") + MASK, text)
+
+
+def clean_line(text: object, limit: int = 160) -> str:
+    """Upstream text fit for one line: control characters become spaces, length bounded."""
+    flat = _CONTROL.sub(" ", str(text)).strip()
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+class Scrubber:
+    """Removes configured secret values and token-shaped text from upstream text."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        forms: set[str] = set()
+        for secret in secrets:
+            if len(secret) >= MIN_SECRET_LENGTH:
+                # As sent, and as a form body or query string would carry it.
+                forms.update({secret, quote(secret, safe=""), quote_plus(secret)})
+        # Longest first, so a secret containing another is masked whole.
+        self._secrets = tuple(sorted(forms, key=len, reverse=True))
+
+    def with_secrets(self, secrets: Iterable[str]) -> Scrubber:
+        """This scrubber with more secret values to remove."""
+        combined = Scrubber(secrets)
+        combined._secrets = tuple(
+            sorted(set(self._secrets) | set(combined._secrets), key=len, reverse=True)
+        )
+        return combined
+
+    def __call__(self, text: object, limit: int = MAX_UPSTREAM_TEXT) -> str:
+        """``text`` without secrets or tokens, on one line, at most ``limit`` characters.
+
+        Secrets are removed before the cut, so a cut cannot leave half a secret behind."""
+        flat = _CONTROL.sub(" ", str(text))
+        for secret in self._secrets:
+            flat = flat.replace(secret, MASK)
+        return clean_line(mask_tokens(flat), limit)
