@@ -176,7 +176,8 @@ class TestSecrets:
             re.findall(r"^  (threatshare_[a-z0-9_]+):", (K8S / "secret.yaml").read_text(), re.M)
         )
         assert secret_names_in_compose() == k8s
-        assert len(k8s) == 3
+        assert len(k8s) == 4
+        assert "threatshare_settings__redis_url" in k8s
 
     def test_shipped_config_loads_with_the_compose_secret_files(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -197,6 +198,11 @@ class TestSecrets:
             == "value-of-threatshare_mimecast__main__client_secret"
         )
         assert config.smtp is not None and config.smtp.password is not None
+        assert config.settings.redis_url is not None
+        assert (
+            config.settings.redis_url.get_secret_value()
+            == "value-of-threatshare_settings__redis_url"
+        )
 
     def test_kubernetes_secret_volume_layout_is_read(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -225,3 +231,59 @@ class TestSecrets:
         problems = "\n".join(refused.value.problems)
         assert "zia.prod.client_secret" in problems
         assert "mimecast.main.client_secret" in problems
+
+
+def yaml_documents(path: Path) -> list[str]:
+    return [doc for doc in path.read_text().split("\n---\n") if doc.strip()]
+
+
+class TestRedisIsGuarded:
+    def test_compose_redis_asks_for_the_password_of_a_secret(self) -> None:
+        """Compose starts Redis with an ACL file from a secret the Redis service mounts, and
+        every threatshare service gets the Redis URL (with the password) as a secret."""
+        text = compose_text()
+        (server,) = [c for c in flow_lists(text, "command") if c[0] == "redis-server"]
+        acl = server[server.index("--aclfile") + 1]
+        assert acl.startswith(f"{SECRETS_DIR}/")
+        redis_service = text.split("\n  redis:\n", 1)[1].split("\n  scheduler:", 1)[0]
+        assert f"- {Path(acl).name}" in redis_service
+        top = text.split("\nsecrets:\n", 1)[1]
+        assert f"  {Path(acl).name}:\n    file: ./secrets/{Path(acl).name}" in top
+        anchor = text.split("x-threatshare:", 1)[1].split("\nservices:", 1)[0]
+        assert "- threatshare_settings__redis_url" in anchor
+        assert "ports:" not in redis_service
+
+    def test_kubernetes_redis_reads_its_password_from_a_secret(self) -> None:
+        """The Redis StatefulSet's --aclfile is inside the mount of the redis-auth Secret, whose
+        key is the file it names."""
+        text = (K8S / "redis.yaml").read_text()
+        (args,) = flow_lists(text, "args")
+        acl = Path(args[args.index("--aclfile") + 1])
+        mount = re.search(r"- name: auth\n\s+mountPath: (\S+)", text)
+        assert mount is not None and Path(mount.group(1)) == acl.parent
+        assert "secretName: redis-auth" in text
+        secrets = (K8S / "secret.yaml").read_text()
+        assert "name: redis-auth" in secrets and f"{acl.name}: |" in secrets
+
+    def test_network_policy_admits_only_threatshare_pods_to_redis(self) -> None:
+        """The NetworkPolicy is applied, selects the Redis pods, and admits on 6379 only pods
+        with the label the scheduler and worker pods carry."""
+        assert "- redis-network-policy.yaml" in (K8S / "kustomization.yaml").read_text()
+        (policy,) = yaml_documents(K8S / "redis-network-policy.yaml")
+        assert "kind: NetworkPolicy" in policy
+        selector, ingress = policy.split("ingress:", 1)
+        assert "app.kubernetes.io/name: threatshare-redis" in selector
+        assert "policyTypes: [Ingress]" in selector
+        admitted = re.findall(r"app.kubernetes.io/name: (\S+)", ingress)
+        assert admitted == ["threatshare"]
+        assert "port: 6379" in ingress
+        for manifest in ("workers.yaml", "scheduler.yaml"):
+            pod = (K8S / manifest).read_text().split("template:", 1)[1]
+            assert "app.kubernetes.io/name: threatshare\n" in pod
+
+    def test_readme_says_how_to_add_tls(self) -> None:
+        """The fleet section of deploy/README.md shows a rediss:// URL and Redis' TLS options."""
+        readme = (DEPLOY / "README.md").read_text()
+        fleet = readme.split("## How the fleet behaves", 1)[1].split("\n## ", 1)[0]
+        assert "rediss://" in fleet and "--tls-port" in fleet
+        assert "harmless, but slow" not in readme and "reconciliation" in fleet
