@@ -159,6 +159,17 @@ class TestLoad:
             config.load(write(tmp_path, VALID.replace(*patch)))
         assert any(expected in p for p in err.value.problems), err.value.problems
 
+    def test_urls_with_userinfo_are_refused(self, tmp_path: Path) -> None:
+        """An upstream URL carrying a user name and password is refused, without echoing it."""
+        text = VALID.replace(
+            "https://api.services.mimecast.com", "https://someone:Hidden-77@api.example.com"
+        )
+        with pytest.raises(ConfigError) as err:
+            config.load(write(tmp_path, text))
+        (problem,) = err.value.problems
+        assert problem.startswith("mimecast.main.base_url:") and "user name" in problem
+        assert "Hidden-77" not in problem
+
     def test_settle_zero_and_loopback_http_are_allowed(self, tmp_path: Path) -> None:
         """settle may be 0s; plain http is allowed to a loopback host only."""
         text = VALID.replace("[settings]", '[settings]\nsettle = "0s"').replace(
@@ -210,6 +221,28 @@ class TestCheckCommand:
         env = {**os.environ, "THREATSHARE_CONFIG": str(write(tmp_path, VALID))}
         result = run_cli("check", env=env)
         assert result.returncode == 0, result.stderr
+
+    @pytest.mark.parametrize(
+        ("url", "warned"),
+        [
+            ("redis://:RedisPass9@redis.example.com:6379/0", True),
+            ("redis://user:RedisPass9@10.0.0.5/0", True),
+            ("rediss://:RedisPass9@redis.example.com:6380/0", False),
+            ("redis://:RedisPass9@127.0.0.1:6379/0", False),
+            ("redis://:RedisPass9@localhost:6379/0", False),
+            ("redis://redis.example.com:6379/0", False),
+        ],
+    )
+    def test_password_over_plain_redis_warned(self, tmp_path: Path, url: str, warned: bool) -> None:
+        """`check` warns when a Redis password would go over plain redis:// to a host that is
+        not loopback, and names the host but not the password."""
+        text = VALID.replace("redis://:RedisPass9@127.0.0.1:6379/0", url)
+        path = write(tmp_path, text)
+        path.chmod(0o600)
+        result = run_cli("--config", str(path), "check")
+        assert result.returncode == 0, result.stderr
+        assert ("rediss://" in result.stdout) is warned, result.stdout
+        assert "RedisPass9" not in result.stdout + result.stderr
 
     def test_world_readable_secrets_warned(self, tmp_path: Path) -> None:
         """A world-readable file holding secrets gets a warning from `check`."""

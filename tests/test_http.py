@@ -23,10 +23,16 @@ class TestUrls:
             ("http://api.example.com", False),
             ("ftp://example.com", False),
             ("https://", False),
+            ("http://evil.localhost:8080", False),
+            ("http://localhost.example.com", False),
+            ("https://user:pass@api.example.com", False),
+            ("https://user@api.example.com", False),
+            ("http://admin:pw@127.0.0.1:8080", False),
         ],
     )
     def test_https_only_except_loopback(self, url: str, ok: bool) -> None:
-        """Only https:// is allowed, plus plain http:// to a loopback host."""
+        """Only https:// is allowed, plus plain http:// to ``localhost`` or a loopback literal
+        (not a name under ``.localhost``); a URL with a user name or password is refused."""
         assert (url_problem(url) is None) is ok
 
     def test_client_refuses_plain_http_to_remote_host(self) -> None:

@@ -16,6 +16,7 @@ import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -37,7 +38,7 @@ from pydantic_settings import (
 
 from threatshare.durations import Duration
 from threatshare.errors import ConfigError
-from threatshare.http import url_problem
+from threatshare.http import is_loopback_host, url_problem
 from threatshare.ops.listen import parse_listen
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -421,6 +422,22 @@ def load(path: Path, environ_overrides: bool = True) -> Config:
     return config
 
 
+def redis_url_warning(url: SecretStr | None) -> str | None:
+    """A warning when a Redis password would cross the network in clear text: plain
+    ``redis://`` to a host that is not loopback (S10)."""
+    if url is None:
+        return None
+    parsed = urlsplit(url.get_secret_value())
+    if parsed.scheme != "redis" or not parsed.password:
+        return None
+    if parsed.hostname is None or is_loopback_host(parsed.hostname):
+        return None
+    return (
+        f"settings.redis_url: the Redis password goes to {parsed.hostname} over plain "
+        "redis://; use rediss:// (TLS) off this machine"
+    )
+
+
 def warnings_for(path: Path, config: Config) -> list[str]:
     """Things that are allowed but an operator should hear about (``check`` prints them)."""
     out: list[str] = []
@@ -435,6 +452,8 @@ def warnings_for(path: Path, config: Config) -> list[str]:
         mode = 0
     if has_secret and mode & stat.S_IROTH:
         out.append(f"{path}: holds secrets and is world-readable; chmod o-r it")
+    if problem := redis_url_warning(config.settings.redis_url):
+        out.append(problem)
     for name, inst in config.instances.items():
         if not inst.notify and not config.settings.admins:
             out.append(f"instances.{name}.notify: nobody will be e-mailed when it halts")

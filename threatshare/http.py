@@ -41,8 +41,8 @@ USER_AGENT = "threatshare/0.1"
 def is_loopback_host(host: str) -> bool:
     """True for ``localhost`` and loopback IP literals: the only hosts plain HTTP may reach."""
     host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
+    if host == "localhost":
+        return True  # a name under .localhost may resolve anywhere: not loopback here
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -57,6 +57,8 @@ def url_problem(url: str) -> str | None:
         return "is not a valid URL"
     if not parsed.host:
         return "has no host"
+    if parsed.userinfo:
+        return "must not carry a user name or password (put credentials in their own keys)"
     if parsed.scheme == "https":
         return None
     if parsed.scheme == "http" and is_loopback_host(parsed.host):
