@@ -18,7 +18,7 @@ import redis
 from tests.e2e import FAST, run_in_process
 from threatshare import config as config_module
 from threatshare.config import Config
-from threatshare.http import MAX_RESPONSE_BYTES
+from threatshare.http_limits import MAX_RESPONSE_BYTES
 from threatshare.indicators.normalise import is_valid_entry
 from threatshare.sandbox.mimecast import url_log
 from threatshare.sandbox.server import EmulatorServer, Request, Response, json_response

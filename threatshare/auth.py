@@ -38,6 +38,7 @@ from threatshare.http import (
     transport_error,
     url_problem,
 )
+from threatshare.http_limits import bounded
 
 Clock = Callable[[], float]
 
@@ -121,7 +122,7 @@ class ClientCredentials:
             token_endpoint_auth_method=auth_method,
             scope=scope,
             timeout=DEFAULT_TIMEOUT,
-            transport=transport,
+            transport=bounded(transport),
             verify=True,
             trust_env=False,
             follow_redirects=False,

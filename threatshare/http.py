@@ -24,6 +24,7 @@ import tenacity
 from tenacity import RetryCallState
 
 from threatshare.errors import NetworkError, TemporaryError, UpstreamUnavailable
+from threatshare.http_limits import bounded
 
 T = TypeVar("T")
 
@@ -33,8 +34,6 @@ log = structlog.get_logger(__name__)
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 #: A server may ask for a long wait; we never wait longer than this for one retry.
 MAX_SERVER_WAIT = 300.0
-#: Largest response body we read from an upstream (S10: size-limited untrusted input).
-MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 USER_AGENT = "threatshare/0.1"
 
 
@@ -73,7 +72,8 @@ def make_client(
     transport: httpx.BaseTransport | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> httpx.Client:
-    """An HTTP client for one upstream, with TLS verification on and timeouts everywhere."""
+    """An HTTP client for one upstream, with TLS verification on, timeouts everywhere and every
+    answer's body capped (:mod:`threatshare.http_limits`)."""
     if base_url and (problem := url_problem(base_url)):
         raise ValueError(f"upstream URL {base_url!r} {problem}")
     all_headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
@@ -82,7 +82,7 @@ def make_client(
         base_url=base_url,
         timeout=timeout,
         verify=True,
-        transport=transport,
+        transport=bounded(transport),
         headers=all_headers,
         follow_redirects=False,
         trust_env=False,  # no proxy or netrc from the environment picks up our credentials
@@ -136,10 +136,8 @@ def transport_error(exc: httpx.TransportError, what: str) -> NetworkError:
 
 
 def read_json(response: httpx.Response, what: str) -> Any:
-    """The JSON body of ``response``; a non-JSON or oversized body is a temporary error (a
-    proxy's error page, a truncated answer)."""
-    if len(response.content) > MAX_RESPONSE_BYTES:
-        raise UpstreamUnavailable(f"{what}: response of {len(response.content)} bytes is too large")
+    """The JSON body of ``response``; a non-JSON body is a temporary error (a proxy's error
+    page, a truncated answer). The body's size was capped as it was read."""
     try:
         return response.json()
     except ValueError:

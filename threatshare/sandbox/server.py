@@ -2,15 +2,19 @@
 
 An emulator is a callable ``app(Request) -> Response``. The server gives it parsed requests,
 writes its responses with keep-alive, and can drop a connection mid-response when the app
-asks for it (fault tests). It binds 127.0.0.1 only.
+asks for it (fault tests). Every server also has the :meth:`EmulatorServer.send_gzip_bombs`
+knob: the next answers are a small gzip body that inflates to 1 GiB (hostile-upstream tests).
+It binds 127.0.0.1 only.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
@@ -57,6 +61,29 @@ class Response:
 
 App = Callable[[Request], Response]
 
+GIB = 1024**3
+
+
+@functools.cache
+def gzip_bomb(inflated: int = GIB) -> bytes:
+    """A gzip body of about ``inflated / 1000`` bytes that inflates to ``inflated`` bytes of a
+    JSON-looking answer. Compressed piece by piece: the inflated text is never in memory."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    head = b'{"data": [{"padding": "'
+    parts = [compressor.compress(head)]
+    piece = b"a" * (1024 * 1024)
+    left = inflated - len(head)
+    while left > 0:
+        parts.append(compressor.compress(piece[: min(left, len(piece))]))
+        left -= len(piece)
+    parts.append(compressor.flush())
+    return b"".join(parts)
+
+
+def gzip_bomb_response() -> Response:
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    return Response(status=200, body=gzip_bomb(), headers=headers)
+
 
 def json_response(status: int, body: Any, **headers: str) -> Response:
     return Response(status=status, body=body, headers=dict(headers))
@@ -83,7 +110,8 @@ class _Handler(BaseHTTPRequestHandler):
             body=body,
         )
         try:
-            response = self.server.app(request)
+            bomb = self.server.take_gzip_bomb(request.path)
+            response = gzip_bomb_response() if bomb else self.server.app(request)
         except Exception as exc:  # an emulator bug must show up as a 500, not a hang
             response = json_response(500, {"message": f"emulator error: {exc!r}"})
         payload = response.encoded()
@@ -109,7 +137,21 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, app: App, port: int) -> None:
         self.app = app
+        self._bombs_lock = threading.Lock()
+        self._bombs: list[tuple[str, int]] = []  # (path prefix, answers left)
         super().__init__(("127.0.0.1", port), _Handler)
+
+    def add_gzip_bombs(self, path_prefix: str, count: int) -> None:
+        with self._bombs_lock:
+            self._bombs.append((path_prefix, count))
+
+    def take_gzip_bomb(self, path: str) -> bool:
+        with self._bombs_lock:
+            for i, (prefix, left) in enumerate(self._bombs):
+                if path.startswith(prefix) and left > 0:
+                    self._bombs[i] = (prefix, left - 1)
+                    return True
+        return False
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that hangs up mid-answer (a timeout, or one that needs only the status
@@ -125,6 +167,12 @@ class EmulatorServer:
     def __init__(self, app: App, port: int = 0) -> None:
         self._server = _Server(app, port)
         self._thread: threading.Thread | None = None
+
+    def send_gzip_bombs(self, path_prefix: str = "/", count: int = 1) -> None:
+        """Answer the next ``count`` requests whose path starts with ``path_prefix`` with a
+        1 MB gzip body that inflates to 1 GiB (:func:`gzip_bomb`)."""
+        gzip_bomb()  # built now, not while a client waits for its answer
+        self._server.add_gzip_bombs(path_prefix, count)
 
     @property
     def port(self) -> int:

@@ -110,6 +110,14 @@ class Sandbox:
         return self._mimecast_server.url
 
     @property
+    def mimecast_server(self) -> EmulatorServer:
+        return self._mimecast_server
+
+    @property
+    def idp_server(self) -> EmulatorServer:
+        return self._idp_server
+
+    @property
     def token_url(self) -> str:
         return f"{self._idp_server.url}/oauth2/v1/token"
 

@@ -1,0 +1,132 @@
+"""Upstream answers are read under a size cap after decompression (S10): a gzip bomb from
+Mimecast, the IdP or ZIA is refused with an error naming the limit, and memory stays flat."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+
+from tests.e2e import run_in_process
+from tests.workers.processes import spawn, stop, tail, wait_for
+from threatshare import config as config_module
+from threatshare.errors import TemporaryError
+from threatshare.http import make_client
+from threatshare.http_limits import MAX_RESPONSE_BYTES, ResponseTooLarge
+from threatshare.sandbox.mimecast_logs import url_log
+from threatshare.sandbox.server import EmulatorServer
+from threatshare.sandbox.world import Sandbox
+
+INSTANCES = {"urls": {"zia": "prod", "category": "Bomb URLs", "sources": ["malicious_urls"]}}
+LIMIT_TEXT = "64 MiB size limit"
+#: A generous bound on the peak memory of a run fed a 1 GiB-inflating answer.
+PEAK_RSS_BOUND_MB = 200
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(tenant_names=("prod",)) as world:
+        world.mimecast.add_url_logs(
+            [url_log("https://bomb.example/x", datetime.now(UTC) - timedelta(hours=1))]
+        )
+        yield world
+
+
+def _config_path(sandbox: Sandbox, tmp_path: Path, redis_url: str) -> Path:
+    settings = {"redis_url": redis_url, "settle": "0s", "log_format": "json"}
+    return sandbox.write_config(tmp_path / "threatshare.toml", INSTANCES, settings=settings)
+
+
+def _bombed_server(sandbox: Sandbox, upstream: str) -> tuple[EmulatorServer, str]:
+    """The server of ``upstream`` and the path prefix of the calls a run makes first."""
+    servers = {
+        "mimecast": (sandbox.mimecast_server, "/api/ttp/url"),
+        "idp": (sandbox.idp_server, "/"),
+        "zia": (sandbox.tenants["prod"].server, "/api/v1/urlCategories"),
+    }
+    return servers[upstream]
+
+
+class TestEveryUpstreamIsCapped:
+    @pytest.mark.parametrize("upstream", ["mimecast", "idp", "zia"])
+    def test_a_gzip_bomb_is_a_temporary_error_naming_the_limit(
+        self, sandbox: Sandbox, tmp_path: Path, redis_url: str, upstream: str
+    ) -> None:
+        """A 1 MB gzip answer inflating to 1 GiB, from any upstream, ends the run `retrying`
+        with an error that names the size limit; nothing is shared from it."""
+        config = config_module.load(_config_path(sandbox, tmp_path, redis_url))
+        server, path = _bombed_server(sandbox, upstream)
+        server.send_gzip_bombs(path, count=1000)
+        result = run_in_process(config, redis_url)["urls"]
+        assert result.outcome == "retrying"
+        assert result.error is not None
+        assert result.error["code"] == "response_too_large", result.error
+        assert LIMIT_TEXT in result.error["message"]
+        assert sandbox.tenants["prod"].emulator.staged_urls("Bomb URLs") == set()
+
+    def test_a_declared_length_over_the_cap_is_refused_before_reading(self) -> None:
+        """An answer whose Content-Length is over the cap is refused without reading a byte."""
+        read: list[bytes] = []
+
+        class Endless(httpx.SyncByteStream):
+            def __iter__(self) -> Iterator[bytes]:
+                read.append(b"x")
+                yield b"x"
+
+        def answer(request: httpx.Request) -> httpx.Response:
+            headers = {"Content-Length": str(MAX_RESPONSE_BYTES + 1)}
+            return httpx.Response(200, headers=headers, stream=Endless())
+
+        client = make_client("https://api.example.com", transport=httpx.MockTransport(answer))
+        with client, pytest.raises(ResponseTooLarge, match=LIMIT_TEXT) as refused:
+            client.get("/x")
+        assert isinstance(refused.value, TemporaryError)
+        assert read == []
+
+    def test_answers_under_the_cap_are_decoded_as_before(self) -> None:
+        """Ordinary answers, compressed or not, still read whole (the cap changes nothing else)."""
+        body = b'{"ok": true, "padding": "' + b"p" * 100_000 + b'"}'
+
+        def answer(request: httpx.Request) -> httpx.Response:
+            encoded = gzip.compress(body) if request.url.path == "/gz" else body
+            headers = {"Content-Encoding": "gzip"} if request.url.path == "/gz" else {}
+            return httpx.Response(200, headers=headers, content=encoded)
+
+        with make_client("https://api.example.com", transport=httpx.MockTransport(answer)) as c:
+            assert c.get("/gz").content == body
+            assert c.get("/plain").json()["ok"] is True
+
+
+class TestMemoryStaysFlat:
+    def test_a_run_fed_a_gzip_bomb_stays_under_the_memory_bound(
+        self, sandbox: Sandbox, tmp_path: Path, redis_url: str
+    ) -> None:
+        """`run --once` answered once with a 1 GiB-inflating gzip page peaks well under 200 MB,
+        logs the refusal naming its cause, retries, and shares the threat."""
+        config_path = _config_path(sandbox, tmp_path, redis_url)
+        sandbox.mimecast_server.send_gzip_bombs("/api/ttp/url", count=1)
+        log = tmp_path / "run.log"
+        process = spawn(config_path, "run", "--once", log=log)
+        try:
+            _, status, usage = wait_for(
+                "the run to end", lambda: _reaped(process.pid), timeout=120, every=0.2
+            )
+        finally:
+            stop(process)
+        assert os.waitstatus_to_exitcode(status) == 0, tail(log)
+        peak_mb = usage.ru_maxrss / 1024  # kilobytes on Linux
+        print(f"peak RSS {peak_mb:.0f} MB")
+        assert peak_mb < PEAK_RSS_BOUND_MB, f"peak RSS {peak_mb:.0f} MB"
+        assert "response_too_large" in log.read_text(), tail(log)
+        assert sandbox.tenants["prod"].emulator.staged_urls("Bomb URLs") == {"bomb.example/x"}
+
+
+def _reaped(pid: int) -> tuple[int, int, os.struct_rusage] | None:
+    """The child's (pid, status, rusage) once it has exited, else None (never blocks)."""
+    reaped_pid, status, usage = os.wait4(pid, os.WNOHANG)
+    return (reaped_pid, status, usage) if reaped_pid == pid else None
