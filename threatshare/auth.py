@@ -39,6 +39,7 @@ from threatshare.http import (
     url_problem,
 )
 from threatshare.http_limits import bounded
+from threatshare.scrub import NO_SECRETS, Scrubber
 
 Clock = Callable[[], float]
 
@@ -68,8 +69,12 @@ def _error_field(body: Any, *names: str) -> str:
     return ""
 
 
-def classify_token_response(response: httpx.Response, code: str, what: str) -> None:
-    """Raise the right error for a failed token or login response; return on 2xx."""
+def classify_token_response(
+    response: httpx.Response, code: str, what: str, scrub: Scrubber = NO_SECRETS
+) -> None:
+    """Raise the right error for a failed token or login response; return on 2xx. The
+    upstream's own words go through ``scrub``: a token endpoint may quote the secret it
+    refused."""
     status = response.status_code
     if 200 <= status < 300:
         return
@@ -84,8 +89,9 @@ def classify_token_response(response: httpx.Response, code: str, what: str) -> N
         body = response.json()
     except ValueError:
         body = None
-    reason = _error_field(body, "error", "code") or f"HTTP {status}"
-    detail = _error_field(body, "error_description", "message")
+    clean = scrub.for_answer(response)
+    reason = clean(_error_field(body, "error", "code"), 80) or f"HTTP {status}"
+    detail = clean(_error_field(body, "error_description", "message"), 200)
     message = f"{what} refused the credentials: {reason}" + (f" ({detail})" if detail else "")
     raise AuthError(message, code=code)
 
@@ -107,6 +113,7 @@ class ClientCredentials:
         leeway: float = 60.0,
         transport: httpx.BaseTransport | None = None,
         clock: Clock = time.monotonic,
+        scrub: Scrubber = NO_SECRETS,
     ) -> None:
         if problem := url_problem(token_url):
             raise ValueError(f"token URL {problem}")
@@ -116,6 +123,7 @@ class ClientCredentials:
         self._audience = audience
         self._leeway = leeway
         self._clock = clock
+        self._scrub = scrub.with_secrets([client_secret.get_secret_value()])
         self._client = OAuth2Client(
             client_id=client_id,
             client_secret=client_secret.get_secret_value(),
@@ -135,7 +143,7 @@ class ClientCredentials:
         self.fetches = 0
 
     def _check_response(self, response: httpx.Response) -> httpx.Response:
-        classify_token_response(response, self._error_code, self._what)
+        classify_token_response(response, self._error_code, self._what, self._scrub)
         return response
 
     def _fetch(self) -> None:
@@ -152,7 +160,8 @@ class ClientCredentials:
             raise UpstreamUnavailable(f"{self._what}: HTTP {exc.response.status_code}") from None
         except OAuthError as exc:
             raise AuthError(
-                f"{self._what} refused the credentials: {exc.error}", code=self._error_code
+                f"{self._what} refused the credentials: {self._scrub(exc.error, 80)}",
+                code=self._error_code,
             ) from None
         except ValueError:
             raise UpstreamUnavailable(f"{self._what}: answer is not a JSON object") from None
@@ -203,8 +212,10 @@ class LegacySession:
         idle: float = 270.0,
         clock: Clock = time.monotonic,
         wall_clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        scrub: Scrubber = NO_SECRETS,
     ) -> None:
         self._http = client
+        self._scrub = scrub.with_secrets([api_key.get_secret_value(), password.get_secret_value()])
         self._api_key = api_key
         self._username = username
         self._password = password
@@ -228,7 +239,7 @@ class LegacySession:
             response = self._http.post("/authenticatedSession", json=body)
         except httpx.TransportError as exc:
             raise transport_error(exc, "ZIA login") from None
-        classify_token_response(response, "zia_auth", "ZIA login")
+        classify_token_response(response, "zia_auth", "ZIA login", self._scrub)
         read_json(response, "ZIA login")
         session = response.cookies.get("JSESSIONID")
         if not session:

@@ -277,6 +277,23 @@ class Config(_Model):
         chosen = names or sorted(self.instances)
         return [n for n in chosen if n in self.instances and self.instances[n].enabled]
 
+    def secret_values(self) -> list[str]:
+        """Every secret value of the configuration (and a Redis URL's password on its own),
+        for scrubbing upstream text that echoes one (S10); never stored or shown."""
+        tables: list[BaseModel] = [self.settings, *self.mimecast.values(), *self.zia.values()]
+        if self.smtp is not None:
+            tables.append(self.smtp)
+        found = [
+            value.get_secret_value()
+            for table in tables
+            for name in type(table).model_fields
+            if isinstance(value := getattr(table, name), SecretStr)
+        ]
+        if self.settings.redis_url is not None:
+            password = urlsplit(self.settings.redis_url.get_secret_value()).password
+            found.extend([password] if password else [])
+        return found
+
 
 class _EnvShape(BaseSettings):
     """Only used to read environment variables and secret files into a nested dict."""

@@ -46,7 +46,7 @@ from threatshare.http import (
     read_json,
     transport_error,
 )
-from threatshare.scrub import clean_line
+from threatshare.scrub import NO_SECRETS, Scrubber
 
 log = structlog.get_logger(__name__)
 
@@ -80,19 +80,19 @@ def _fail_errors(fail: list[Any]) -> list[tuple[str, str, bool]]:
     return found
 
 
-def _describe(errors: list[tuple[str, str, bool]]) -> str:
+def _describe(errors: list[tuple[str, str, bool]], scrub: Scrubber) -> str:
     parts = [f"{code or 'error'} ({message})" if message else code for code, message, _ in errors]
-    return clean_line("; ".join(p for p in parts[:3] if p) or "no error detail", 300)
+    return scrub("; ".join(p for p in parts[:3] if p) or "no error detail", 300)
 
 
-def _body_errors(response: httpx.Response) -> str:
+def _body_errors(response: httpx.Response, scrub: Scrubber) -> str:
     """The ``fail[]`` detail of an error answer, when its body has one."""
     try:
         body = response.json()
     except ValueError:
         return ""
     fail = body.get("fail") if isinstance(body, dict) else None
-    return _describe(_fail_errors(fail)) if isinstance(fail, list) and fail else ""
+    return _describe(_fail_errors(fail), scrub) if isinstance(fail, list) and fail else ""
 
 
 def rate_limit_wait(headers: httpx.Headers) -> float | None:
@@ -108,8 +108,10 @@ def rate_limit_wait(headers: httpx.Headers) -> float | None:
     return parse_retry_after(headers.get("Retry-After"))
 
 
-def classify(response: httpx.Response, what: str) -> dict[str, Any]:
-    """The JSON body of a successful answer, or the error ``response`` stands for (S4)."""
+def classify(response: httpx.Response, what: str, scrub: Scrubber = NO_SECRETS) -> dict[str, Any]:
+    """The JSON body of a successful answer, or the error ``response`` stands for (S4). Text
+    quoted from the answer goes through ``scrub`` (S10: it may echo our credentials)."""
+    scrub = scrub.for_answer(response)
     status = response.status_code
     if status == 429:
         raise RateLimited(
@@ -118,16 +120,16 @@ def classify(response: httpx.Response, what: str) -> dict[str, Any]:
     if status >= 500:
         raise UpstreamUnavailable(f"{what}: HTTP {status}")
     if status == 401:
-        detail = _body_errors(response) or "token refused"
+        detail = _body_errors(response, scrub) or "token refused"
         raise AuthError(f"{what}: HTTP 401 after a fresh token: {detail}", code="mimecast_auth")
     if status == 403:
-        detail = _body_errors(response) or "forbidden"
+        detail = _body_errors(response, scrub) or "forbidden"
         raise Forbidden(
             f"{what}: HTTP 403, the API role lacks a permission: {detail}",
             code="mimecast_forbidden",
         )
     if 400 <= status < 500:
-        detail = _body_errors(response)
+        detail = _body_errors(response, scrub)
         message = f"{what}: HTTP {status}" + (f": {detail}" if detail else "")
         raise RequestRejected(message, code="mimecast_request")
     if not 200 <= status < 300:
@@ -141,8 +143,10 @@ def classify(response: httpx.Response, what: str) -> dict[str, Any]:
             raise UpstreamUnavailable(f"{what}: answer has a malformed fail field")
         errors = _fail_errors(fail)
         if any(retryable for _, _, retryable in errors):
-            raise UpstreamUnavailable(f"{what}: temporary failure: {_describe(errors)}")
-        raise RequestRejected(f"{what}: refused: {_describe(errors)}", code="mimecast_request")
+            raise UpstreamUnavailable(f"{what}: temporary failure: {_describe(errors, scrub)}")
+        raise RequestRejected(
+            f"{what}: refused: {_describe(errors, scrub)}", code="mimecast_request"
+        )
     return body
 
 
@@ -184,10 +188,12 @@ def parse_page(body: dict[str, Any], list_key: str, what: str) -> Page:
 
 
 def account_credential(
-    account: MimecastAccount, transport: httpx.BaseTransport | None = None
+    account: MimecastAccount,
+    transport: httpx.BaseTransport | None = None,
+    scrub: Scrubber = NO_SECRETS,
 ) -> ClientCredentials:
     """The OAuth2 client-credentials token of a Mimecast API 2.0 application; ``transport``
-    reaches the token endpoint (tests)."""
+    reaches the token endpoint (tests); ``scrub`` cleans what the endpoint says."""
     return ClientCredentials(
         token_url=account.token_url,
         client_id=account.client_id,
@@ -196,6 +202,7 @@ def account_credential(
         what="Mimecast token endpoint",
         auth_method="client_secret_post",
         transport=transport,
+        scrub=scrub,
     )
 
 
@@ -210,8 +217,10 @@ class MimecastClient:
         policy: RetryPolicy = RetryPolicy(),  # noqa: B008  (a frozen dataclass: shared safely)
         credential: Credential | None = None,
         transport: httpx.BaseTransport | None = None,
+        scrub: Scrubber = NO_SECRETS,
     ) -> None:
         self._account = account
+        self._scrub = scrub.with_secrets([account.client_secret.get_secret_value()])
         self._deadline = deadline
         self._policy = policy
         self._http = make_client(
@@ -219,7 +228,7 @@ class MimecastClient:
         )
         self._own_credential: ClientCredentials | None = None
         if credential is None:
-            credential = self._own_credential = account_credential(account, transport)
+            credential = self._own_credential = account_credential(account, transport, scrub)
         self._credential = credential
         #: Records left out so far because they were not JSON objects (the caller counts them).
         self.malformed_records = 0
@@ -303,7 +312,9 @@ class MimecastClient:
         what = f"Mimecast {path}"
 
         def attempt() -> Page:
-            return parse_page(classify(self._post(path, payload, what), what), list_key, what)
+            return parse_page(
+                classify(self._post(path, payload, what), what, self._scrub), list_key, what
+            )
 
         return self._policy.call(self._deadline, what, attempt)
 

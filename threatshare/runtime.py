@@ -7,6 +7,7 @@ token instead of fetching one each; a changed table (new secret) gets a new cred
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from threatshare.config import Config, MimecastAccount, ZiaTenant
 from threatshare.http import Deadline, RetryPolicy, make_client
 from threatshare.mimecast import MimecastClient, account_credential
 from threatshare.progress import ProgressSink, ignore
+from threatshare.scrub import Scrubber
 from threatshare.zia.client import ZiaClient
 from threatshare.zia.credentials import legacy_session, token_credential
 from threatshare.zia.ratelimit import RateLimiter, limit_requests
@@ -51,6 +53,11 @@ class Runtime:
     #: free again this soon (S5, S9).
     lock_lease: float = 30.0
 
+    @functools.cached_property
+    def scrub(self) -> Scrubber:
+        """Removes every configured secret value from upstream text (S10)."""
+        return Scrubber(self.config.secret_values())
+
     def _cached(self, kind: str, name: str, table: Any, make: Callable[[], Any]) -> Any:
         key = (kind, name, hash(table.model_dump_json()) ^ hash(_secrets_of(table)))
         if key not in self._credentials:
@@ -73,11 +80,13 @@ class Runtime:
         http = make_client(tenant.resolved_api_base)
         limiter = RateLimiter(self.redis, tenant.tenant_id, time_scale=self.time_scale)
         limit_requests(http, limiter, lambda: Deadline.after(LOGIN_BUDGET_WAIT))
-        return legacy_session(tenant, http)
+        return legacy_session(tenant, http, self.scrub)
 
     def mimecast_credential(self, name: str) -> Credential:
         account: MimecastAccount = self.config.mimecast[name]
-        return self._cached("mimecast", name, account, lambda: account_credential(account))
+        return self._cached(
+            "mimecast", name, account, lambda: account_credential(account, scrub=self.scrub)
+        )
 
     def mimecast_client(self, name: str, deadline: Deadline) -> MimecastClient:
         return MimecastClient(
@@ -85,13 +94,18 @@ class Runtime:
             deadline=deadline,
             policy=self.policy,
             credential=self.mimecast_credential(name),
+            scrub=self.scrub,
         )
 
     def zia_client(self, name: str, deadline: Deadline) -> ZiaClient:
         tenant: ZiaTenant = self.config.zia[name]
         limiter = RateLimiter(self.redis, tenant.tenant_id, time_scale=self.time_scale)
-        make = self._legacy_session if tenant.auth == "legacy" else token_credential
-        credential = self._cached("zia", name, tenant, lambda: make(tenant))
+        if tenant.auth == "legacy":
+            credential = self._cached("zia", name, tenant, lambda: self._legacy_session(tenant))
+        else:
+            credential = self._cached(
+                "zia", name, tenant, lambda: token_credential(tenant, scrub=self.scrub)
+            )
         return ZiaClient(
             tenant,
             limiter=limiter,
@@ -100,6 +114,7 @@ class Runtime:
             credential=credential,
             reauth_wait=self.zia_reauth_wait,
             sleep=self.sleep,
+            scrub=self.scrub,
         )
 
 

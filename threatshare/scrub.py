@@ -11,9 +11,14 @@ injection), and the length is capped. The log processor masks the same token sha
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import re
 from collections.abc import Iterable
-from urllib.parse import quote, quote_plus
+from urllib.parse import parse_qs, quote, quote_plus, unquote_plus
+
+import httpx2 as httpx
 
 MASK = "**********"
 #: The most of one upstream text an error quotes.
@@ -69,3 +74,58 @@ class Scrubber:
         for secret in self._secrets:
             flat = flat.replace(secret, MASK)
         return clean_line(mask_tokens(flat), limit)
+
+    def for_answer(self, response: httpx.Response) -> Scrubber:
+        """This scrubber plus the credentials the request of ``response`` carried: an upstream
+        can echo what it was sent (a bearer token, a Basic pair, a form's client secret, a
+        login's password) even where we do not know the value (a token it issued)."""
+        return self.with_secrets(sent_credentials(response.request))
+
+
+#: A scrubber that knows no configured secret (it still removes what a request carried).
+NO_SECRETS = Scrubber()
+
+_CREDENTIAL_FIELDS = ("client_secret", "password", "apiKey", "api_key", "client_assertion")
+
+
+def sent_credentials(request: httpx.Request) -> list[str]:
+    """The secret values a request carries: its Authorization and Cookie values and the
+    credential fields of a form or JSON body."""
+    found: list[str] = []
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if value:
+        found.append(value.strip())
+        if scheme.lower() == "basic":
+            found.extend(_basic_pair(value))
+    for cookie in request.headers.get_list("Cookie"):
+        found.extend(part.partition("=")[2] for part in cookie.split(";"))
+    found.extend(_body_credentials(request))
+    return [value for value in found if value]
+
+
+def _basic_pair(encoded: str) -> list[str]:
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return []
+    _, _, secret = decoded.partition(":")
+    return [unquote_plus(secret)] if secret else []
+
+
+def _body_credentials(request: httpx.Request) -> list[str]:
+    try:
+        body = request.content
+    except httpx.RequestNotRead:
+        return []
+    content_type = request.headers.get("Content-Type", "")
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        form = parse_qs(body.decode("latin-1"))
+        return [v for name in _CREDENTIAL_FIELDS for v in form.get(name, [])]
+    if content_type.startswith("application/json"):
+        try:
+            data = json.loads(body or b"null")
+        except ValueError:
+            return []
+        if isinstance(data, dict):
+            return [str(data[n]) for n in _CREDENTIAL_FIELDS if isinstance(data.get(n), str)]
+    return []

@@ -3,8 +3,9 @@
 An emulator is a callable ``app(Request) -> Response``. The server gives it parsed requests,
 writes its responses with keep-alive, and can drop a connection mid-response when the app
 asks for it (fault tests). Every server also has the :meth:`EmulatorServer.send_gzip_bombs`
-knob: the next answers are a small gzip body that inflates to 1 GiB (hostile-upstream tests).
-It binds 127.0.0.1 only.
+knob: the next answers are a small gzip body that inflates to 1 GiB, and the
+``echo_credentials`` one: every refusal quotes the credentials its request carried, as a
+careless upstream does (hostile-upstream tests). It binds 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -80,6 +81,47 @@ def gzip_bomb(inflated: int = GIB) -> bytes:
     return b"".join(parts)
 
 
+def _sent_credentials(request: Request) -> list[str]:
+    """What a request authenticated with: the Authorization value (without its scheme), the
+    Cookie header, and the secret fields of a form or JSON body."""
+    sent = [request.headers.get("Authorization", "").partition(" ")[2]]
+    sent.append(request.headers.get("Cookie", ""))
+    content_type = request.headers.get("Content-Type", "")
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        sent.append(request.form().get("client_secret", ""))
+    elif content_type.startswith("application/json"):
+        try:
+            body = request.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            sent.extend(str(body.get(name) or "") for name in ("apiKey", "password"))
+    return [value for value in sent if value]
+
+
+def _quoting(value: Any, echo: str) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: f"{v} {echo}"
+            if k in ("message", "error_description") and isinstance(v, str)
+            else _quoting(v, echo)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_quoting(v, echo) for v in value]
+    return value
+
+
+def echoing_credentials(response: Response, request: Request) -> Response:
+    """``response`` with every ``message`` and ``error_description`` quoting the credentials
+    ``request`` carried."""
+    sent = _sent_credentials(request)
+    if not sent or isinstance(response.body, bytes) or response.body is None:
+        return response
+    echo = "(credentials sent: " + ", ".join(sent) + ")"
+    return Response(response.status, _quoting(response.body, echo), dict(response.headers))
+
+
 def gzip_bomb_response() -> Response:
     headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
     return Response(status=200, body=gzip_bomb(), headers=headers)
@@ -112,6 +154,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             bomb = self.server.take_gzip_bomb(request.path)
             response = gzip_bomb_response() if bomb else self.server.app(request)
+            if self.server.echo_credentials and response.status >= 400:
+                response = echoing_credentials(response, request)
         except Exception as exc:  # an emulator bug must show up as a 500, not a hang
             response = json_response(500, {"message": f"emulator error: {exc!r}"})
         payload = response.encoded()
@@ -137,6 +181,8 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, app: App, port: int) -> None:
         self.app = app
+        #: Every refusal quotes the credentials its request carried.
+        self.echo_credentials = False
         self._bombs_lock = threading.Lock()
         self._bombs: list[tuple[str, int]] = []  # (path prefix, answers left)
         super().__init__(("127.0.0.1", port), _Handler)
@@ -173,6 +219,15 @@ class EmulatorServer:
         1 MB gzip body that inflates to 1 GiB (:func:`gzip_bomb`)."""
         gzip_bomb()  # built now, not while a client waits for its answer
         self._server.add_gzip_bombs(path_prefix, count)
+
+    @property
+    def echo_credentials(self) -> bool:
+        """Whether every answer of 400 or more quotes the credentials its request carried."""
+        return self._server.echo_credentials
+
+    @echo_credentials.setter
+    def echo_credentials(self, on: bool) -> None:
+        self._server.echo_credentials = on
 
     @property
     def port(self) -> int:

@@ -33,6 +33,7 @@ from threatshare.errors import (
     UpstreamUnavailable,
 )
 from threatshare.http import Deadline, RetryPolicy, make_client, read_json, transport_error
+from threatshare.scrub import NO_SECRETS, Scrubber
 from threatshare.zia.bisect import push_isolating_refused
 from threatshare.zia.credentials import build_credential
 from threatshare.zia.errors import CategoryGone, ZiaRejected, raise_for_status
@@ -101,7 +102,9 @@ class ZiaClient:
         transport: httpx.BaseTransport | None = None,
         reauth_wait: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
+        scrub: Scrubber = NO_SECRETS,
     ) -> None:
+        self._scrub = scrub
         self._deadline = deadline
         self._policy = policy or RetryPolicy()
         self._reauth_wait = reauth_wait
@@ -112,7 +115,7 @@ class ZiaClient:
         self.last_quota: Quota | None = None
         self._own_credential = credential is None
         try:
-            self._credential = credential or build_credential(tenant, self._http, transport)
+            self._credential = credential or build_credential(tenant, self._http, transport, scrub)
         except BaseException:
             self._http.close()
             raise
@@ -190,7 +193,7 @@ class ZiaClient:
             self._finish(response, want_answer or not ok, what)
             if missing_ok and response.status_code == 404:
                 return None
-            raise_for_status(response, what)
+            raise_for_status(response, what, self._scrub)
             if not want_answer:
                 return None
             return read_json(response, what) if response.content else None

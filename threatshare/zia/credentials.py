@@ -7,19 +7,25 @@ import httpx2 as httpx
 
 from threatshare.auth import ClientCredentials, Credential, LegacySession
 from threatshare.config import ZiaTenant
+from threatshare.scrub import NO_SECRETS, Scrubber
 
 
 def build_credential(
-    tenant: ZiaTenant, http: httpx.Client, transport: httpx.BaseTransport | None = None
+    tenant: ZiaTenant,
+    http: httpx.Client,
+    transport: httpx.BaseTransport | None = None,
+    scrub: Scrubber = NO_SECRETS,
 ) -> Credential:
     """The credential of a tenant's ``auth`` mode (S3). ``http`` is the ZIA client the legacy
     login goes through; ``transport`` reaches the token endpoint (tests)."""
     if tenant.auth == "legacy":
-        return legacy_session(tenant, http)
-    return token_credential(tenant, transport)
+        return legacy_session(tenant, http, scrub)
+    return token_credential(tenant, transport, scrub)
 
 
-def legacy_session(tenant: ZiaTenant, http: httpx.Client) -> LegacySession:
+def legacy_session(
+    tenant: ZiaTenant, http: httpx.Client, scrub: Scrubber = NO_SECRETS
+) -> LegacySession:
     """The obfuscated-API-key session of a ``legacy`` tenant, logging in through ``http``."""
     if tenant.api_key is None or tenant.username is None or tenant.password is None:
         raise ValueError("legacy ZIA auth needs api_key, username and password")
@@ -29,11 +35,12 @@ def legacy_session(tenant: ZiaTenant, http: httpx.Client) -> LegacySession:
         username=tenant.username,
         password=tenant.password,
         idle=tenant.session_idle.total_seconds(),
+        scrub=scrub,
     )
 
 
 def token_credential(
-    tenant: ZiaTenant, transport: httpx.BaseTransport | None = None
+    tenant: ZiaTenant, transport: httpx.BaseTransport | None = None, scrub: Scrubber = NO_SECRETS
 ) -> ClientCredentials:
     """The bearer-token credential of an ``oauth`` or ``oneapi`` tenant; unlike a legacy
     session it is not tied to one connection, so a process can reuse it across runs."""
@@ -49,4 +56,5 @@ def token_credential(
         scope=tenant.scope,
         audience=tenant.audience if tenant.auth == "oneapi" else None,
         transport=transport,
+        scrub=scrub,
     )

@@ -38,6 +38,7 @@ from threatshare.errors import (
     UpstreamUnavailable,
 )
 from threatshare.http import parse_retry_after
+from threatshare.scrub import NO_SECRETS, Scrubber
 
 _BARRIER = re.compile(r"org barrier|resource access blocked", re.IGNORECASE)
 _QUOTA = re.compile(r"maximum of \d+ custom urls", re.IGNORECASE)
@@ -102,14 +103,17 @@ def is_read_only(response: httpx.Response, zia_code: str) -> bool:
     return zia_code == "STATE_READONLY" or mode.lower() == "read-only"
 
 
-def raise_for_status(response: httpx.Response, what: str) -> None:
-    """Raise the error an answer means (see the module's table); return on 2xx."""
+def raise_for_status(response: httpx.Response, what: str, scrub: Scrubber = NO_SECRETS) -> None:
+    """Raise the error an answer means (see the module's table); return on 2xx. ZIA's code and
+    message go through ``scrub`` (control characters, echoed credentials) before any error
+    quotes them."""
     status = response.status_code
     if 200 <= status < 300:
         return
     body = _body(response)
-    zia_code = _text(body, "code")
-    detail = _text(body, "message")[:MAX_MESSAGE]
+    clean = scrub.for_answer(response)
+    zia_code = clean(_text(body, "code"), 80)
+    detail = clean(_text(body, "message"), MAX_MESSAGE)
     said = " ".join(part for part in (zia_code, detail[:MAX_DETAIL]) if part)
     summary = f"{what}: HTTP {status}" + (f" {said}" if said else "")
     if status == 429:
