@@ -216,3 +216,23 @@ class TestDemo:
         assert status.returncode == 2
         states = {r["name"]: r["state"] for r in json.loads(status.stdout)["instances"]}
         assert states == {"impersonation": "ok", "urls": "ok", "lab-urls": "halted"}
+
+
+class TestRedisDown:
+    def test_status_says_redis_is_unreachable_in_one_line_and_exits_3(self, tmp_path: Path) -> None:
+        """`status` with Redis down prints one line naming where it looked (no password, no
+        traceback) and exits 3."""
+        import socket
+
+        with socket.socket() as probe:  # a port nothing listens on once the socket is closed
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        with Sandbox(tenant_names=("prod", "lab")) as sandbox:
+            settings = {"redis_url": f"redis://:Down-Pass-3@127.0.0.1:{port}/0"}
+            path = sandbox.write_config(tmp_path / "t.toml", INSTANCES, settings=settings)
+            result = cli(path, "status")
+        output = (result.stdout + result.stderr).strip()
+        assert result.returncode == 3, output
+        assert len(output.splitlines()) == 1, output
+        assert f"127.0.0.1:{port}" in output and "Redis" in output
+        assert "Down-Pass-3" not in output and "Traceback" not in output

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -24,6 +25,8 @@ from threatshare.errors import ConfigError
 log = structlog.get_logger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+#: ``status`` could not reach Redis (S7).
+EXIT_UNREACHABLE = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -120,10 +123,22 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
     if args.name and args.name not in config.instances:
         print(f"no instance {args.name!r} in the configuration", file=sys.stderr)
         return EXIT_CONFIG
-    with redis_for(config) as client:
-        records = status.collect(config, Store(client), args.name)
+    try:
+        with redis_for(config) as client:
+            records = status.collect(config, Store(client), args.name)
+    except redis.RedisError as exc:
+        print(f"status: cannot reach Redis at {_redis_place(config)} ({type(exc).__name__})")
+        return EXIT_UNREACHABLE
     print(status.render_json(records) if args.json else status.render_table(records))
     return status.exit_code(records)
+
+
+def _redis_place(config: Config) -> str:
+    """Where Redis was looked for, without the URL's password."""
+    if config.settings.redis_url is None:
+        return f"the embedded Redis of {config.settings.resolved_state_dir}"
+    parsed = urlsplit(config.settings.redis_url.get_secret_value())
+    return f"{parsed.hostname or parsed.path}:{parsed.port or 6379}"
 
 
 def cmd_resume(args: argparse.Namespace, config: Config) -> int:
