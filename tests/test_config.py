@@ -266,6 +266,30 @@ class TestFingerprint:
         assert rotated != base
         assert "ZiaSecret" not in base
 
+    def test_a_guess_of_one_secret_cannot_be_checked_without_the_others(
+        self, tmp_path: Path
+    ) -> None:
+        """Whoever reads Redis and knows every non-secret setting and the right ZIA secret
+        among their guesses still cannot reproduce the fingerprint without the Mimecast secret:
+        it is keyed by the instance's secrets together."""
+        stored = fingerprint(config.load(write(tmp_path, VALID)), "urls")
+        guesses = [
+            fingerprint(
+                config.load(
+                    write(
+                        tmp_path,
+                        VALID.replace("ZiaSecret-2", zia).replace("McSecret-1", mimecast),
+                        f"{zia}-{mimecast}.toml",
+                    )
+                ),
+                "urls",
+            )
+            for zia in ("ZiaSecret-1", "ZiaSecret-2", "ZiaSecret-3")
+            for mimecast in ("McGuess-1", "McGuess-2")
+        ]
+        assert stored not in guesses
+        rotated = VALID.replace("McSecret-1", "McSecret-7")
+        assert fingerprint(config.load(write(tmp_path, rotated, "m.toml")), "urls") != stored
 
 def test_durations_for_people_keep_the_largest_units() -> None:
     """format_duration spells exactly by default; with largest=2 it shows the two biggest units."""

@@ -1,9 +1,29 @@
 """The fingerprint of an instance's configuration (S5): a change of it resumes a halted
-instance, as "edit and Save" does in the reference product."""
+instance, as "edit and Save" does in the reference product.
+
+It is stored in Redis, so it must not let whoever reads Redis test guesses of a secret
+offline. It is an HMAC-SHA256 of the instance's non-secret settings and tables, keyed by a key
+stretched (PBKDF2) from *all* the secrets of the instance's Mimecast account and ZIA tenant
+together, salted with the instance's own identity (name, Mimecast client id, ZIA tenant):
+
+- no value in it depends on one secret alone, so a weak secret (a legacy ZIA admin password)
+  cannot be tested without also knowing the others, among them the client secret Mimecast
+  issued, which is long and random;
+- the salt differs per deployment, so nothing can be precomputed across deployments;
+- every process that runs the instance derives the same key from the configuration it was
+  given, so the fingerprint agrees across a fleet with no shared state.
+
+A random key kept in ``state_dir`` would hide more (no secret material at all), but each
+machine of a fleet has its own ``state_dir``: fingerprints would differ from worker to worker
+and every run would look like a configuration change. A key of its own for the fleet would be
+one more secret to deploy and rotate, for little over keying by the secrets the instance
+already holds.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from datetime import timedelta
 from typing import Any
@@ -12,35 +32,41 @@ from pydantic import BaseModel, SecretStr
 
 from threatshare.config import Config
 
+#: PBKDF2 rounds of the key: makes every guess costly, once per run is cheap.
+KEY_ROUNDS = 50_000
+_HIDDEN = "<secret>"
 
-def _plain(value: Any) -> Any:
+
+def _plain(value: Any, secrets: list[str]) -> Any:
+    """``value`` as JSON-able data with each secret replaced by a marker (collected apart)."""
     if isinstance(value, SecretStr):
-        # A slow, salted hash: a change of secret changes the fingerprint, while the stored
-        # fingerprint does not let anyone test guesses of the secret cheaply.
-        return hashlib.pbkdf2_hmac(
-            "sha256", value.get_secret_value().encode(), b"threatshare-fingerprint", 20_000
-        ).hex()
+        secrets.append(value.get_secret_value())
+        return _HIDDEN
     if isinstance(value, BaseModel):
-        return {k: _plain(getattr(value, k)) for k in type(value).model_fields}
+        return {k: _plain(getattr(value, k), secrets) for k in type(value).model_fields}
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: _plain(v, secrets) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [_plain(v, secrets) for v in value]
     if isinstance(value, timedelta):
         return value.total_seconds()
     return value if isinstance(value, str | int | float | bool | None) else str(value)
 
 
 def fingerprint(config: Config, instance: str) -> str:
-    """Hash of an instance's settings and of the Mimecast and ZIA tables it uses (S5): new
-    credentials count as a change, like "edit and Save" in the reference product."""
+    """Keyed hash of an instance's settings and of the Mimecast and ZIA tables it uses (S5):
+    new credentials count as a change, like "edit and Save" in the reference product."""
     inst = config.instances[instance]
-    blob = json.dumps(
-        {
-            "instance": _plain(inst),
-            "mimecast": _plain(config.mimecast[inst.mimecast]),
-            "zia": _plain(config.zia[inst.zia]),
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+    account, tenant = config.mimecast[inst.mimecast], config.zia[inst.zia]
+    secrets: list[str] = []
+    settings = {
+        "instance": _plain(inst, secrets),
+        "mimecast": _plain(account, secrets),
+        "zia": _plain(tenant, secrets),
+    }
+    blob = json.dumps(settings, sort_keys=True).encode()
+    # Length-prefixed, so two secret lists cannot run together into the same key material.
+    material = b"".join(len(s).to_bytes(4, "big") + s.encode() for s in secrets)
+    salt = json.dumps([instance, account.client_id, tenant.tenant_id]).encode()
+    key = hashlib.pbkdf2_hmac("sha256", material, b"threatshare-fingerprint:" + salt, KEY_ROUNDS)
+    return hmac.new(key, blob, hashlib.sha256).hexdigest()[:32]
