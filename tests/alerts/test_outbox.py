@@ -485,3 +485,42 @@ class TestSmtpSettings:
             _smtp(25, host="smtp.example.com\r\nRCPT TO:<x@evil.example>")
         with pytest.raises(ValidationError):
             _smtp(25, sender="threatshare@example.com\n")
+
+
+def _queued(client: redis.Redis) -> list[bytes]:
+    return client.lrange(keys.outbox(), 0, -1)
+
+
+class TestBound:
+    def test_a_full_outbox_drops_its_oldest_non_halt_alerts_never_a_halt(
+        self, redis_client: redis.Redis, clock: Clock
+    ) -> None:
+        """Over the bound, the oldest recovery alerts go first; every halt alert stays, and the
+        outbox holds no more than the bound while there is something else to drop."""
+        box = Outbox(redis_client, max_pending=4, clock=clock)
+        assert box.put(_alert("first-halt", "halted"), "i")
+        for n in range(3):
+            assert box.put(_alert(f"rec{n}", "recovered"), "i")
+        assert box.pending() == 4
+        assert box.put(_alert("second-halt", "halted"), "i")
+        assert box.put(_alert("rec3", "recovered"), "i")
+        kinds = [
+            (e["alert"]["instance"], e["alert"]["kind"])
+            for e in map(json.loads, _queued(redis_client))
+        ]
+        assert box.pending() == 4
+        assert ("first-halt", "halted") in kinds and ("second-halt", "halted") in kinds
+        assert [i for i, k in kinds if k == "recovered"] == ["rec2", "rec3"]
+
+    def test_halt_alerts_are_kept_even_past_the_bound(
+        self, redis_client: redis.Redis, clock: Clock
+    ) -> None:
+        """With only halt alerts waiting, a new halt alert is still queued, and a new recovery
+        alert is the one dropped."""
+        box = Outbox(redis_client, max_pending=2, clock=clock)
+        for n in range(3):
+            assert box.put(_alert(f"halt{n}", "halted"), "i")
+        assert box.pending() == 3
+        box.put(_alert("late", "recovered"), "i")
+        kinds = {e["alert"]["kind"] for e in map(json.loads, _queued(redis_client))}
+        assert kinds == {"halted"} and box.pending() == 3

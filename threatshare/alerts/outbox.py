@@ -12,6 +12,11 @@ Lua call that checks the entry is still queued, and removes the entry before let
 So an alert is sent once, and one whose sender died is tried again when the lease expires.
 Alerts of one instance go out in the order they were queued (a "recovered" never overtakes its
 "halted"). Without ``[smtp]`` an alert is logged at warning level and dropped as *logged*.
+
+The outbox is bounded (S6): when an alert would make it hold more than ``max_pending``, the
+oldest alerts that are not halt alerts (recoveries, warnings) are dropped first, in the same
+Lua call, and logged. A halt alert is never dropped for room, so while only halt alerts wait
+the outbox may pass the bound (there is at most one per halt of an instance).
 """
 
 from __future__ import annotations
@@ -38,13 +43,29 @@ log = structlog.get_logger(__name__)
 INCIDENT_TTL = timedelta(days=30)
 MAX_INCIDENT = 200
 
-# Queue the alert only if its incident marker is new: both or neither, whatever crashes.
+#: Most alerts the outbox holds before it drops its oldest non-halt alerts.
+MAX_PENDING = 1000
+
+# Queue the alert only if its incident marker is new: both or neither, whatever crashes. Then,
+# over the bound ARGV[4], drop the oldest alerts that are not halt alerts, never a halted one.
+# Returns {queued, dropped}.
 _PUT = """
-if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[3]) then
-  redis.call('RPUSH', KEYS[2], ARGV[1])
-  return 1
+if not redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[3]) then return {0, 0} end
+redis.call('RPUSH', KEYS[2], ARGV[1])
+local excess = redis.call('LLEN', KEYS[2]) - tonumber(ARGV[4])
+local dropped = 0
+if excess > 0 then
+  for _, raw in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+    if dropped >= excess then break end
+    local ok, entry = pcall(cjson.decode, raw)
+    local kind = ok and type(entry) == 'table' and type(entry.alert) == 'table'
+      and entry.alert.kind or nil
+    if kind ~= 'halted' then
+      dropped = dropped + redis.call('LREM', KEYS[2], 1, raw)
+    end
+  end
 end
-return 0
+return {1, dropped}
 """
 # Take an entry for sending only while it is still queued and nobody else is sending it.
 _CLAIM = """
@@ -153,9 +174,11 @@ class Outbox:
         first_wait: float = 30.0,
         max_wait: float = 3600.0,
         max_age: timedelta = timedelta(days=7),
+        max_pending: int = MAX_PENDING,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._redis = redis
+        self._max_pending = max_pending
         self._first_wait = first_wait
         self._max_wait = max_wait
         self._max_age = max_age.total_seconds()
@@ -178,10 +201,12 @@ class Outbox:
         entry = _Entry.new(alert, now)
         marker = keys.alert_sent(alert.instance, f"{alert.kind}:{incident}")
         with redis_errors("outbox"):
-            queued = self._put(
+            queued, dropped = self._put(
                 keys=[marker, keys.outbox()],
-                args=[entry.raw, entry.id, int(INCIDENT_TTL.total_seconds())],
+                args=[entry.raw, entry.id, int(INCIDENT_TTL.total_seconds()), self._max_pending],
             )
+        if dropped:
+            log.error("alerts_dropped", reason="outbox full", dropped=int(dropped))
         if queued:
             log.info("alert_queued", instance=alert.instance, alert=alert.kind, alert_id=entry.id)
         return bool(queued)
