@@ -291,6 +291,7 @@ class TestFingerprint:
         rotated = VALID.replace("McSecret-1", "McSecret-7")
         assert fingerprint(config.load(write(tmp_path, rotated, "m.toml")), "urls") != stored
 
+
 def test_durations_for_people_keep_the_largest_units() -> None:
     """format_duration spells exactly by default; with largest=2 it shows the two biggest units."""
     from datetime import timedelta

@@ -16,7 +16,7 @@ import redis
 
 from threatshare.sandbox.mimecast_logs import url_log
 from threatshare.sandbox.world import Sandbox
-from threatshare.store import Store
+from threatshare.state.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTANCES = {"urls": {"zia": "prod", "category": "Echo URLs", "sources": ["malicious_urls"]}}

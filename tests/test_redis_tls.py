@@ -11,8 +11,8 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 from pydantic import SecretStr
 
-from threatshare.cli import redis_for
 from threatshare.config import Config, Settings
+from threatshare.connection import redis_for
 
 ROOT = Path(__file__).resolve().parent.parent
 #: redis-py 6.0.0 made ssl_check_hostname default to True (redis/redis-py#3626).

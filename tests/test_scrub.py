@@ -11,7 +11,7 @@ from pydantic import SecretStr
 from threatshare.config import Config, Settings, Smtp
 from threatshare.errors import ThreatshareError
 from threatshare.scrub import MASK, MAX_UPSTREAM_TEXT, Scrubber
-from threatshare.zia_errors import raise_for_status
+from threatshare.zia.errors import raise_for_status
 
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhYmMifQ.c2lnbmF0dXJlLXZhbHVl"
 

@@ -20,7 +20,7 @@ from threatshare import config as config_module
 from threatshare import logs
 from threatshare.config import Config
 from threatshare.connection import redis_for
-from threatshare.errors import ConfigError
+from threatshare.errors import ConfigError, StoreUnavailable, redis_errors
 
 log = structlog.get_logger(__name__)
 
@@ -124,10 +124,11 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
         print(f"no instance {args.name!r} in the configuration", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        with redis_for(config) as client:
+        with redis_errors("status"), redis_for(config) as client:
             records = status.collect(config, Store(client), args.name)
-    except redis.RedisError as exc:
-        print(f"status: cannot reach Redis at {_redis_place(config)} ({type(exc).__name__})")
+    except StoreUnavailable as exc:
+        cause = type(exc.__cause__).__name__
+        print(f"status: cannot reach Redis at {_redis_place(config)} ({cause})")
         return EXIT_UNREACHABLE
     print(status.render_json(records) if args.json else status.render_table(records))
     return status.exit_code(records)
