@@ -110,7 +110,7 @@ def _with_dedupe(
         "records_per_s": _rate(len(records), wall),
         "wall_s": round(wall, 3),
         "cpu_s_this_process": round(cpu, 3),
-        "staged": Ledger(rt.redis).staged_count(name),
+        "staged": Ledger(rt.redis).staged_count(run.staging),
         "skipped_already_in_category": run.tally.skipped["already_in_category"],
     }
 

@@ -12,10 +12,13 @@ Hierarchy (``code`` after the name; the ZIA leaves live in :mod:`threatshare.zia
     │   ├── NetworkError            network: timeouts, resets, DNS, dropped connections
     │   ├── RateLimited             rate_limited: HTTP 429; ``retry_after`` says how long to wait
     │   ├── UpstreamUnavailable     upstream_unavailable: 5xx, non-JSON body, retryable fail[]
+    │   │   └── ResponseTooLarge    response_too_large: an answer over the size cap (http_limits)
     │   ├── EditLocked              zia_edit_lock: ZIA 409 EDIT_LOCK_NOT_AVAILABLE / Org barrier
     │   ├── ReadOnly                zia_readonly: ZIA 403 STATE_READONLY (maintenance)
     │   ├── StoreUnavailable        store_unavailable: Redis briefly unreachable (see
     │   │                           :func:`redis_errors`)
+    │   ├── LockLost                lock_lost: the run's lock lapsed or was taken over; the run
+    │   │                           stops and writes nothing more (S5)
     │   └── CategoryGone            zia_category_gone: the stored category id was deleted in ZIA
     └── PermanentError              halt the instance; e-mail
         ├── AuthError               mimecast_auth / zia_auth: bad client, secret, scope, revoked
@@ -111,6 +114,13 @@ class ReadOnly(TemporaryError):
     """ZIA is in maintenance (403 ``STATE_READONLY`` or ``x-zscaler-mode: read-only``)."""
 
     default_code = "zia_readonly"
+
+
+class LockLost(TemporaryError):
+    """The run no longer holds its instance's lock (its lease lapsed, or another run took the
+    instance): it stops at once, and its fenced writes are refused."""
+
+    default_code = "lock_lost"
 
 
 class StoreUnavailable(TemporaryError):

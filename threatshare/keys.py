@@ -30,10 +30,11 @@ def instance_lock(name: str) -> str:
     return f"{_instance(name)}:lock"
 
 
-def instance_pending(name: str) -> str:
-    """Sorted set: entries of the current, unfinished window staged for pushing, scored by
-    record time (epoch seconds); survives a crash and is cleared when the next run begins."""
-    return f"{_instance(name)}:pending"
+def run_staging(name: str, run_id: str) -> str:
+    """Sorted set of one run: entries of its window staged for pushing, scored by record time
+    (epoch seconds). Per run, so two runs of one instance never clear each other's; deleted
+    when the run has pushed them, and given a TTL so a crashed run's staging does not stay."""
+    return f"{_instance(name)}:staging:{run_id}"
 
 
 def instance_run_stats(name: str) -> str:

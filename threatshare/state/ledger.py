@@ -3,8 +3,12 @@
 The entries pushed to the category live in one hash per instance (entry -> "<first seen> <last
 seen>", epoch seconds): the dedupe of S2 reads it, and the lifecycle (expiry, capacity,
 reconciliation, S13) builds on it. The entries of the window being worked on wait in a sorted
-set scored by record time, so a run never holds a window in memory and can push newest first;
-it survives a crash and is cleared when the next run begins.
+set scored by record time, so a run never holds a window in memory and can push newest first.
+That *staging* key is the run's own (:meth:`Ledger.staging`): two runs of one instance never
+clear each other's, and a crashed run's staging expires by itself.
+
+Writes that forget entries are fenced by the run's lock (:mod:`threatshare.state.fenced`): a
+run whose lock lapsed cannot undo what its successor recorded.
 """
 
 from __future__ import annotations
@@ -15,6 +19,11 @@ from datetime import datetime
 import redis
 
 from threatshare import keys
+from threatshare.state.fenced import FencedWriter
+from threatshare.state.lock import RunLock
+
+#: How long a run's staging outlives its last write: beyond any run's deadline (at most 1 h).
+STAGING_TTL = 2 * 3600
 
 
 class Ledger:
@@ -22,6 +31,12 @@ class Ledger:
 
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
+        self._fenced = FencedWriter(client)
+
+    @staticmethod
+    def staging(name: str, run_id: str) -> str:
+        """The staging key of one run of instance ``name``."""
+        return keys.run_staging(name, run_id)
 
     def entry_count(self, name: str) -> int:
         return int(self.redis.hlen(keys.instance_entries(name)))
@@ -44,14 +59,22 @@ class Ledger:
                 known[entry] = seen.split(b" ", 1)[0].decode()
         return fresh, known
 
-    def stage(self, name: str, timed_entries: dict[str, float]) -> None:
-        """Queue entries of the current window for pushing, scored by record time."""
+    def stage(self, staging: str, timed_entries: dict[str, float]) -> None:
+        """Queue entries of the current window in the run's ``staging``, by record time."""
         if timed_entries:
-            # GT: an entry seen twice keeps its newest record time (and new ones are added).
-            self.redis.zadd(keys.instance_pending(name), timed_entries, gt=True)
+            with self.redis.pipeline(transaction=False) as pipe:
+                # GT: an entry seen twice keeps its newest record time (new ones are added).
+                pipe.zadd(staging, timed_entries, gt=True)
+                pipe.expire(staging, STAGING_TTL)
+                pipe.execute()
 
     def record_page(
-        self, name: str, known: dict[str, str], staged: dict[str, float], at: datetime
+        self,
+        name: str,
+        staging: str,
+        known: dict[str, str],
+        staged: dict[str, float],
+        at: datetime,
     ) -> None:
         """One page's dedupe outcome in one round trip: entries already in the category get
         their last-seen time (``known``: entry -> first seen, as :meth:`split_known` gives
@@ -64,21 +87,23 @@ class Ledger:
                 mapping = {entry: f"{first} {stamp}" for entry, first in known.items()}
                 pipe.hset(keys.instance_entries(name), mapping=mapping)
             if staged:
-                pipe.zadd(keys.instance_pending(name), staged, gt=True)
+                pipe.zadd(staging, staged, gt=True)
+                pipe.expire(staging, STAGING_TTL)
             pipe.execute()
 
-    def staged_count(self, name: str) -> int:
-        return int(self.redis.zcard(keys.instance_pending(name)))
+    def staged_count(self, staging: str) -> int:
+        return int(self.redis.zcard(staging))
 
-    def staged_newest_first(self, name: str, chunk: int = 5000) -> Iterator[list[str]]:
+    def staged_newest_first(self, staging: str, chunk: int = 5000) -> Iterator[list[str]]:
         """The staged entries, newest record first, ``chunk`` at a time (bounded memory)."""
-        total = self.staged_count(name)
+        total = self.staged_count(staging)
         for start in range(0, total, chunk):
-            raw = self.redis.zrevrange(keys.instance_pending(name), start, start + chunk - 1)
+            raw = self.redis.zrevrange(staging, start, start + chunk - 1)
             yield [v.decode() for v in raw]
 
-    def clear_staged(self, name: str) -> None:
-        self.redis.delete(keys.instance_pending(name))
+    def clear_staged(self, staging: str) -> None:
+        """Forget a run's staging (its own key: no other run's is touched)."""
+        self.redis.delete(staging)
 
     def record_pushed(self, name: str, entries: Iterable[str], at: datetime) -> None:
         """Remember entries ZIA accepted: first seen now, last seen now."""
@@ -87,19 +112,20 @@ class Ledger:
         if mapping:
             self.redis.hset(keys.instance_entries(name), mapping=mapping)
 
-    def restage_pushed(self, name: str) -> int:
+    def restage_pushed(self, name: str, staging: str, lock: RunLock) -> int:
         """Stage again everything the category held (it was deleted in ZIA) and forget it was
-        pushed; returns how many entries are staged."""
+        pushed (fenced by ``lock``); returns how many entries are staged."""
         batch: dict[str, float] = {}
         for entry, value in self.redis.hscan_iter(keys.instance_entries(name), count=1000):
             batch[entry.decode()] = float(value.split(b" ", 1)[-1])
             if len(batch) >= 1000:
-                self.stage(name, batch)
+                self.stage(staging, batch)
                 batch = {}
-        self.stage(name, batch)
-        self.redis.delete(keys.instance_entries(name))
-        return self.staged_count(name)
+        self.stage(staging, batch)
+        self._fenced.call(name, lock, "DEL", keys.instance_entries(name))
+        return self.staged_count(staging)
 
-    def record_removed(self, name: str, entries: Sequence[str]) -> None:
+    def record_removed(self, name: str, lock: RunLock, entries: Sequence[str]) -> None:
+        """Forget entries taken out of the category (fenced by ``lock``)."""
         if entries:
-            self.redis.hdel(keys.instance_entries(name), *entries)
+            self._fenced.call(name, lock, "HDEL", keys.instance_entries(name), *entries)

@@ -1,14 +1,20 @@
 """The run lock of one instance (S5, S9): one run at a time, fleet-wide.
 
 A short lease renewed from a thread while the run lives, so a dead worker's instance is free
-again within one lease; its token fences the writes only the holder may make (the bookmark,
+again within one lease; its token fences the writes only the holder may make
+(:mod:`threatshare.state.fenced`, and the bookmark in
 :meth:`threatshare.state.store.Store.finish_ok`).
+
+A run that can no longer renew its lease (another run took it, or Redis did not answer for a
+whole lease) is *lost*: :meth:`RunLock.check`, called by the run between pages and batches,
+raises :class:`~threatshare.errors.LockLost` from then on, and the run stops at once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -17,6 +23,7 @@ import structlog
 from redis.lock import Lock
 
 from threatshare import keys
+from threatshare.errors import LockLost
 
 log = structlog.get_logger(__name__)
 
@@ -29,6 +36,26 @@ class RunLock:
     def __init__(self, lock: Lock, lease: float) -> None:
         self.lock = lock
         self.lease = lease
+        self._lost = threading.Event()
+        self._renewed_at = time.monotonic()
+
+    @property
+    def lost(self) -> bool:
+        return self._lost.is_set()
+
+    def mark_lost(self) -> None:
+        """The lock is known to be gone (a fenced write was refused, or renewal failed)."""
+        self._lost.set()
+
+    def check(self) -> None:
+        """Raise LockLost unless this run still holds the lock: known lost, its lease not
+        renewed for a whole lease, or (one GET) the lock holding another token."""
+        if not self.lost and time.monotonic() - self._renewed_at >= self.lease:
+            self.mark_lost()
+        if not self.lost and self.lock.redis.get(self.lock.name) != self.token.encode():
+            self.mark_lost()
+        if self.lost:
+            raise LockLost("the run's lock lapsed or was taken over; the run stops here")
 
     @property
     def token(self) -> str:
@@ -44,10 +71,16 @@ class RunLock:
             while not stop.wait(self.lease / 3):
                 try:
                     self.lock.reacquire()
+                    self._renewed_at = time.monotonic()
                 except redis.exceptions.LockError:
-                    return  # lapsed or taken over: the run's fenced writes will refuse
+                    log.warning("lock.lost", reason="lapsed or taken over")
+                    self.mark_lost()
+                    return
                 except redis.RedisError as exc:
                     log.warning("lock.renew_failed", error=type(exc).__name__)
+                    if time.monotonic() - self._renewed_at >= self.lease:
+                        self.mark_lost()  # the lease has run out meanwhile: assume it is gone
+                        return
 
         thread = threading.Thread(target=renew, name="run-lock", daemon=True)
         thread.start()

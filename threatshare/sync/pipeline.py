@@ -5,7 +5,10 @@
     window ─► Mimecast pages ─► entries ─► dedupe against the category (the ledger)
            ─► staged in Redis ─► tenant marked "to activate" ─► ZIA adds (newest first)
 
-:class:`Run` does the work and counts it; what its end means for the instance (state, bookmark,
+:class:`Run` does the work and counts it. It stages in a key of its own (two runs of one
+instance never clear each other's), and it checks its lock between pages and between batches:
+a run that lost its lock stops there (:class:`~threatshare.errors.LockLost`) and writes nothing
+more. :class:`Run` does the work; what its end means for the instance (state, bookmark,
 alerts) is decided in :mod:`threatshare.sync.transitions`. Activation is not done here: the caller
 activates each changed tenant once (:mod:`threatshare.zia.activation`), which is what ZIA's
 40-an-hour limit asks for.
@@ -14,7 +17,7 @@ activates each changed tenant once (:mod:`threatshare.zia.activation`), which is
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -74,6 +77,8 @@ class Run:
         self.marks = ActivationMarks(rt.redis)
         self.dry_run = dry_run
         self.run_id = uuid.uuid4().hex[:12]
+        #: This run's own staging key.
+        self.staging = self.ledger.staging(name, self.run_id)
         self.tally = Tally()
         # One per run: its caches of decisions serve the whole window.
         self.extractor = Extractor(
@@ -115,6 +120,16 @@ class Run:
         """Seconds since the run took its lock, by the runtime's clock."""
         return None if self.started is None else (self.rt.now() - self.started).total_seconds()
 
+    def check_lock(self) -> None:
+        """Stop here (LockLost) when the run no longer holds its instance's lock."""
+        if self.lock is not None:
+            self.lock.check()
+
+    def _checked(self, batches: Iterable[list[str]]) -> Iterator[list[str]]:
+        for batch in batches:
+            self.check_lock()
+            yield batch
+
     # --- pulling -------------------------------------------------------------------------
 
     def _take_page(
@@ -124,6 +139,7 @@ class Run:
         time_field: str,
         default_time: float,
     ) -> None:
+        self.check_lock()
         timed: dict[str, float] = {}
         for record in page:
             when = _record_time(record, time_field, default_time)
@@ -152,7 +168,7 @@ class Run:
             self.sample.extend(fresh[: max(0, SAMPLE - len(self.sample))])
         else:
             staged = {e: timed[e] for e in fresh}
-            self.ledger.record_page(self.name, known, staged, self.rt.now())
+            self.ledger.record_page(self.name, self.staging, known, staged, self.rt.now())
             self.staged += len(staged)
         if len(seen) > SEEN_LIMIT:
             self.flush_newer()
@@ -164,7 +180,7 @@ class Run:
         """Stage the newer record times of entries seen again during the pull."""
         if self.newer and not self.dry_run:
             times = {e: t for e in self.newer if (t := self.seen.get(e)) is not None}
-            self.ledger.stage(self.name, times)
+            self.ledger.stage(self.staging, times)
         self.newer.clear()
 
     def pull(self, window: Window, deadline: Deadline) -> None:
@@ -195,9 +211,10 @@ class Run:
     # --- pushing -------------------------------------------------------------------------
 
     def push(self, state: InstanceState, deadline: Deadline) -> None:
-        self.to_push = self.ledger.staged_count(self.name)
+        self.to_push = self.ledger.staged_count(self.staging)
         if self.to_push == 0:
             return
+        self.check_lock()
         self.report("pushing")
         tenant = self.rt.config.zia[self.inst.zia]
         # Recorded before the first change, so a crash after it still gets activated.
@@ -216,19 +233,20 @@ class Run:
             category_id = state.category_id or self._resolve(client)
             for attempt in range(2):
                 try:
-                    batches = self.ledger.staged_newest_first(self.name, self.inst.batch_size)
+                    staged = self.ledger.staged_newest_first(self.staging, self.inst.batch_size)
                     _, refused = client.add_batches(
-                        category_id, self.inst.category, batches, landed
+                        category_id, self.inst.category, self._checked(staged), landed
                     )
                     break
                 except CategoryGone:
                     if attempt:
                         raise
                     # Everything the deleted category held goes into the new one.
-                    self.ledger.restage_pushed(self.name)
+                    assert self.lock is not None  # pushing happens only under the lock
+                    self.ledger.restage_pushed(self.name, self.staging, self.lock)
                     category_id = self._resolve(client)
             self.refused.update(refused)
-            self.ledger.clear_staged(self.name)
+            self.ledger.clear_staged(self.staging)
         finally:
             if client.last_quota is not None:
                 quota = client.last_quota
@@ -244,6 +262,8 @@ class Run:
         gone = [e for e in self.ledger.entries(self.name) if self.extractor.withdrawn(e)]
         if not gone:
             return
+        assert self.lock is not None  # withdrawing happens only under the lock
+        self.check_lock()
         tenant = self.rt.config.zia[self.inst.zia]
         self.marks.mark_unactivated(tenant.tenant_id)
         client = self.rt.zia_client(self.inst.zia, deadline)
@@ -253,7 +273,7 @@ class Run:
             )
         finally:
             client.close()
-        self.ledger.record_removed(self.name, gone)
+        self.ledger.record_removed(self.name, self.lock, gone)
         log.info("run.withdrawn", removed=self.removed)
 
     def _resolve(self, client: ZiaClient) -> str:

@@ -4,7 +4,9 @@
 end means for the instance: a clean end moves the bookmark (fenced by the run lock) and, after a
 halt, queues one "recovered" e-mail; a temporary error leaves it ``retrying`` with no e-mail; a
 permanent one ``halted`` with one "halted" e-mail per incident. A halted instance is skipped
-until its configuration changes or someone runs ``threatshare resume``.
+until its configuration changes or someone runs ``threatshare resume``. A run that lost its lock
+(:class:`~threatshare.errors.LockLost`) records nothing at all: the instance is another run's
+now, and that run's state stands.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import structlog
 from threatshare.alerts.message import Alert, recipients_for
 from threatshare.alerts.outbox import Outbox
 from threatshare.errors import (
+    LockLost,
     PermanentError,
     QuotaExhausted,
     StoreUnavailable,
@@ -119,6 +122,8 @@ def _sync(rt: Runtime, run: Run) -> RunResult:
     try:
         with run.lock.kept_alive():
             return _locked(rt, run, state, window, deadline, current)
+    except LockLost as exc:
+        return _lost(run, exc)
     except ThreatshareError as exc:
         return _failed(rt, run, exc, current)
     except Exception as exc:  # a bug must not kill the fleet; it is logged with its traceback
@@ -126,6 +131,7 @@ def _sync(rt: Runtime, run: Run) -> RunResult:
         error = TemporaryError(f"internal error: {type(exc).__name__}", code="internal")
         return _failed(rt, run, error, current)
     finally:
+        run.ledger.clear_staged(run.staging)  # this run's own key: nobody else's is touched
         run.lock.release()
 
 
@@ -143,7 +149,6 @@ def _locked(
     run.started = rt.now()
     store.begin(name, run.run_id, run.started)
     log.info("run.start", window_from=to_iso(window.start), window_to=to_iso(window.end))
-    run.ledger.clear_staged(name)
     if window.lost_from is not None:
         store.set_lost_span(name, window.lost_from, window.start)
     if state.fingerprint is not None and state.fingerprint != current:
@@ -153,7 +158,7 @@ def _locked(
         run.push(state, deadline)
     bookmark = max(window.end, state.bookmark or window.end)
     if not store.finish_ok(name, run.lock, bookmark, rt.now(), current):
-        raise ThreatshareError("the run lost its lock before it could move the bookmark")
+        raise LockLost("the run lost its lock before it could move the bookmark")
     store.record_run(name, run.counters(), outcome="ok", duration=run.duration())
     log.info("run.ok", **{k: v for k, v in run.counters().items() if isinstance(v, int)})
     if state.halted_since is not None:
@@ -161,6 +166,13 @@ def _locked(
             _alert(rt, name, "recovered", state, None), str(to_iso(state.error_since))
         )
     return RunResult(name, run.run_id, "ok", "ok", run.counters())
+
+
+def _lost(run: Run, exc: LockLost) -> RunResult:
+    """A run that lost its lock: it stops and writes nothing (another run has the instance)."""
+    log.warning("run.lock_lost", error=exc.message, pushed=run.pushed)
+    now_state = run.store.load(run.name).state
+    return RunResult(run.name, run.run_id, "retrying", now_state, run.counters(), exc.as_dict())
 
 
 def _failed(rt: Runtime, run: Run, exc: ThreatshareError, current: str) -> RunResult:

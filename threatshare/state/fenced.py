@@ -1,0 +1,38 @@
+"""Writes fenced by a run's lock token (S5): every write that could undo another run's work
+(forgetting entries, moving the bookmark) runs in one Lua call that first checks the instance's
+lock still holds the writer's token, so a run whose lock lapsed cannot clobber its successor.
+"""
+
+from __future__ import annotations
+
+import redis
+
+from threatshare import keys
+from threatshare.errors import LockLost
+from threatshare.state.lock import RunLock
+
+# KEYS[1] the lock, KEYS[2] the key written; ARGV[1] the token, ARGV[2] the command, then its
+# arguments. The command is threatshare's own (a literal of this package), never read from Redis.
+_FENCED = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0} end
+return {1, redis.call(ARGV[2], KEYS[2], unpack(ARGV, 3))}
+"""
+#: Commands a fenced write may run.
+FENCEABLE = frozenset({"HDEL", "DEL", "HSET"})
+
+
+class FencedWriter:
+    """Runs one Redis command on one key of an instance, only while ``lock`` is the holder's."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._script = client.register_script(_FENCED)
+
+    def call(self, name: str, lock: RunLock, command: str, key: str, *args: object) -> object:
+        """``command key *args`` when ``lock`` still holds instance ``name``; else LockLost."""
+        if command not in FENCEABLE:
+            raise ValueError(f"{command} is not a fenced write")
+        done = self._script(keys=[keys.instance_lock(name), key], args=[lock.token, command, *args])
+        if not done or not int(done[0]):
+            lock.mark_lost()
+            raise LockLost(f"instance {name}: the run's lock is gone; nothing more is written")
+        return done[1] if len(done) > 1 else None
