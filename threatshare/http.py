@@ -14,7 +14,7 @@ import ipaddress
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -91,20 +91,22 @@ def make_client(
 
 @dataclass(frozen=True)
 class Deadline:
-    """An absolute point in (monotonic) time by which a run must be over."""
+    """An absolute point in (monotonic) time by which a run must be over. ``clock`` is the
+    caller's (a test or bench drives it without sleeping)."""
 
     at: float
+    clock: Callable[[], float] = field(default=time.monotonic, compare=False, repr=False)
 
     @classmethod
-    def after(cls, seconds: float) -> Deadline:
-        return cls(time.monotonic() + seconds)
+    def after(cls, seconds: float, clock: Callable[[], float] = time.monotonic) -> Deadline:
+        return cls(clock() + seconds, clock)
 
     def remaining(self) -> float:
-        return max(0.0, self.at - time.monotonic())
+        return max(0.0, self.at - self.clock())
 
     @property
     def expired(self) -> bool:
-        return time.monotonic() >= self.at
+        return self.clock() >= self.at
 
 
 _SECONDS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:s|sec|secs|second|seconds)?\s*$", re.IGNORECASE)

@@ -47,6 +47,8 @@ class Runtime:
     sleep: Callable[[float], None] = time.sleep
     #: Where runs report their progress (``run --once`` on a terminal shows it).
     progress: ProgressSink = ignore
+    #: The clock of run deadlines (seconds, monotonic).
+    monotonic: Callable[[], float] = time.monotonic
     _credentials: dict[tuple[str, str, int], Any] = field(default_factory=dict)
 
     #: Lease of a run's lock: renewed while the run lives, so a dead worker's instance is

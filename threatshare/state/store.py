@@ -17,6 +17,7 @@ from typing import Any, Literal
 import redis
 
 from threatshare import keys
+from threatshare.state.fenced import FencedWriter
 from threatshare.state.lock import RunLock
 from threatshare.timestamps import from_iso, to_iso
 
@@ -59,6 +60,7 @@ class Store:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
         self._finish = client.register_script(_FENCED_FINISH)
+        self._fenced = FencedWriter(client)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -134,14 +136,22 @@ class Store:
                 pipe.hset(stats, "last_duration_seconds", f"{max(0.0, duration):.3f}")
             pipe.execute()
 
+    def move_bookmark(self, name: str, lock: RunLock, bookmark: datetime) -> None:
+        """The bookmark moved to ``bookmark`` after a fully shared chunk of a window (S5),
+        fenced by ``lock`` (LockLost when the run no longer holds it)."""
+        self._fenced.call(
+            name, lock, "HSET", keys.instance_state(name), "bookmark", to_iso(bookmark)
+        )
+
     def finish_ok(
-        self, name: str, lock: RunLock, bookmark: datetime, at: datetime, fingerprint: str
+        self, name: str, lock: RunLock, bookmark: datetime | None, at: datetime, fingerprint: str
     ) -> bool:
-        """State ``ok``, the bookmark moved to ``bookmark``, the error cleared, the
-        configuration it ran with remembered; False (and no change) when the run no longer
-        holds the lock."""
-        fields = ["state", "ok", "bookmark", to_iso(bookmark), "last_success", to_iso(at)]
-        fields += ["fingerprint", fingerprint]
+        """State ``ok``, the bookmark moved to ``bookmark`` (None: left where it is), the error
+        cleared, the configuration it ran with remembered; False (and no change) when the run
+        no longer holds the lock."""
+        fields = ["state", "ok", "last_success", to_iso(at), "fingerprint", fingerprint]
+        if bookmark is not None:
+            fields += ["bookmark", to_iso(bookmark)]
         done = self._finish(
             keys=[keys.instance_lock(name), keys.instance_state(name)],
             args=[lock.token, json.dumps(fields)],

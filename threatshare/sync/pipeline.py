@@ -100,6 +100,8 @@ class Run:
         self.records = 0
         self.staged = 0
         self.to_push = 0
+        #: The category id once this run resolved it (pushes of later chunks reuse it).
+        self.category_id: str | None = None
 
     def report(self, phase: Phase, outcome: str | None = None) -> None:
         self.rt.progress(
@@ -183,19 +185,29 @@ class Run:
             self.ledger.stage(self.staging, times)
         self.newer.clear()
 
-    def pull(self, window: Window, deadline: Deadline) -> None:
+    def pull(self, window: Window, deadline: Deadline) -> bool:
+        """Pull every enabled source over ``window``; False when the deadline passed between
+        two pages and the pull stopped there (what was pulled is staged all the same)."""
         client = self.rt.mimecast_client(self.inst.mimecast, deadline)
         end_ts = window.end.timestamp()
+        sources: list[tuple[Iterator[list[Any]], Callable[[Any, Tally], list[str]], str]] = []
+        if URL_SOURCES & set(self.inst.sources):
+            pages = client.url_log_pages(window.start, window.end)
+            sources.append((pages, self.extractor.url_record, "date"))
+        if "malicious_domains" in self.inst.sources:
+            pages = client.impersonation_log_pages(window.start, window.end)
+            sources.append((pages, self.extractor.impersonation_record, "eventTime"))
         try:
-            if URL_SOURCES & set(self.inst.sources):
-                for page in client.url_log_pages(window.start, window.end):
-                    self._take_page(page, self.extractor.url_record, "date", end_ts)
+            for pages, extract, time_field in sources:
+                for page in pages:
+                    self._take_page(page, extract, time_field, end_ts)
                     self._pulled(page)
-            if "malicious_domains" in self.inst.sources:
-                for page in client.impersonation_log_pages(window.start, window.end):
-                    self._take_page(page, self.extractor.impersonation_record, "eventTime", end_ts)
-                    self._pulled(page)
+                    if deadline.expired:
+                        log.info("run.deadline_reached", window_to=window.end.isoformat())
+                        self.flush_newer()
+                        return False
             self.flush_newer()
+            return True
         finally:
             # Page entries that were not even JSON objects never reach the extractor.
             if client.malformed_records:
@@ -230,7 +242,7 @@ class Run:
         try:
             # A known id is used as it is (no look-up call, S11); if ZIA says it is gone, the
             # category is found or created again.
-            category_id = state.category_id or self._resolve(client)
+            category_id = self.category_id or state.category_id or self._resolve(client)
             for attempt in range(2):
                 try:
                     staged = self.ledger.staged_newest_first(self.staging, self.inst.batch_size)
@@ -281,6 +293,7 @@ class Run:
             self.inst.category, category_description(self.name, self.inst.description)
         )
         self.store.set_category(self.name, category_id)
+        self.category_id = category_id
         return category_id
 
     def counters(self) -> dict[str, Any]:

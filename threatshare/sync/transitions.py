@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 import structlog
@@ -34,10 +35,13 @@ from threatshare.runtime import Runtime
 from threatshare.state.lock import try_lock
 from threatshare.state.store import InstanceState
 from threatshare.sync.pipeline import Run
-from threatshare.sync.window import Window, window_for
+from threatshare.sync.window import Window, chunks, window_for
 from threatshare.timestamps import to_iso
 
 log = structlog.get_logger(__name__)
+
+#: The share of a run's deadline kept for pushing: pulling stops when only this much is left.
+PUSH_RESERVE = 0.25
 
 #: How one run ended.
 Outcome = Literal[
@@ -108,7 +112,7 @@ def _sync(rt: Runtime, run: Run) -> RunResult:
         return RunResult(name, run.run_id, "skipped_halted", "halted", error=state.last_error)
     now = rt.now()
     window = window_for(state, inst, rt.config.settings, now)
-    deadline = Deadline.after(rt.config.settings.run_deadline.total_seconds())
+    deadline = Deadline.after(rt.config.settings.run_deadline.total_seconds(), rt.monotonic)
     if run.dry_run:
         run.pull(window, deadline)
         counters = run.counters()
@@ -153,10 +157,7 @@ def _locked(
         store.set_lost_span(name, window.lost_from, window.start)
     if state.fingerprint is not None and state.fingerprint != current:
         run.withdraw(state, deadline)
-    if window.end > window.start:
-        run.pull(window, deadline)
-        run.push(state, deadline)
-    bookmark = max(window.end, state.bookmark or window.end)
+    bookmark = _share_in_chunks(run, state, window, deadline)
     if not store.finish_ok(name, run.lock, bookmark, rt.now(), current):
         raise LockLost("the run lost its lock before it could move the bookmark")
     store.record_run(name, run.counters(), outcome="ok", duration=run.duration())
@@ -166,6 +167,36 @@ def _locked(
             _alert(rt, name, "recovered", state, None), str(to_iso(state.error_since))
         )
     return RunResult(name, run.run_id, "ok", "ok", run.counters())
+
+
+def _share_in_chunks(
+    run: Run, state: InstanceState, window: Window, deadline: Deadline
+) -> datetime | None:
+    """Pull and push ``window`` chunk by chunk, oldest first, moving the bookmark after each
+    fully shared chunk (S5); stop at the deadline, checked between pages and between chunks.
+    Returns the bookmark the run ends with (None: none yet, the window was not reached)."""
+    assert run.lock is not None
+    bookmark = state.bookmark
+    if window.end <= window.start:
+        return max(window.end, bookmark or window.end)
+    # Pulling stops early enough to leave the end of the deadline to pushing what it found.
+    reserve = (deadline.at - deadline.clock()) * PUSH_RESERVE
+    pulling = Deadline(deadline.at - reserve, deadline.clock)
+    pieces = chunks(window)
+    for number, chunk in enumerate(pieces, 1):
+        complete = run.pull(chunk, pulling)
+        run.push(state, deadline)  # what was pulled is shared even when the pull was cut
+        if not complete:
+            break
+        bookmark = max(chunk.end, bookmark or chunk.end)
+        if number < len(pieces):
+            run.store.move_bookmark(run.name, run.lock, bookmark)
+            if pulling.expired:
+                break
+    else:
+        return bookmark
+    log.info("run.cut_short", bookmark=to_iso(bookmark), window_to=to_iso(window.end))
+    return bookmark
 
 
 def _lost(run: Run, exc: LockLost) -> RunResult:

@@ -1,14 +1,21 @@
 """The window of one run (S5): ``[bookmark − overlap, now − settle]``, clamped to Mimecast's
 retention; what fell out of the retention is reported as lost, never silently skipped.
+
+A window is worked in chunks of at most :data:`CHUNK_SPAN`, oldest first (:func:`chunks`), and
+the bookmark moves after each fully shared chunk: a run cut short by its deadline (a long
+outage, a 30-day first run) still makes progress, and the next run goes on from there.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 from threatshare.config import MIMECAST_RETENTION, Instance, Settings
 from threatshare.state.store import InstanceState
+
+#: The span of record times one chunk of a window covers.
+CHUNK_SPAN = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -29,3 +36,18 @@ def window_for(state: InstanceState, inst: Instance, settings: Settings, now: da
         return Window(start, end)
     lost_from = state.bookmark if state.bookmark and state.bookmark < floor else None
     return Window(floor, end, lost_from)
+
+
+def chunks(window: Window, span: timedelta = CHUNK_SPAN) -> list[Window]:
+    """``window`` cut into consecutive chunks of at most ``span``, oldest first (the first
+    carries the window's lost span). An empty window is one empty chunk."""
+    if window.end <= window.start:
+        return [window]
+    pieces: list[Window] = []
+    start = window.start
+    while start < window.end:
+        end = min(start + span, window.end)
+        pieces.append(Window(start, end))
+        start = end
+    pieces[0] = replace(pieces[0], lost_from=window.lost_from)
+    return pieces
