@@ -267,7 +267,7 @@ class TestRedisIsGuarded:
 
     def test_network_policy_admits_only_threatshare_pods_to_redis(self) -> None:
         """The NetworkPolicy is applied, selects the Redis pods, and admits on 6379 only pods
-        with the label the scheduler and worker pods carry."""
+        with the label the scheduler, worker and ops pods carry."""
         assert "- redis-network-policy.yaml" in (K8S / "kustomization.yaml").read_text()
         (policy,) = yaml_documents(K8S / "redis-network-policy.yaml")
         assert "kind: NetworkPolicy" in policy
@@ -277,7 +277,7 @@ class TestRedisIsGuarded:
         admitted = re.findall(r"app.kubernetes.io/name: (\S+)", ingress)
         assert admitted == ["threatshare"]
         assert "port: 6379" in ingress
-        for manifest in ("workers.yaml", "scheduler.yaml"):
+        for manifest in ("workers.yaml", "scheduler.yaml", "ops.yaml"):
             pod = (K8S / manifest).read_text().split("template:", 1)[1]
             assert "app.kubernetes.io/name: threatshare\n" in pod
 
