@@ -10,6 +10,7 @@ import redis
 from threatshare import errors
 from threatshare.embedded import free_port
 from threatshare.errors import StoreUnavailable, redis_errors
+from threatshare.http_limits import ResponseTooLarge
 from threatshare.zia.errors import CategoryGone, ZiaRejected
 
 
@@ -34,7 +35,7 @@ def test_every_class_of_the_tree_is_drawn_and_documented() -> None:
     drawn = set(re.findall(r"[─└├]── (\w+)", errors.__doc__ or ""))
     classes = {
         cls
-        for cls in (*vars(errors).values(), ZiaRejected, CategoryGone)
+        for cls in (*vars(errors).values(), ZiaRejected, CategoryGone, ResponseTooLarge)
         if isinstance(cls, type) and issubclass(cls, errors.ThreatshareError)
     }
     assert {cls.__name__ for cls in classes} - {"ThreatshareError"} == drawn
