@@ -302,3 +302,109 @@ def test_durations_for_people_keep_the_largest_units() -> None:
     assert format_duration(value) == "3d4h5m6s"
     assert format_duration(value, largest=2, sep=" ") == "3d 4h"
     assert format_duration(timedelta(seconds=-5)) == "0s"
+
+
+class TestLifecycleKeys:
+    def test_defaults(self, tmp_path: Path) -> None:
+        """Without lifecycle keys: reconcile daily, keep 5% of the quota, warn at 80%, expire
+        after 30 days, no cap."""
+        cfg = config.load(write(tmp_path, VALID))
+        assert cfg.settings.reconcile_every == timedelta(hours=24)
+        assert cfg.zia["prod"].quota_reserve == "5%"
+        assert cfg.zia["prod"].quota_warn == 80
+        assert cfg.instances["urls"].expire_after == timedelta(days=30)
+        assert cfg.instances["urls"].max_entries is None
+
+    @pytest.mark.parametrize(
+        ("value", "expected"), [("500", 500), ("2.5%", "2.5%"), ("0", 0), (" 10 % ", "10%")]
+    )
+    def test_quota_reserve_is_a_count_or_a_share(
+        self, tmp_path: Path, value: str, expected: int | str
+    ) -> None:
+        """quota_reserve takes a count (also as text) or a percentage of the quota."""
+        text = VALID.replace(
+            'scope = "zscloud.net', f'quota_reserve = "{value}"\nscope = "zscloud.net'
+        )
+        assert config.load(write(tmp_path, text)).zia["prod"].quota_reserve == expected
+
+    def test_never_and_a_cap(self, tmp_path: Path) -> None:
+        """expire_after = "0" means never; max_entries caps the category."""
+        text = VALID.replace(
+            "[instances.urls]", '[instances.urls]\nexpire_after = "0"\nmax_entries = 20000'
+        )
+        inst = config.load(write(tmp_path, text)).instances["urls"]
+        assert inst.expire_after == timedelta(0)
+        assert inst.max_entries == 20000
+
+    @pytest.mark.parametrize(
+        ("patch", "expected"),
+        [
+            (
+                ("[settings]", '[settings]\nreconcile_every = "30s"'),
+                "settings.reconcile_every: must be at least 1m",
+            ),
+            (
+                ("[settings]", '[settings]\nreconcile_every = "daily"'),
+                "settings.reconcile_every: must be a duration",
+            ),
+            (
+                ('scope = "zscloud.net', 'quota_reserve = "lots"\nscope = "zscloud.net'),
+                "zia.prod.quota_reserve: must be a count such as 500 or a share such as '5%'",
+            ),
+            (
+                ('scope = "zscloud.net', 'quota_reserve = "100%"\nscope = "zscloud.net'),
+                "zia.prod.quota_reserve: must be a share below 100%",
+            ),
+            (
+                ('scope = "zscloud.net', 'quota_reserve = -1\nscope = "zscloud.net'),
+                "zia.prod.quota_reserve: must not be negative",
+            ),
+            (
+                ('scope = "zscloud.net', 'quota_warn = 0\nscope = "zscloud.net'),
+                "zia.prod.quota_warn: Input should be greater than or equal to 1",
+            ),
+            (
+                ('scope = "zscloud.net', 'quota_warn = 101\nscope = "zscloud.net'),
+                "zia.prod.quota_warn: Input should be less than or equal to 100",
+            ),
+            (
+                ("[instances.urls]", '[instances.urls]\nexpire_after = "10m"'),
+                'instances.urls.expire_after: must be "0" (never) or at least 1h',
+            ),
+            (
+                ("[instances.urls]", '[instances.urls]\nexpire_after = "soon"'),
+                "instances.urls.expire_after: must be a duration",
+            ),
+            (
+                ("[instances.urls]", "[instances.urls]\nmax_entries = 0"),
+                "instances.urls.max_entries: Input should be greater than or equal to 1",
+            ),
+        ],
+    )
+    def test_each_bad_value_has_a_clear_message(
+        self, tmp_path: Path, patch: tuple[str, str], expected: str
+    ) -> None:
+        """Each lifecycle key is validated, reported with its dotted path and what it takes."""
+        with pytest.raises(ConfigError) as err:
+            config.load(write(tmp_path, VALID.replace(*patch)))
+        assert any(p.startswith(expected) for p in err.value.problems), err.value.problems
+
+    def test_growing_for_ever_is_warned(self, tmp_path: Path) -> None:
+        """`check` warns about an instance that never expires and has no cap."""
+        text = VALID.replace("[instances.urls]", '[instances.urls]\nexpire_after = "0"')
+        path = write(tmp_path, text)
+        warnings = config.warnings_for(path, config.load(path))
+        assert any(w.startswith("instances.urls.expire_after: 0 (never)") for w in warnings)
+
+    def test_example_documents_every_lifecycle_key(self) -> None:
+        """examples/threatshare.toml sets each S13 key with a comment."""
+        text = EXAMPLE.read_text()
+        for key in (
+            "reconcile_every",
+            "quota_reserve",
+            "quota_warn",
+            "expire_after",
+            "max_entries",
+        ):
+            line = next(line for line in text.splitlines() if line.lstrip("# ").startswith(key))
+            assert "#" in line.split("=", 1)[1], key

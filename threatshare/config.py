@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -48,6 +49,9 @@ EMAIL_PATTERN = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[
 #: How far back Mimecast keeps its logs: the farthest a window (and fetch_from) can reach.
 MIMECAST_RETENTION = timedelta(days=30)
 MIN_INTERVAL = timedelta(seconds=10)
+MIN_RECONCILE = timedelta(minutes=1)
+MIN_EXPIRE_AFTER = timedelta(hours=1)
+_PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
 ENV_PREFIX = "THREATSHARE_"
 DEFAULT_CONFIG_PATH = "threatshare.toml"
 
@@ -69,6 +73,29 @@ def _check_url(value: str) -> str:
 Email = Annotated[str, AfterValidator(_check_email)]
 
 
+def _check_reserve(value: object) -> int | str:
+    """A count of custom-URL slots (``500``) or a share of the tenant's quota (``"5%"``)."""
+    problem = "must be a count such as 500 or a share such as '5%'"
+    if isinstance(value, bool):
+        raise ValueError(problem)
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text)
+    match = _PERCENT.fullmatch(text)
+    if match is None:
+        raise ValueError(problem)
+    if float(match.group(1)) >= 100:
+        raise ValueError("must be a share below 100%")
+    return f"{match.group(1)}%"
+
+
+QuotaReserve = Annotated[int | str, BeforeValidator(_check_reserve)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -86,6 +113,8 @@ class Settings(_Model):
     protected_hosts: list[str] = []  # added to the built-in list shipped with the package
     # HOST:PORT of the operations endpoint inside `threatshare run` (S14); none when unset.
     listen: str | None = None
+    #: How often each instance compares its record of entries with its category in ZIA (S13).
+    reconcile_every: Duration = timedelta(hours=24)
 
     @field_validator("listen")
     @classmethod
@@ -113,6 +142,13 @@ class Settings(_Model):
     def _deadline(cls, value: timedelta) -> timedelta:
         if not timedelta(seconds=10) <= value <= timedelta(hours=1):
             raise ValueError("must be between 10s and 1h")
+        return value
+
+    @field_validator("reconcile_every")
+    @classmethod
+    def _reconcile_every(cls, value: timedelta) -> timedelta:
+        if value < MIN_RECONCILE:
+            raise ValueError("must be at least 1m (one GET of the category each time)")
         return value
 
     @property
@@ -201,6 +237,10 @@ class ZiaTenant(_Model):
     password: SecretStr | None = None
     # The legacy JSESSIONID idles out after 5 minutes; renew a little before.
     session_idle: Duration = timedelta(minutes=4, seconds=30)
+    #: Custom-URL slots threatshare never takes: a count, or a share of the quota (S13).
+    quota_reserve: QuotaReserve = "5%"
+    #: Percent of the tenant's quota in use that sends one warning e-mail (S6, S13).
+    quota_warn: int = Field(default=80, ge=1, le=100)
 
     @field_validator("api_base", "token_url")
     @classmethod
@@ -243,6 +283,10 @@ class Instance(_Model):
     enabled: bool = True
     allow: list[str] = []
     batch_size: int = Field(default=5000, ge=1, le=10000)
+    #: An entry Mimecast has not reported for this long leaves the category; 0 = never (S13).
+    expire_after: Duration = timedelta(days=30)
+    #: Optional cap on the number of entries in this instance's category (S13).
+    max_entries: int | None = Field(default=None, ge=1)
 
     @field_validator("category")
     @classmethod
@@ -257,6 +301,13 @@ class Instance(_Model):
         if "url_domains" in value and "malicious_urls" not in value:
             raise ValueError("url_domains requires malicious_urls")
         return list(dict.fromkeys(value))
+
+    @field_validator("expire_after")
+    @classmethod
+    def _expire_after(cls, value: timedelta) -> timedelta:
+        if value != timedelta(0) and value < MIN_EXPIRE_AFTER:
+            raise ValueError('must be "0" (never) or at least 1h')
+        return value
 
     @field_validator("fetch_from")
     @classmethod
@@ -474,4 +525,9 @@ def warnings_for(path: Path, config: Config) -> list[str]:
     for name, inst in config.instances.items():
         if not inst.notify and not config.settings.admins:
             out.append(f"instances.{name}.notify: nobody will be e-mailed when it halts")
+        if inst.expire_after == timedelta(0) and inst.max_entries is None:
+            out.append(
+                f"instances.{name}.expire_after: 0 (never) without max_entries: the category "
+                "only grows, until the tenant's quota_reserve stops it"
+            )
     return out
