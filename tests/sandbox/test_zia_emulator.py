@@ -607,3 +607,49 @@ def test_latency_delays_every_answer(tenant: Tenant) -> None:
     started = time.perf_counter()
     assert tenant.http.get("/status").status_code == 200
     assert time.perf_counter() - started >= 0.2
+
+
+# -- what the lifecycle needs (S13) --------------------------------------------------------------
+
+
+def test_get_of_one_category_has_its_urls_and_description(tenant: Tenant) -> None:
+    """GET /urlCategories/{id} answers the category's URLs and description."""
+    body = {
+        "configuredName": NAME,
+        "superCategory": "USER_DEFINED",
+        "urls": ["a.example", "b.example/x"],
+        "description": "Managed by threatshare, instance urls",
+    }
+    created = tenant.http.post("/urlCategories", json=body).json()
+    got = tenant.http.get(f"/urlCategories/{created['id']}").json()
+    assert got["urls"] == ["a.example", "b.example/x"]
+    assert got["description"] == "Managed by threatshare, instance urls"
+
+
+def test_a_tenant_may_refuse_empty_creation(tenant: Tenant) -> None:
+    """With refuse_empty_categories a POST without URLs or keywords is a 400 and creates
+    nothing; with URLs it creates the category holding them."""
+    tenant.zia.refuse_empty_categories = True
+    refused = tenant.http.post(
+        "/urlCategories", json={"configuredName": NAME, "superCategory": "USER_DEFINED"}
+    )
+    assert refused.status_code == 400
+    assert refused.json()["code"] == "INVALID_INPUT_ARGUMENT"
+    assert tenant.zia.categories() == []
+    assert create(tenant.http, urls=["first.example"])["urls"] == ["first.example"]
+
+
+def test_admin_categories_share_the_quota_and_edits_bypass_the_api(tenant: Tenant) -> None:
+    """A category an admin makes by hand counts in the quota; hand edits and deletion show
+    in the API but are not API calls."""
+    tenant.zia.admin_create("Admin Blocks", ["admin.example", "shared.example"], "by hand")
+    create(tenant.http, urls=["shared.example", "ours.example"])
+    assert tenant.zia.quota() == {"uniqueUrlsProvisioned": 3, "remainingUrlsQuota": 24_997}
+    tenant.zia.admin_edit(NAME, remove=["ours.example"], add=["hand.example"])
+    assert tenant.zia.staged_urls(NAME) == {"shared.example", "hand.example"}
+    calls = len(tenant.zia.calls)
+    tenant.zia.admin_delete("Admin Blocks")
+    assert len(tenant.zia.calls) == calls
+    assert [c["configuredName"] for c in tenant.zia.categories()] == [NAME]
+    with pytest.raises(KeyError):
+        tenant.zia.admin_delete("Admin Blocks")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -94,6 +94,7 @@ class ZiaEmulator:
         password: str | None = None,
         session_idle: float = 300.0,
         seed: int = 0,
+        refuse_empty_categories: bool = False,
     ) -> None:
         self.idp = idp
         self.scope = scope
@@ -115,7 +116,9 @@ class ZiaEmulator:
         self._lock = threading.Lock()
         self._clock = time.monotonic
         self._store = CategoryStore(
-            url_quota=url_quota, extra_invalid=lambda url: url in self.invalid_urls
+            url_quota=url_quota,
+            extra_invalid=lambda url: url in self.invalid_urls,
+            refuse_empty=refuse_empty_categories,
         )
         self._windows = SlidingWindows(time_scale)
         self._sessions = LegacySessions(
@@ -151,6 +154,16 @@ class ZiaEmulator:
     def url_quota(self, value: int) -> None:
         with self._lock:
             self._store.url_quota = value
+
+    @property
+    def refuse_empty_categories(self) -> bool:
+        """Whether creating a category with no URL or keyword is refused (400)."""
+        return self._store.refuse_empty
+
+    @refuse_empty_categories.setter
+    def refuse_empty_categories(self, value: bool) -> None:
+        with self._lock:
+            self._store.refuse_empty = value
 
     @property
     def session_idle(self) -> float:
@@ -190,6 +203,39 @@ class ZiaEmulator:
                 if self._windows.admit(bucket, at) is not None:
                     raise ValueError(f"a call {age:.1f}s ago would exceed a limit of {bucket}")
                 self.calls.append(Call(method, f"/api/v1{path}", 200, at, bucket))
+
+    # -- an admin at the portal: edits that bypass the API, its limits and its log -----------
+
+    def admin_create(self, name: str, urls: list[str], description: str = "") -> str:
+        """Create a custom category by hand (it shares the tenant's quota); returns its id."""
+        body = {"configuredName": name, "superCategory": "USER_DEFINED", "urls": urls}
+        with self._lock:
+            return self._store.create({**body, "description": description}).id
+
+    def admin_edit(self, name: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()) -> None:
+        """Add or remove URLs of the custom category ``name`` by hand."""
+        with self._lock:
+            category = self._store.by_name(name)
+            if category is None:
+                raise KeyError(name)
+            body = {"configuredName": name, "superCategory": "USER_DEFINED"}
+            if add:
+                self._store.add(category.id, {**body, "urls": list(add)})
+            if remove:
+                self._store.remove(category.id, {**body, "urls": list(remove)})
+
+    def admin_delete(self, name: str) -> None:
+        """Delete the custom category ``name`` by hand."""
+        with self._lock:
+            category = self._store.by_name(name)
+            if category is None:
+                raise KeyError(name)
+            self._store.delete(category.id)
+
+    def quota(self) -> dict[str, int]:
+        """The tenant's quota as GET /urlCategories/urlQuota answers it."""
+        with self._lock:
+            return self._store.quota()
 
     # -- introspection --------------------------------------------------------------------------
 

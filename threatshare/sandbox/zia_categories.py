@@ -119,9 +119,13 @@ class CategoryStore:
         url_quota: int,
         max_custom: int = 64,
         extra_invalid: Callable[[str], bool] = lambda url: False,
+        refuse_empty: bool = False,
     ) -> None:
         self.url_quota = url_quota
         self.max_custom = max_custom
+        #: Refuse to create a category with neither ``urls`` nor ``keywords``, as ZIA's
+        #: documentation says it does (UCHOW); some tenants accept it.
+        self.refuse_empty = refuse_empty
         self._extra_invalid = extra_invalid
         self._categories: dict[str, Category] = {
             name: Category(id=name, val=val, custom=False) for name, val in PREDEFINED
@@ -192,6 +196,8 @@ class CategoryStore:
                 f"An organization can have a maximum of {self.max_custom} custom URL categories."
             )
         lists = self._lists_of(body, keep=None)
+        if self.refuse_empty and not any(lists.get(k) for k in (*URL_LISTS, *KEYWORD_LISTS)):
+            raise invalid_input("A custom category needs at least one URL or keyword")
         self._check_quota(lists)
         self._created += 1
         category = Category(
