@@ -36,16 +36,18 @@ from threatshare.http import Deadline, RetryPolicy, make_client, read_json, tran
 from threatshare.scrub import NO_SECRETS, Scrubber
 from threatshare.zia.bisect import push_isolating_refused
 from threatshare.zia.credentials import build_credential
-from threatshare.zia.errors import CategoryGone, ZiaRejected, raise_for_status
+from threatshare.zia.errors import (
+    CategoryGone,
+    EmptyCategoryRefused,
+    ZiaRejected,
+    raise_for_status,
+    refuses_an_entry,
+    refuses_empty,
+)
 from threatshare.zia.ratelimit import RateLimiter, endpoint, limit_requests
 
 log = structlog.get_logger(__name__)
 
-#: ZIA's documentation says a new category needs ``urls`` or ``keywords`` (reference §2,
-#: UCHOW). A category is first created empty; only if the tenant refuses that is it created
-#: holding this one entry. The ``.invalid`` TLD is reserved (RFC 6761) and never resolves, so
-#: blocking it harms nothing; it costs one unit of quota and is left in place.
-CATEGORY_SEED = "seed.threatshare.invalid"
 ADD = "ADD_TO_LIST"
 REMOVE = "REMOVE_FROM_LIST"
 # Three tries for one call: the first token, a fresh one, a fresh one after ``reauth_wait``.
@@ -58,6 +60,16 @@ class Quota:
 
     used: int
     remaining: int
+
+
+@dataclass(frozen=True)
+class CategoryContent:
+    """One category as ``GET /urlCategories/{id}`` shows it: what reconciliation compares."""
+
+    id: str
+    name: str
+    description: str
+    urls: list[str]
 
 
 def category_description(instance: str, description: str = "") -> str:
@@ -221,41 +233,45 @@ class ZiaClient:
                     return str(category["id"])
         return None
 
-    def _create(self, name: str, description: str) -> str | None:
-        """The id of a new category; ``None`` when ZIA says the name exists (a race).
-
-        Created empty when the tenant allows it; when it refuses an empty category (ZIA's
-        documentation requires ``urls`` or ``keywords``), created again with the seed."""
+    def _post_category(self, name: str, description: str, urls: list[str]) -> str | None:
+        """``POST /urlCategories`` holding ``urls``; the new id, or ``None`` when ZIA says the
+        name exists (another worker won a race). A refusal that blames an entry propagates as
+        :class:`ZiaRejected`, so a caller can bisect it like an add."""
         body: dict[str, Any] = {
             "configuredName": name,
             "superCategory": "USER_DEFINED",
             "customCategory": True,
             "type": "URL_CATEGORY",
             "description": description,
+            "urls": urls,
         }
-        created: Any = None
-        for urls in ([], [CATEGORY_SEED]):
-            try:
-                created = self._call("POST", "/urlCategories", body={**body, "urls": urls})
-            except ZiaRejected as exc:
-                if exc.zia_code == "DUPLICATE_ITEM":
-                    return None
-                if exc.status == 400 and not urls:
-                    continue
-                raise CategoryRefused(f"ZIA refused to create category {name!r}: {exc}") from None
-            except Forbidden as exc:
-                raise CategoryRefused(f"ZIA refused to create category {name!r}: {exc}") from None
-            break
+        try:
+            created = self._call("POST", "/urlCategories", body=body)
+        except ZiaRejected as exc:
+            if exc.zia_code == "DUPLICATE_ITEM":
+                return None
+            if urls and refuses_an_entry(exc, urls):
+                raise
+            if not urls and refuses_empty(exc):
+                raise EmptyCategoryRefused(name) from None
+            raise CategoryRefused(f"ZIA refused to create category {name!r}: {exc}") from None
+        except Forbidden as exc:
+            raise CategoryRefused(f"ZIA refused to create category {name!r}: {exc}") from None
         if not isinstance(created, dict) or not created.get("id"):
             raise UpstreamUnavailable("ZIA POST /urlCategories: answer has no id")
-        log.info("zia_category_created", category=name)
+        log.info("zia_category_created", category=name, urls=len(urls))
         return str(created["id"])
+
+    def find_category(self, name: str) -> str | None:
+        """The id of the custom category ``name`` (exact name first, then any case), or None."""
+        return self._find(name)
 
     def find_or_create_category(
         self, name: str, description: str, known_id: str | None = None
     ) -> str:
         """The id of the custom category ``name``: ``known_id`` when it still is that category,
-        else the one found by name, else a new one."""
+        else the one found by name, else a new, empty one (:class:`EmptyCategoryRefused` when
+        the tenant wants a first entry: see :meth:`create_with_entries`)."""
         if known_id:
             current = self._call("GET", f"/urlCategories/{known_id}", missing_ok=True)
             if isinstance(current, dict):
@@ -265,14 +281,62 @@ class ZiaClient:
         found = self._find(name)
         if found:
             return found
-        created = self._create(name, description)
-        if created:
-            return created
+        created = self._post_category(name, description, [])
+        return created or self._found_after_race(name)
+
+    def _found_after_race(self, name: str) -> str:
         # Another worker created it between our look-up and our create: look once more.
         found = self._find(name)
         if found:
             return found
         raise CategoryRefused(f"ZIA says category {name!r} exists but it is not a custom one")
+
+    def create_with_entries(
+        self,
+        name: str,
+        description: str,
+        batch: list[str],
+        on_batch: Callable[[list[str]], None],
+        refused: dict[str, str],
+    ) -> str | None:
+        """Create the category holding its first ``batch`` of entries (S3: one call, never a
+        placeholder). An entry ZIA refuses is searched for as in an add: the first part that
+        lands creates the category, the rest is added to it. Returns the id, or None when ZIA
+        refused every entry (nothing was created)."""
+        created: list[str] = []
+
+        def put(urls: list[str]) -> None:
+            if created:
+                self._put(created[0], name, ADD, urls)
+                return
+            new_id = self._post_category(name, description, urls)
+            if new_id is None:  # a rival created it meanwhile: add to theirs
+                new_id = self._found_after_race(name)
+                self._put(new_id, name, ADD, urls)
+            created.append(new_id)
+
+        push_isolating_refused(put, list(dict.fromkeys(batch)), on_batch, refused)
+        return created[0] if created else None
+
+    def read_category(self, category_id: str) -> CategoryContent | None:
+        """The category with its URLs and description (one GET); None when it is gone."""
+        answer = self._call("GET", f"/urlCategories/{category_id}", missing_ok=True)
+        if answer is None:
+            return None
+        if not isinstance(answer, dict):
+            raise UpstreamUnavailable("ZIA GET /urlCategories/{id}: answer is not an object")
+        urls = answer.get("urls")
+        if urls is None:
+            urls = []
+        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+            raise UpstreamUnavailable("ZIA GET /urlCategories/{id}: urls is not a list of text")
+        name, description = answer.get("configuredName"), answer.get("description")
+        return CategoryContent(
+            id=str(answer.get("id") or category_id),
+            name=name if isinstance(name, str) else "",
+            description=description if isinstance(description, str) else "",
+            urls=urls,
+        )
 
     # -- entries -------------------------------------------------------------------------------
 
@@ -300,15 +364,18 @@ class ZiaClient:
         name: str,
         batches: Iterable[list[str]],
         on_batch: Callable[[list[str]], None],
+        *,
+        room: int | None = None,
     ) -> tuple[int, dict[str, str]]:
         """Stage ``batches`` of distinct entries (newest first) in the category, pulled one at
         a time, so memory holds one batch whatever the number of entries.
 
-        Reads the quota once and pushes only what fits, newest first; then raises
-        :class:`QuotaExhausted` saying how many were pushed and left out. A batch ZIA refuses
-        because of some entries is searched for them (:mod:`threatshare.zia.bisect`), which are
-        rejected. ``on_batch`` hears of every batch ZIA accepted, as soon as it did, so the
-        caller can record progress durably. Returns (entries pushed, entries refused -> reason)."""
+        Reads the quota once (unless the caller read it and passes the ``room`` left) and
+        pushes only what fits, newest first; then raises :class:`QuotaExhausted` saying how many
+        were pushed and left out. A batch ZIA refuses because of some entries is searched for
+        them (:mod:`threatshare.zia.bisect`), which are rejected. ``on_batch`` hears of every
+        batch ZIA accepted, as soon as it did, so the caller can record progress durably.
+        Returns (entries pushed, entries refused -> reason)."""
         stream = iter(batches)
         first = next(stream, None)
         if not first:
@@ -324,8 +391,8 @@ class ZiaClient:
             pushed += len(batch)
             on_batch(batch)
 
-        quota = self.quota()
-        room = quota.remaining
+        free = self.quota().remaining if room is None else room
+        room = free
         pending: list[str] = first
         batch: list[str] = []
         before = 0
@@ -344,7 +411,7 @@ class ZiaClient:
             raise _short_quota(exc.message, pushed, unpushed + pending, stream, rejected) from None
         log.info("zia_added", pushed=pushed, rejected=len(rejected), quota=room)
         if pending:
-            why = f"ZIA's custom-URL quota is used up ({quota.remaining} were free)"
+            why = f"ZIA's custom-URL quota is used up ({free} were free)"
             raise _short_quota(why, pushed, pending, stream, rejected)
         return pushed, rejected
 

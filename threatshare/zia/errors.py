@@ -42,6 +42,9 @@ from threatshare.scrub import NO_SECRETS, Scrubber
 
 _BARRIER = re.compile(r"org barrier|resource access blocked", re.IGNORECASE)
 _QUOTA = re.compile(r"maximum of \d+ custom urls", re.IGNORECASE)
+# UNCONFIRMED: ZIA's wording when it refuses a category with neither URLs nor keywords. Its
+# documentation only says one of them is required; any 400 naming them is read as that.
+_NEEDS_ENTRIES = re.compile(r"\b(urls?|keywords?)\b", re.IGNORECASE)
 MAX_DETAIL = 200
 # ZIA's message is kept whole (bounded) for finding the entry it names; errors quote less.
 MAX_MESSAGE = 4096
@@ -68,6 +71,23 @@ class CategoryGone(TemporaryError):
     def __init__(self, message: str, *, category_id: str) -> None:
         super().__init__(message)
         self.category_id = category_id
+
+
+class EmptyCategoryRefused(TemporaryError):
+    """The tenant will not create a category without a first entry (ZIA's documentation asks
+    for ``urls`` or ``keywords``). Not a failure: the category is created, holding its first
+    batch, by the first run that has entries to push (S3)."""
+
+    default_code = "zia_category_needs_entries"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"ZIA creates category {name!r} only with a first entry")
+
+
+def refuses_empty(exc: ZiaRejected) -> bool:
+    """Whether a refused ``POST /urlCategories`` without entries asked for a first entry (and
+    not, say, for a valid name)."""
+    return exc.status == 400 and bool(_NEEDS_ENTRIES.search(exc.detail))
 
 
 def _body(response: httpx.Response) -> dict[str, Any]:
