@@ -89,6 +89,12 @@ def alert_sent(name: str, incident: str) -> str:
     return f"{_instance(name)}:alerted:{incident}"
 
 
+def tenant_alert_sent(tenant: str, incident: str) -> str:
+    """String with a TTL: marks a tenant's alert (the quota warning) of one incident as queued,
+    whichever instance of the tenant noticed it."""
+    return f"{PREFIX}{{t:{tenant}}}:alerted:{incident}"
+
+
 def outbox_sending(alert_id: str) -> str:
     """String with a TTL: held by the delivery that is sending one outbox alert right now."""
     return f"{PREFIX}alerts:sending:{alert_id}"

@@ -312,3 +312,90 @@ class TestDefang:
         out = defang(f"{scheme}{'.'.join(labels)}/path")
         assert not re.search(r"(?i)https?://", out)
         assert not re.search(r"[a-z0-9-]\.[a-z0-9-]", out)
+
+
+def _quota_warning(**changes: Any) -> Alert:
+    values: dict[str, Any] = {
+        "kind": "quota_warning",
+        "instance": "urls",
+        "category": "Mimecast Malicious URLs",
+        "zia_tenant": "prod",
+        "mimecast_account": "main",
+        "code": None,
+        "message": None,
+        "since": None,
+        "bookmark": None,
+        "recipients": ("soc@example.com",),
+        "figures": {
+            "used": 20_500,
+            "quota": 25_000,
+            "percent": 82,
+            "warn_at": 80,
+            "reserve": 1250,
+            "rate_per_day": 1000,
+        },
+        "shares": (("Mimecast Malicious URLs", 12_000), ("Admin Blocks", 8_500)),
+        "forecast": NOW + timedelta(days=4, hours=12),
+    }
+    values.update(changes)
+    return Alert(**values)
+
+
+class TestLifecycleWarnings:
+    def test_quota_warning_gives_each_share_and_a_forecast(self) -> None:
+        """The quota warning names the tenant and percent in its subject and gives each
+        category's share, the reserve, the rate and when the quota fills."""
+        alert = _quota_warning()
+        assert alert.subject == "[threatshare] ZIA tenant prod: custom URL quota 82% used"
+        body = _body(alert)
+        assert "has 20,500 of its 25,000 custom URLs in use (82%)" in body
+        assert "warning level of 80%" in body
+        assert "Mimecast Malicious URLs 12,000 (48%)" in body
+        assert "Admin Blocks 8,500 (34%)" in body
+        assert "never takes the last 1,250 (quota_reserve)" in body
+        assert "+1,000 a day" in body
+        assert "fills around 2024-05-15 00:00:00 UTC (in 4d 12h)" in body
+        assert "falls below 75%" in body
+
+    def test_quota_warning_without_growth_forecasts_nothing(self) -> None:
+        """Without growth the warning says no fill date can be forecast."""
+        body = _body(_quota_warning(forecast=None))
+        assert "no date is forecast" in body and "fills around" not in body
+
+    def test_category_names_from_zia_are_cleaned(self) -> None:
+        """A share's name (typed by an admin, read from ZIA) loses control characters and
+        cannot reach a header."""
+        alert = _quota_warning(shares=(("Evil\r\nBcc: x@example.com\u202e", 3),))
+        message = _wire(compose(alert, SENDER, now=NOW))
+        assert message["Bcc"] is None
+        assert "Evil Bcc: x@example.com 3" in _body(alert)
+
+    def test_at_capacity_gives_the_count_and_what_to_change(self) -> None:
+        """The capacity e-mail says how many threats were left out, the capacity and what to
+        change, naming the instance's and tenant's tables."""
+        alert = _quota_warning(
+            kind="at_capacity",
+            figures={
+                "left_out": 2000,
+                "capacity": 1000,
+                "entries": 1000,
+                "evicted": 900,
+                "reserve": 50,
+                "max_entries": 0,
+            },
+            shares=(),
+            forecast=None,
+        )
+        assert alert.subject == "[threatshare] urls at capacity"
+        body = _body(alert)
+        assert "could not share 2,000 new threats" in body
+        assert "Capacity: 1,000 entries" in body
+        assert "Evicted: 900 of its own least recently seen" in body
+        assert "raise max_entries of [instances.urls]" in body
+        assert "lower quota_reserve of [zia.prod]" in body
+        assert "the newest threats win" in body
+
+    def test_lifecycle_alerts_round_trip_through_json_data(self) -> None:
+        """Figures, shares and the forecast survive the outbox's JSON."""
+        alert = _quota_warning()
+        assert Alert.from_dict(alert.to_dict()) == alert

@@ -524,3 +524,16 @@ class TestBound:
         box.put(_alert("late", "recovered"), "i")
         kinds = {e["alert"]["kind"] for e in map(json.loads, _queued(redis_client))}
         assert kinds == {"halted"} and box.pending() == 3
+
+
+def test_a_quota_warning_is_one_per_tenant_whichever_instance_saw_it(
+    redis_client: redis.Redis,
+) -> None:
+    """Two instances of one tenant queueing the warning of the same crossing queue one."""
+    outbox = Outbox(redis_client)
+    first = _alert("urls", kind="quota_warning", figures={"percent": 81})
+    second = _alert("domains", kind="quota_warning", figures={"percent": 81})
+    assert outbox.put(first, "crossing-1") is True
+    assert outbox.put(second, "crossing-1") is False
+    assert outbox.put(second, "crossing-2") is True
+    assert outbox.pending() == 2

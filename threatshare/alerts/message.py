@@ -1,4 +1,5 @@
-"""Alert e-mails (S6): what an operator reads when an instance halts or recovers.
+"""Alert e-mails (S6): what an operator reads when an instance halts or recovers, and the two
+lifecycle warnings (S13): a tenant's quota crossing ``quota_warn``, an instance at capacity.
 
 The sync engine decides *when* an instance halted or recovered; this module turns that into
 an :class:`Alert` and a plain-text :class:`~email.message.EmailMessage`, and
@@ -34,11 +35,14 @@ from threatshare.config import (
 from threatshare.durations import format_duration
 from threatshare.errors import REMEDIES
 
-AlertKind = Literal["halted", "recovered"]
+AlertKind = Literal["halted", "recovered", "quota_warning", "at_capacity"]
+KINDS = ("halted", "recovered", "quota_warning", "at_capacity")
 
 MAX_MESSAGE = 1000
 MAX_INDICATOR = 300
 MAX_INDICATORS = 10
+MAX_SHARES = 20
+MAX_SHARE_NAME = 120
 WIDTH = 76
 
 _CODE = re.compile(r"[^a-z0-9_]")
@@ -125,10 +129,17 @@ class Alert:
     indicators: tuple[str, ...] = ()
     #: When the transition happened; the outbox sets it when queued if the caller did not.
     at: datetime | None = field(default=None)
+    #: Lifecycle warnings: the figures the body quotes (name -> count or percent).
+    figures: dict[str, int] = field(default_factory=dict)
+    #: Quota warning: the tenant's categories and their entries, largest first. The names
+    #: come from ZIA (an admin typed them): untrusted, cleaned here.
+    shares: tuple[tuple[str, int], ...] = ()
+    #: Quota warning: when the quota fills at the current rate (None: it is not growing).
+    forecast: datetime | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in ("halted", "recovered"):
-            raise ValueError(f"alert kind must be 'halted' or 'recovered', not {self.kind!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"alert kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
         for label in ("instance", "zia_tenant", "mimecast_account"):
             # fullmatch: the patterns end in `$`, which also matches before a final newline.
             if not NAME_PATTERN.fullmatch(getattr(self, label)):
@@ -143,6 +154,11 @@ class Alert:
         message = clean_text(self.message, MAX_MESSAGE) if self.message else None
         cleaned = (clean_text(i, MAX_INDICATOR) for i in self.indicators)
         indicators = tuple(i for i in cleaned if i)[:MAX_INDICATORS]
+        shares = tuple(
+            (clean_text(str(name), MAX_SHARE_NAME) or "(unnamed)", int(count))
+            for name, count in self.shares
+        )[:MAX_SHARES]
+        figures = {str(k): int(v) for k, v in self.figures.items()}
         for name, value in (
             ("recipients", recipients),
             ("code", code),
@@ -151,6 +167,9 @@ class Alert:
             ("since", _utc(self.since)),
             ("bookmark", _utc(self.bookmark)),
             ("at", _utc(self.at)),
+            ("forecast", _utc(self.forecast)),
+            ("shares", shares),
+            ("figures", figures),
         ):
             object.__setattr__(self, name, value)
 
@@ -158,12 +177,17 @@ class Alert:
     def subject(self) -> str:
         if self.kind == "recovered":
             return f"[threatshare] {self.instance} recovered"
+        if self.kind == "quota_warning":
+            percent = self.figures.get("percent", 0)
+            return f"[threatshare] ZIA tenant {self.zia_tenant}: custom URL quota {percent}% used"
+        if self.kind == "at_capacity":
+            return f"[threatshare] {self.instance} at capacity"
         return f"[threatshare] {self.instance} halted: {self.code or 'error'}"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (times as ISO 8601 UTC) for the outbox."""
         data = asdict(self)
-        for name in ("since", "bookmark", "at"):
+        for name in ("since", "bookmark", "at", "forecast"):
             moment = data[name]
             data[name] = moment.isoformat() if moment is not None else None
         data["recipients"] = list(self.recipients)
@@ -174,10 +198,12 @@ class Alert:
     def from_dict(cls, data: dict[str, Any]) -> Alert:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        for name in ("since", "bookmark", "at"):
+        for name in ("since", "bookmark", "at", "forecast"):
             values[name] = _parse_time(values.get(name))
         values["recipients"] = tuple(values.get("recipients") or ())
         values["indicators"] = tuple(values.get("indicators") or ())
+        values["shares"] = tuple((str(n), int(c)) for n, c in values.get("shares") or ())
+        values["figures"] = dict(values.get("figures") or {})
         return cls(**values)
 
 
@@ -308,6 +334,104 @@ def _recovered_body(alert: Alert, now: datetime) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _count(value: int) -> str:
+    return f"{value:,}"
+
+
+def _quota_warning_body(alert: Alert, now: datetime) -> str:
+    f = alert.figures
+    used, total = f.get("used", 0), f.get("quota", 0)
+    warn_at = f.get("warn_at", 0)
+    lines = [
+        _paragraph(
+            f"ZIA tenant {alert.zia_tenant} has {_count(used)} of its {_count(total)} custom "
+            f"URLs in use ({f.get('percent', 0)}%), past the warning level of {warn_at}% "
+            "(quota_warn). The quota is shared by every custom category of the tenant."
+        ),
+        "",
+        _paragraph(
+            f"threatshare never takes the last {_count(f.get('reserve', 0))} (quota_reserve): "
+            "when its instances run out of room they evict their own least recently seen "
+            "entries instead."
+        ),
+        "",
+        "Share of the quota by category:",
+    ]
+    width = max((len(name) for name, _ in alert.shares), default=0)
+    for name, count in alert.shares:
+        share = 100 * count / total if total else 0
+        lines.append(f"  {name:<{width}}  {_count(count):>9}  ({share:.0f}%)")
+    lines.append("")
+    rate = f.get("rate_per_day")
+    if alert.forecast is not None and rate:
+        lines.append(
+            _paragraph(
+                f"At the current rate (+{_count(rate)} a day over the last 7 days) the quota "
+                f"fills around {_when(alert.forecast)} (in {_span(alert.forecast - now)})."
+            )
+        )
+    else:
+        lines.append("Use is not growing at the moment: no date is forecast for it to fill.")
+    lines += [
+        "",
+        "What to do:",
+        _paragraph(
+            "lower expire_after or set max_entries on the instances of this tenant, remove "
+            "entries from other custom categories, or buy more quota (add-ons of 50,000 URLs).",
+            "  ",
+        ),
+        "",
+        _paragraph(
+            f"This warning is sent again only after use falls below {warn_at - 5}% and crosses "
+            f"{warn_at}% once more."
+        ),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _at_capacity_body(alert: Alert, now: datetime) -> str:
+    f = alert.figures
+    cap_note = f"at most max_entries {_count(f['max_entries'])}" if f.get("max_entries") else ""
+    lines = [
+        _paragraph(
+            f"The instance {alert.instance} could not share {_count(f.get('left_out', 0))} "
+            "new threats with ZIA for lack of room. It keeps running: the newest threats win, "
+            "and what it left out are the least recently seen (counted as `capacity` in "
+            "`threatshare status`)."
+        ),
+        "",
+        *_facts(alert),
+        _row("Capacity", _count(f.get("capacity", 0)) + " entries"),
+        _row("In the category", _count(f.get("entries", 0))),
+        _row("Evicted", f"{_count(f.get('evicted', 0))} of its own least recently seen"),
+        _row("Quota reserve", f"{_count(f.get('reserve', 0))} slots kept free on the tenant"),
+        "",
+        _paragraph(
+            "Capacity is the instance's own entries plus the tenant's free custom-URL quota, "
+            f"less quota_reserve{', ' + cap_note if cap_note else ''}."
+        ),
+        "",
+        "What to change:",
+        _paragraph(
+            f"raise max_entries of [instances.{alert.instance}] (if set), lower quota_reserve "
+            f"of [zia.{alert.zia_tenant}], lower expire_after so stale entries leave sooner, "
+            "free quota in other custom categories, or buy more quota.",
+            "  ",
+        ),
+        "",
+        _paragraph("This e-mail is sent once; another only after the category fits again."),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+_BODIES = {
+    "halted": _halted_body,
+    "recovered": _recovered_body,
+    "quota_warning": _quota_warning_body,
+    "at_capacity": _at_capacity_body,
+}
+
+
 def compose(alert: Alert, sender: str, *, now: datetime | None = None) -> EmailMessage:
     """The e-mail for ``alert`` from ``sender``: plain text, UTF-8, checked headers.
 
@@ -317,7 +441,7 @@ def compose(alert: Alert, sender: str, *, now: datetime | None = None) -> EmailM
     if not alert.recipients:
         raise ValueError("alert has no recipients")
     moment = _utc(now) or datetime.now(UTC)
-    body = (_halted_body if alert.kind == "halted" else _recovered_body)(alert, moment)
+    body = _BODIES[alert.kind](alert, moment)
     # 7-bit on the wire: a non-ASCII body goes quoted-printable, so no server needs 8BITMIME.
     message = EmailMessage(policy=policy.SMTP.clone(cte_type="7bit"))
     headers = {

@@ -199,7 +199,12 @@ class Outbox:
         if alert.at is None:
             alert = replace(alert, at=datetime.fromtimestamp(now, UTC))
         entry = _Entry.new(alert, now)
-        marker = keys.alert_sent(alert.instance, f"{alert.kind}:{incident}")
+        incident = f"{alert.kind}:{incident}"
+        marker = (
+            keys.tenant_alert_sent(alert.zia_tenant, incident)
+            if alert.kind == "quota_warning"  # one per tenant, whichever instance saw it
+            else keys.alert_sent(alert.instance, incident)
+        )
         with redis_errors("outbox"):
             queued, dropped = self._put(
                 keys=[marker, keys.outbox()],
