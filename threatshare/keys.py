@@ -21,8 +21,37 @@ def instance_state(name: str) -> str:
 
 
 def instance_entries(name: str) -> str:
-    """Hash: entry -> "<first_seen> <last_seen>" (epoch seconds) for all pushed to the category."""
+    """Hash of earlier versions: entry -> "<first_seen> <last_seen>"; read once, to migrate."""
     return f"{_instance(name)}:entries"
+
+
+def instance_last_seen(name: str) -> str:
+    """Sorted set: every entry the category holds for the instance -> its last sighting (epoch
+    seconds of the newest Mimecast record that produced it). Answers "which are due" and
+    "which are least recently seen" without reading every entry (S13)."""
+    return f"{_instance(name)}:seen"
+
+
+def instance_first_seen(name: str) -> str:
+    """Hash: entry -> its first sighting (epoch seconds), for the same entries."""
+    return f"{_instance(name)}:first"
+
+
+def instance_tombstones(name: str) -> str:
+    """Sorted set: entries removed from the category by hand -> when that was noticed (epoch);
+    pushed again only for a newer record. Trimmed after Mimecast's 30 days."""
+    return f"{_instance(name)}:tombstones"
+
+
+def instance_unblocked(name: str) -> str:
+    """Hash: entry on the instance's runtime allow list -> JSON {at, reason, who} (S7 unblock)."""
+    return f"{_instance(name)}:unblocked"
+
+
+def instance_lifecycle(name: str) -> str:
+    """Hash: lifecycle totals and marks (expired, evicted, removed_by_hand, foreign,
+    last_reconciled, capacity_since...), shown in status (S7, S13)."""
+    return f"{_instance(name)}:lifecycle"
 
 
 def instance_lock(name: str) -> str:
@@ -77,6 +106,17 @@ def tenant_stats(tenant: str) -> str:
     """Hash of a ZIA tenant's totals for the operations endpoint (S14): ``activations``,
     ``rate_limited`` (429 answers) and ``last_activation`` (ISO time)."""
     return f"{PREFIX}{{t:{tenant}}}:stats"
+
+
+def tenant_quota_history(tenant: str) -> str:
+    """Sorted set of hourly quota readings of a ZIA tenant ("<epoch>:<used>" -> epoch), for the
+    fill forecast of the quota warning; a few weeks at most."""
+    return f"{PREFIX}{{t:{tenant}}}:quota:history"
+
+
+def tenant_quota_warning(tenant: str) -> str:
+    """Hash: the quota warning's hysteresis for a ZIA tenant: armed, crossings."""
+    return f"{PREFIX}{{t:{tenant}}}:quota:warning"
 
 
 def outbox() -> str:

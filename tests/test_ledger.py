@@ -1,0 +1,94 @@
+"""The ledger of entries in a real Redis: sightings, what is due, least recently seen,
+tombstones of hand removals, staging, and the move from the earlier hash record."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import redis
+
+from threatshare import keys
+from threatshare.ledger import TOMBSTONE_KEEP, Ledger
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+T = NOW.timestamp()
+
+
+def test_last_seen_is_the_record_time_and_only_moves_forward(redis_client: redis.Redis) -> None:
+    """A pushed entry's last sighting is its record's time; an older record never makes it
+    look older, a newer one restarts its clock; the first sighting stays."""
+    ledger = Ledger(redis_client)
+    ledger.record_pushed("urls", {"a.example": T - 100})
+    ledger.record_sightings("urls", {"a.example": T - 500})
+    assert ledger.last_seen("urls", ["a.example", "b.example"]) == [T - 100, None]
+    ledger.record_sightings("urls", {"a.example": T})
+    assert ledger.last_seen("urls", ["a.example"]) == [T]
+    assert (
+        redis_client.hget(keys.instance_first_seen("urls"), "a.example")
+        == str(int(T - 100)).encode()
+    )
+
+
+def test_due_and_least_recent_without_reading_everything(redis_client: redis.Redis) -> None:
+    """Entries last seen before a cutoff are due, oldest first and at most the limit asked;
+    the least recently seen come out in order."""
+    ledger = Ledger(redis_client)
+    ledger.record_pushed("urls", {f"e{i}.example": T - i * 86_400 for i in range(10)})
+    cutoff = NOW - timedelta(days=6, hours=12)
+    assert ledger.due_count("urls", cutoff) == 3
+    assert ledger.due("urls", cutoff, 2) == ["e9.example", "e8.example"]
+    assert [e for e, _ in ledger.oldest("urls", 3)] == ["e9.example", "e8.example", "e7.example"]
+    assert ledger.oldest_last_seen("urls") == T - 9 * 86_400
+    assert ledger.entry_count("urls") == 10
+
+
+def test_tombstones_bury_older_records_only_and_are_trimmed(redis_client: redis.Redis) -> None:
+    """An entry removed by hand leaves the record; a record older than the removal is buried,
+    a newer one is not; pushing it again lifts the tombstone; old tombstones are dropped."""
+    ledger = Ledger(redis_client)
+    ledger.record_pushed("urls", {"gone.example": T - 1000, "kept.example": T - 1000})
+    ledger.tombstone("urls", ["gone.example"], NOW)
+    assert ledger.entries("urls") == {"kept.example"}
+    assert ledger.buried("urls", {"gone.example": T - 10, "kept.example": T - 10}) == {
+        "gone.example"
+    }
+    assert ledger.buried("urls", {"gone.example": T + 10}) == set()
+    ledger.record_pushed("urls", {"gone.example": T + 10})
+    assert ledger.tombstone_count("urls") == 0
+    ledger.tombstone("urls", ["old.example"], NOW - TOMBSTONE_KEEP - timedelta(days=1))
+    ledger.tombstone("urls", ["new.example"], NOW)
+    assert ledger.tombstone_count("urls") == 1
+
+
+def test_staging_newest_first_with_record_times(redis_client: redis.Redis) -> None:
+    """Staged entries come out newest first with their record times; the oldest can be
+    unstaged; restaging the category's entries keeps their last sighting."""
+    ledger = Ledger(redis_client)
+    ledger.stage("urls", {"old.example": 1.0, "new.example": 3.0, "mid.example": 2.0})
+    chunks = list(ledger.staged_newest_first("urls", 2))
+    assert chunks == [{"new.example": 3.0, "mid.example": 2.0}, {"old.example": 1.0}]
+    assert ledger.staged_oldest("urls", 1) == [("old.example", 1.0)]
+    ledger.unstage("urls", ["old.example"])
+    ledger.clear_staged("urls")
+    ledger.record_pushed("urls", {"a.example": 5.0, "b.example": 6.0})
+    assert ledger.restage_all("urls") == 2
+    assert ledger.entry_count("urls") == 0
+    assert list(ledger.staged_newest_first("urls")) == [{"b.example": 6.0, "a.example": 5.0}]
+
+
+def test_adopted_entries_age_from_adoption(redis_client: redis.Redis) -> None:
+    """Adopted entries are recorded as seen at adoption; known ones keep their sighting."""
+    ledger = Ledger(redis_client)
+    ledger.record_pushed("urls", {"mine.example": T - 50})
+    ledger.adopt("urls", ["found.example", "mine.example"], NOW)
+    assert ledger.last_seen("urls", ["found.example", "mine.example"]) == [T, T - 50]
+
+
+def test_the_earlier_hash_record_is_migrated(redis_client: redis.Redis) -> None:
+    """A record kept by an earlier version moves into the sorted record once."""
+    redis_client.hset(keys.instance_entries("urls"), mapping={"a.example": "100 200"})
+    ledger = Ledger(redis_client)
+    assert ledger.migrate("urls") == 1
+    assert ledger.last_seen("urls", ["a.example"]) == [200.0]
+    assert ledger.migrate("urls") == 0
+    assert not redis_client.exists(keys.instance_entries("urls"))

@@ -1,0 +1,82 @@
+"""The runtime allow list: reading an operator's argument, "at or under", and the list."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+import redis
+
+from threatshare.unblocked import Matcher, NotAnEntry, UnblockList, covers, entry_of, wider_than
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("argument", "entry"),
+    [
+        ("https://Evil.Example.COM:443/Login?x=1#f", "evil.example.com/login"),
+        ("evil.example", "evil.example"),
+        ("Evil.Example.", "evil.example"),
+        (".Look-Alike.example", ".look-alike.example"),
+        ("evil.example/login", "evil.example/login"),
+        ("http://bücher.example:8080/a/", "xn--bcher-kva.example:8080/a/"),
+    ],
+)
+def test_an_argument_is_read_as_s2_reads_a_record(argument: str, entry: str) -> None:
+    """A full URL, a host or an entry as ZIA shows it gives the entry S2 would push."""
+    assert entry_of(argument) == entry
+
+
+@pytest.mark.parametrize("argument", ["ftp://x.example/", "http://10.0.0.1/", "", "a..b.example"])
+def test_an_argument_that_is_no_entry_is_refused_with_the_reason(argument: str) -> None:
+    """What cannot be an entry is refused with S2's reason."""
+    with pytest.raises(NotAnEntry, match="is not an entry of a category"):
+        entry_of(argument)
+
+
+@pytest.mark.parametrize(
+    ("unblocked", "entry", "expected"),
+    [
+        ("evil.example", "evil.example", True),
+        ("evil.example", ".evil.example", True),
+        ("evil.example", "sub.evil.example/login", True),
+        ("evil.example", "evil.example:8443/x", True),
+        ("evil.example", "notevil.example", False),
+        ("evil.example:8080", "evil.example:8080/a", True),
+        ("evil.example:8080", "evil.example/a", False),
+        ("evil.example/login", "evil.example/login", True),
+        ("evil.example/login", "evil.example/login/step2", True),
+        ("evil.example/login", "evil.example/loginx", False),
+        ("evil.example/login", "evil.example", False),
+        ("2606:4700::1111", "2606:4700::1111", True),
+    ],
+)
+def test_at_or_under(unblocked: str, entry: str, expected: bool) -> None:
+    """A host covers itself and its subdomains; a port its host and port; a path the paths
+    below it, at a segment boundary."""
+    assert covers(unblocked, entry) is expected
+    assert Matcher([unblocked])(entry) is expected
+
+
+def test_wider_wildcards_that_still_block_are_named() -> None:
+    """A wildcard over a parent domain still blocks an unblocked host: it is named."""
+    found = wider_than("a.b.evil.example", [".evil.example", ".b.evil.example", "evil.example"])
+    assert found == [".b.evil.example", ".evil.example"]
+
+
+def test_the_list_keeps_who_when_and_why(redis_client: redis.Redis) -> None:
+    """Entries are listed with when, why and who (cleaned); undo takes one off."""
+    unblocked = UnblockList(redis_client, "urls")
+    unblocked.add(["good.example"], NOW, "false positive\r\nticket 42", "alice")
+    entry = unblocked.entries()[0]
+    assert (entry.entry, entry.at, entry.reason, entry.who) == (
+        "good.example",
+        NOW,
+        "false positive ticket 42",
+        "alice",
+    )
+    assert unblocked.matcher()("www.good.example")
+    assert unblocked.undo("good.example") is True
+    assert unblocked.undo("good.example") is False
+    assert not unblocked.matcher()

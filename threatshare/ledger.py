@@ -1,0 +1,243 @@
+"""The ledger of one instance: what its category holds, what the current window stages, and
+what was removed from the category by hand (S5, S13).
+
+Every entry the category holds for the instance is in a sorted set scored by its *last
+sighting*: the record time of the newest Mimecast record that produced it (not the time it
+was pushed). Expiry asks for the entries scored below a cutoff, eviction for the lowest
+scores, the status for the lowest one: none of them reads every entry. The first sighting is
+kept beside it in a hash. Sightings only move forward (``ZADD GT``), so a late or re-read
+record never makes an entry look older.
+
+The entries of the window being worked on wait in a sorted set scored by record time, so a run
+never holds a window in memory and can push newest first; it survives a crash and is cleared
+when the next run begins. Entries an admin removed from the category by hand get a tombstone
+(when it was noticed): they are pushed again only for a record newer than that. Tombstones
+older than Mimecast's 30 days are dropped, since no record that old can come back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+
+import redis
+
+from threatshare import keys
+
+#: Mimecast keeps 30 days of logs: a tombstone older than that (and a day) guards nothing.
+TOMBSTONE_KEEP = timedelta(days=31)
+_SCAN = 1000
+
+
+def _decoded(values: Iterable[bytes | str]) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else v for v in values]
+
+
+class Ledger:
+    """The per-instance record of entries, in one Redis database."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    # --- the category's entries ------------------------------------------------------------
+
+    def entry_count(self, name: str) -> int:
+        return int(self.redis.zcard(keys.instance_last_seen(name)))
+
+    def entries(self, name: str) -> set[str]:
+        return set(self.scan(name))
+
+    def scan(self, name: str) -> Iterator[str]:
+        """Every entry of the category, a thousand per round trip (bounded memory)."""
+        for entry, _ in self.redis.zscan_iter(keys.instance_last_seen(name), count=_SCAN):
+            yield entry.decode()
+
+    def last_seen(self, name: str, entries: Sequence[str]) -> list[float | None]:
+        """The last sighting of each of ``entries`` (None: not in the category); one call."""
+        if not entries:
+            return []
+        return [None if s is None else float(s) for s in self._zmscore(name, entries)]
+
+    def _zmscore(self, name: str, entries: Sequence[str]) -> list[float | None]:
+        return self.redis.zmscore(keys.instance_last_seen(name), list(entries))
+
+    def split_known(self, name: str, entries: Sequence[str]) -> tuple[list[str], list[str]]:
+        """``entries`` split into those not in the category (dedupe, S2) and those already
+        there; one round trip."""
+        fresh: list[str] = []
+        known: list[str] = []
+        for entry, seen in zip(entries, self.last_seen(name, entries), strict=True):
+            (fresh if seen is None else known).append(entry)
+        return fresh, known
+
+    def oldest(self, name: str, count: int) -> list[tuple[str, float]]:
+        """The ``count`` least recently seen entries, oldest first, with their last sighting."""
+        if count <= 0:
+            return []
+        raw = self.redis.zrange(keys.instance_last_seen(name), 0, count - 1, withscores=True)
+        return [(e.decode(), float(s)) for e, s in raw]
+
+    def oldest_last_seen(self, name: str) -> float | None:
+        found = self.oldest(name, 1)
+        return found[0][1] if found else None
+
+    def due(self, name: str, before: datetime, limit: int) -> list[str]:
+        """Up to ``limit`` entries last seen before ``before``, oldest first (expiry)."""
+        raw = self.redis.zrangebyscore(
+            keys.instance_last_seen(name), "-inf", f"({before.timestamp()}", start=0, num=limit
+        )
+        return _decoded(raw)
+
+    def due_count(self, name: str, before: datetime) -> int:
+        return int(
+            self.redis.zcount(keys.instance_last_seen(name), "-inf", f"({before.timestamp()}")
+        )
+
+    def record_sightings(self, name: str, sightings: Mapping[str, float]) -> None:
+        """New records of entries already in the category: their clocks restart (S13)."""
+        if sightings:
+            self.redis.zadd(keys.instance_last_seen(name), dict(sightings), gt=True)
+
+    def record_pushed(self, name: str, sightings: Mapping[str, float]) -> None:
+        """Entries ZIA accepted, with the record time that produced each: first and last seen
+        then; a tombstone of theirs is lifted (a newer record brought them back)."""
+        if not sightings:
+            return
+        with self.redis.pipeline(transaction=False) as pipe:
+            # GT also adds new members: a new entry gets its record time, a known one keeps
+            # the newer of the two.
+            pipe.zadd(keys.instance_last_seen(name), dict(sightings), gt=True)
+            for entry, seen in sightings.items():
+                pipe.hsetnx(keys.instance_first_seen(name), entry, int(seen))
+            pipe.zrem(keys.instance_tombstones(name), *sightings)
+            pipe.execute()
+
+    def adopt(self, name: str, entries: Sequence[str], at: datetime) -> None:
+        """Entries found in the category that the record lacks (Redis was wiped): they age
+        from ``at``, like entries of its own, and expire on schedule."""
+        if not entries:
+            return
+        stamp = at.timestamp()
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(keys.instance_last_seen(name), dict.fromkeys(entries, stamp), nx=True)
+            for entry in entries:
+                pipe.hsetnx(keys.instance_first_seen(name), entry, int(stamp))
+            pipe.execute()
+
+    def record_removed(self, name: str, entries: Sequence[str]) -> None:
+        if entries:
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(keys.instance_last_seen(name), *entries)
+                pipe.hdel(keys.instance_first_seen(name), *entries)
+                pipe.execute()
+
+    def forget_all(self, name: str) -> None:
+        self.redis.delete(keys.instance_last_seen(name), keys.instance_first_seen(name))
+
+    # --- removed by hand -------------------------------------------------------------------
+
+    def tombstone(self, name: str, entries: Sequence[str], at: datetime) -> None:
+        """Entries removed by hand, noticed at ``at``: dropped from the record, and tombstoned
+        so that only a newer record pushes them again."""
+        if not entries:
+            return
+        key = keys.instance_tombstones(name)
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(keys.instance_last_seen(name), *entries)
+            pipe.hdel(keys.instance_first_seen(name), *entries)
+            pipe.zadd(key, dict.fromkeys(entries, at.timestamp()))
+            pipe.zremrangebyscore(key, "-inf", f"({(at - TOMBSTONE_KEEP).timestamp()}")
+            pipe.execute()
+
+    def buried(self, name: str, sightings: Mapping[str, float]) -> set[str]:
+        """Those of ``sightings`` (entry -> record time) removed by hand after that record."""
+        if not sightings:
+            return set()
+        entries = list(sightings)
+        stones = self.redis.zmscore(keys.instance_tombstones(name), entries)
+        return {
+            entry
+            for entry, stone in zip(entries, stones, strict=True)
+            if stone is not None and sightings[entry] <= float(stone)
+        }
+
+    def tombstone_count(self, name: str) -> int:
+        return int(self.redis.zcard(keys.instance_tombstones(name)))
+
+    # --- the window being worked on --------------------------------------------------------
+
+    def stage(self, name: str, timed_entries: Mapping[str, float]) -> None:
+        """Queue entries of the current window for pushing, scored by record time."""
+        if timed_entries:
+            # GT: an entry seen twice keeps its newest record time (and new ones are added).
+            self.redis.zadd(keys.instance_pending(name), dict(timed_entries), gt=True)
+
+    def record_page(
+        self, name: str, known: Mapping[str, float], staged: Mapping[str, float]
+    ) -> None:
+        """One page's dedupe outcome in one round trip: entries already in the category get
+        their newer sighting, new ones are staged."""
+        if not known and not staged:
+            return
+        with self.redis.pipeline(transaction=False) as pipe:
+            if known:
+                pipe.zadd(keys.instance_last_seen(name), dict(known), gt=True)
+            if staged:
+                pipe.zadd(keys.instance_pending(name), dict(staged), gt=True)
+            pipe.execute()
+
+    def staged_count(self, name: str) -> int:
+        return int(self.redis.zcard(keys.instance_pending(name)))
+
+    def staged_newest_first(self, name: str, chunk: int = 5000) -> Iterator[dict[str, float]]:
+        """The staged entries with their record times, newest first, ``chunk`` at a time."""
+        total = self.staged_count(name)
+        for start in range(0, total, chunk):
+            raw = self.redis.zrevrange(
+                keys.instance_pending(name), start, start + chunk - 1, withscores=True
+            )
+            yield {e.decode(): float(s) for e, s in raw}
+
+    def staged_oldest(self, name: str, count: int) -> list[tuple[str, float]]:
+        if count <= 0:
+            return []
+        raw = self.redis.zrange(keys.instance_pending(name), 0, count - 1, withscores=True)
+        return [(e.decode(), float(s)) for e, s in raw]
+
+    def unstage(self, name: str, entries: Sequence[str]) -> None:
+        if entries:
+            self.redis.zrem(keys.instance_pending(name), *entries)
+
+    def clear_staged(self, name: str) -> None:
+        self.redis.delete(keys.instance_pending(name))
+
+    def restage_all(self, name: str) -> int:
+        """Stage again every entry the category held (it was deleted in ZIA), each with its
+        last sighting, and forget it was pushed; returns how many entries are staged."""
+        batch: dict[str, float] = {}
+        for entry, seen in self.redis.zscan_iter(keys.instance_last_seen(name), count=_SCAN):
+            batch[entry.decode()] = float(seen)
+            if len(batch) >= _SCAN:
+                self.stage(name, batch)
+                batch = {}
+        self.stage(name, batch)
+        self.forget_all(name)
+        return self.staged_count(name)
+
+    # --- upgrade ---------------------------------------------------------------------------
+
+    def migrate(self, name: str) -> int:
+        """Move a record kept by an earlier version (one hash, entry -> "first last") into the
+        sorted record; how many entries moved (0 when there was none)."""
+        old = keys.instance_entries(name)
+        if not self.redis.exists(old):
+            return 0
+        moved = 0
+        for entry, value in self.redis.hscan_iter(old, count=_SCAN):
+            first, _, last = value.decode().partition(" ")
+            seen = float(last or first)
+            self.redis.zadd(keys.instance_last_seen(name), {entry.decode(): seen}, gt=True)
+            self.redis.hsetnx(keys.instance_first_seen(name), entry.decode(), int(float(first)))
+            moved += 1
+        self.redis.delete(old)
+        return moved

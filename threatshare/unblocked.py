@@ -1,0 +1,157 @@
+"""The runtime allow list of an instance (S7 ``unblock``, S13): entries an operator unblocked.
+
+Each unblocked entry is kept in Redis with when, why and by whom; every run reads the list at
+its start and never pushes an entry at or under one of them, so a false positive stays out of
+the category on every worker at once. The configuration's ``allow`` list stays the durable,
+reviewed one; this one is the button for now.
+
+*At or under* follows ZIA's matching: a host-level entry (``evil.example``, ``.evil.example``)
+covers that host and every subdomain, with any port and path; ``host:port`` covers that host
+and port with any path; a path entry (``evil.example/login``) covers itself and every path
+below it (``evil.example/login/...``). A command-line argument is read as S2 reads a record:
+a full URL, a bare host, or an entry as ZIA shows it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+import redis
+
+from threatshare import keys
+from threatshare.alerts import clean_text
+from threatshare.normalise import Rejected, Skipped, normalise_host, split_url
+from threatshare.store import from_iso, to_iso
+
+MAX_REASON = 500
+MAX_WHO = 64
+
+
+class NotAnEntry(ValueError):
+    """A command-line argument that cannot be an entry of a category."""
+
+
+def entry_of(argument: str) -> str:
+    """The category entry an operator means by ``argument``: a URL, a host or a ZIA entry."""
+    text = argument.strip()
+    try:
+        if text.startswith("."):
+            return "." + normalise_host(text[1:])
+        parts = split_url(text)
+    except (Rejected, Skipped) as exc:
+        raise NotAnEntry(f"{argument!r} is not an entry of a category ({exc.reason})") from None
+    if parts.entry is None:
+        raise NotAnEntry(f"{argument!r} is not an entry of a category ({parts.problem})")
+    return parts.entry
+
+
+def _authority(entry: str) -> tuple[str, str | None, str | None]:
+    """(host, port, path) of an entry; host without the leading wildcard dot."""
+    bare = entry.lstrip(".")
+    authority, slash, path = bare.partition("/")
+    if authority.count(":") >= 2:  # an IPv6 literal: host-level only
+        return authority, None, None
+    host, colon, port = authority.partition(":")
+    return host, (port if colon else None), (slash + path if slash else None)
+
+
+def covers(unblocked: str, entry: str) -> bool:
+    """Whether ``entry`` is at or under ``unblocked`` (see the module)."""
+    host, port, path = _authority(unblocked)
+    e_host, e_port, e_path = _authority(entry)
+    if path is None:
+        if port is not None:
+            return e_host == host and e_port == port
+        return e_host == host or e_host.endswith("." + host)
+    if (e_host, e_port) != (host, port) or e_path is None:
+        return False
+    return e_path == path or e_path.startswith(path.rstrip("/") + "/")
+
+
+def wider_than(unblocked: str, entries: Iterable[str]) -> list[str]:
+    """Wildcard entries above ``unblocked`` (``.parent.example``) that still block it."""
+    host = _authority(unblocked)[0]
+    labels = host.split(".")
+    parents = {"." + ".".join(labels[i:]) for i in range(1, len(labels) - 1)}
+    return sorted(e for e in entries if e in parents)
+
+
+@dataclass(frozen=True)
+class Unblock:
+    """One entry of the runtime allow list."""
+
+    entry: str
+    at: datetime
+    reason: str
+    who: str
+
+    def to_json(self) -> str:
+        return json.dumps({"at": to_iso(self.at), "reason": self.reason, "who": self.who})
+
+    @classmethod
+    def from_json(cls, entry: str, raw: str | bytes) -> Unblock:
+        data = json.loads(raw)
+        at = from_iso(data.get("at"))
+        assert at is not None
+        return cls(entry, at, str(data.get("reason") or ""), str(data.get("who") or ""))
+
+
+class Matcher:
+    """Answers "is this entry unblocked?" for a run, from the list read at its start."""
+
+    def __init__(self, unblocked: Iterable[str]) -> None:
+        self._hosts: dict[str, list[str]] = {}
+        for entry in unblocked:
+            self._hosts.setdefault(_authority(entry)[0], []).append(entry)
+
+    def __bool__(self) -> bool:
+        return bool(self._hosts)
+
+    def __call__(self, entry: str) -> bool:
+        if not self._hosts:
+            return False
+        labels = _authority(entry)[0].split(".")
+        for i in range(len(labels)):
+            for unblocked in self._hosts.get(".".join(labels[i:]), ()):
+                if covers(unblocked, entry):
+                    return True
+        return False
+
+
+class UnblockList:
+    """The runtime allow list of one instance."""
+
+    def __init__(self, client: redis.Redis, name: str) -> None:
+        self.redis = client
+        self.key = keys.instance_unblocked(name)
+
+    def add(self, entries: Iterable[str], at: datetime, reason: str, who: str) -> None:
+        reason = clean_text(reason, MAX_REASON)
+        who = clean_text(who, MAX_WHO) or "unknown"
+        mapping = {e: Unblock(e, at, reason, who).to_json() for e in entries}
+        if mapping:
+            self.redis.hset(self.key, mapping=mapping)
+
+    def undo(self, entry: str) -> bool:
+        """Take ``entry`` off the list; False when it was not on it."""
+        return bool(self.redis.hdel(self.key, entry))
+
+    def clear(self) -> int:
+        count = int(self.redis.hlen(self.key))
+        self.redis.delete(self.key)
+        return count
+
+    def count(self) -> int:
+        return int(self.redis.hlen(self.key))
+
+    def entries(self) -> list[Unblock]:
+        raw = self.redis.hgetall(self.key)
+        return sorted(
+            (Unblock.from_json(k.decode(), v) for k, v in raw.items()), key=lambda u: u.at
+        )
+
+    def matcher(self) -> Matcher:
+        return Matcher(k.decode() for k in self.redis.hkeys(self.key))
