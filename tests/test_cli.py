@@ -96,7 +96,19 @@ class TestStatus:
                 "category",
                 "last_run",
                 "quota",
+                "lifecycle",
             } <= set(record)
+            assert set(record["lifecycle"]) == {
+                "expire_after",
+                "oldest_last_seen",
+                "next_expiry",
+                "expired",
+                "evicted",
+                "removed_by_hand",
+                "foreign",
+                "unblocked",
+                "last_reconciled",
+            }
             assert set(record["category"]) >= {"name", "id", "entries"}
             run_keys = {"pulled", "pushed", "rejected", "skipped", "removed"}
             assert all(isinstance(record["last_run"][k], int) for k in run_keys)
@@ -104,7 +116,12 @@ class TestStatus:
             assert isinstance(record["last_run"]["rejected_by_reason"], dict)
         assert ok["state"] == "ok" and ok["last_error"] is None
         assert ok["bookmark"].endswith("Z") and ok["category"]["entries"] == 7
-        assert ok["quota"] is not None and set(ok["quota"]) == {"used", "remaining", "at"}
+        assert ok["quota"] is not None
+        assert set(ok["quota"]) == {"used", "remaining", "reserve", "at"}
+        # After the run's own pushes: 7 entries of "all" and 1 of "domains" on tenant prod.
+        assert (ok["quota"]["used"], ok["quota"]["reserve"]) == (8, 1250)
+        assert ok["lifecycle"]["expire_after"] == "30d"
+        assert ok["lifecycle"]["next_expiry"] is not None
         assert halted["state"] == "halted"
         assert set(halted["last_error"]) == {"kind", "code", "message", "at"}
         assert halted["last_error"]["code"] == "zia_auth"

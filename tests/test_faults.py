@@ -27,6 +27,7 @@ from threatshare.sandbox.world import Sandbox
 from threatshare.state.store import Store
 from threatshare.sync import RunResult, sync_instance
 from threatshare.zia.activation import activate_pending
+from threatshare.zia.client import category_description
 
 INSTANCE = {
     "zia": "prod",
@@ -249,6 +250,9 @@ class TestStorms:
         endpoint a run uses ends in every entry active, state ok, and no e-mail."""
         entries = faulty.threats(30)
         zia = faulty.sandbox.tenants["prod"].emulator
+        # The category exists (a Redis wiped since): the run finds it, reads it and adds to it,
+        # so every endpoint of a run is in the storm.
+        zia.admin_create(INSTANCE["category"], [], category_description("faulty"))
         zia.injected_retry_after = 0
         # Failed calls count toward ZIA's limits too (PUT 1/s, GET 2/s), so the fleet's
         # limiter paces the retries: a storm costs about a second per failed PUT.

@@ -22,9 +22,9 @@ from datetime import datetime
 import redis
 
 from threatshare import keys
-from threatshare.alerts import clean_text
-from threatshare.normalise import Rejected, Skipped, normalise_host, split_url
-from threatshare.store import from_iso, to_iso
+from threatshare.alerts.message import clean_text
+from threatshare.indicators.normalise import Rejected, Skipped, normalise_host, split_url
+from threatshare.timestamps import from_iso, to_iso
 
 MAX_REASON = 500
 MAX_WHO = 64

@@ -57,7 +57,9 @@ def served(tmp_path: Path, *, zia_429s: int = 0, url_quota: int = 40) -> Iterato
         prod = sandbox.tenants["prod"].emulator
         prod.injected_retry_after = 0
         if zia_429s:
-            prod.fail_next("429", zia_429s, path="/urlCategories/{id}")
+            # Every pushing run reads the quota (a new category is created with its entries,
+            # so a first run makes no PUT).
+            prod.fail_next("429", zia_429s, path="/urlCategories/urlQuota")
         config = world.write(settings={"log_format": "json"})
         once = cli(config, "run", "--once")
         port = free_port()

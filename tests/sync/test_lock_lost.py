@@ -125,7 +125,7 @@ class TestFencedWrites:
         LockLost and the ledger keeps its entries."""
         ledger = Ledger(redis_client)
         now = datetime.now(UTC)
-        ledger.record_pushed("fenced", ["a.example", "b.example"], now)
+        ledger.record_pushed("fenced", {"a.example": now.timestamp(), "b.example": now.timestamp()})
         lock = try_lock(redis_client, "fenced", 5.0)
         assert lock is not None
         redis_client.set(keys.instance_lock("fenced"), "someone-else")
@@ -142,5 +142,5 @@ class TestFencedWrites:
         ledger.stage(second, {"b.example": 2.0})
         ledger.clear_staged(first)
         assert ledger.staged_count(first) == 0
-        assert list(ledger.staged_newest_first(second)) == [["b.example"]]
+        assert list(ledger.staged_newest_first(second)) == [{"b.example": 2.0}]
         assert redis_client.ttl(second) > 0  # a crashed run's staging does not stay forever

@@ -126,3 +126,12 @@ class TestReadAndRemove:
             )
         assert (pushed, refused) == (4, {})
         assert [c.bucket for c in world.zia.calls] == [PUT_BUCKET]
+
+
+def test_category_sizes_list_every_custom_category_largest_first(world: World) -> None:
+    """One GET of counts gives each custom category's number of URLs, largest first."""
+    world.zia.admin_create("Admin Blocks", entries(3, "admin"))
+    world.zia.admin_create(CATEGORY, entries(5))
+    with world.client() as client:
+        assert client.category_sizes() == [(CATEGORY, 5), ("Admin Blocks", 3)]
+    assert [c.bucket for c in world.zia.calls] == ["GET /urlCategories"]

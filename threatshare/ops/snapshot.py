@@ -69,9 +69,9 @@ def _tenants(
     store = Store(client)
     views = []
     for name in sorted(config.zia):
-        tenant_id = config.zia[name].tenant_id
-        quota = quotas[name] if name in quotas else store.quota(tenant_id)
-        views.append(TenantView(name, quota, **tenant_stats(client, tenant_id)))
+        tenant = config.zia[name]
+        quota = quotas[name] if name in quotas else status.quota_status(store, tenant)
+        views.append(TenantView(name, quota, **tenant_stats(client, tenant.tenant_id)))
     return views
 
 

@@ -7,16 +7,19 @@ one is ``halted``. Nothing here reads a secret.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from threatshare.config import Config
+from threatshare.capacity import reserve_slots
+from threatshare.config import Config, Instance, ZiaTenant
 from threatshare.durations import format_duration
+from threatshare.lifecycle_record import LifecycleRecord, QuotaRecord
 from threatshare.ops.stats import run_stats
 from threatshare.ops.table import render_rows
 from threatshare.state.ledger import Ledger
 from threatshare.state.store import Store
 from threatshare.timestamps import from_iso, to_iso
+from threatshare.unblocked import UnblockList
 
 EMPTY_RUN = {
     "pulled": 0,
@@ -27,6 +30,39 @@ EMPTY_RUN = {
     "skipped_by_reason": {},
     "rejected_by_reason": {},
 }
+
+
+def _epoch_iso(epoch: float | None) -> str | None:
+    return None if epoch is None else to_iso(datetime.fromtimestamp(epoch, UTC))
+
+
+def lifecycle_status(store: Store, name: str, inst: Instance) -> dict[str, Any]:
+    """S7's ``lifecycle`` record: expiry setting, oldest sighting, next expiry, and totals."""
+    ledger = Ledger(store.redis)
+    record = LifecycleRecord(store.redis, name).load()
+    oldest = ledger.oldest_last_seen(name)
+    never = inst.expire_after == timedelta(0)
+    next_expiry = None if oldest is None or never else oldest + inst.expire_after.total_seconds()
+    return {
+        "expire_after": "0" if never else format_duration(inst.expire_after),
+        "oldest_last_seen": _epoch_iso(oldest),
+        "next_expiry": _epoch_iso(next_expiry),
+        "expired": record.totals["expired"],
+        "evicted": record.totals["evicted"],
+        "removed_by_hand": record.totals["removed_by_hand"],
+        "foreign": record.foreign,
+        "unblocked": UnblockList(store.redis, name).count(),
+        "last_reconciled": to_iso(record.last_reconciled),
+    }
+
+
+def quota_status(store: Store, tenant: ZiaTenant) -> dict[str, Any] | None:
+    """The tenant's quota after the last run's own changes, with the reserve it keeps."""
+    quota = QuotaRecord(store.redis, tenant.tenant_id).latest()
+    if quota is None:
+        return None
+    total = quota["used"] + quota["remaining"]
+    return {**quota, "reserve": reserve_slots(tenant.quota_reserve, total)}
 
 
 def instance_status(config: Config, store: Store, name: str) -> dict[str, Any]:
@@ -53,7 +89,8 @@ def instance_status(config: Config, store: Store, name: str) -> dict[str, Any]:
         "last_run": last_run,
         "totals": st.totals,
         "run_stats": run_stats(store.redis, name),
-        "quota": store.quota(tenant.tenant_id),
+        "quota": quota_status(store, tenant),
+        "lifecycle": lifecycle_status(store, name, inst),
         "lost_span": st.lost_span,
         "mimecast": inst.mimecast,
         "zia": inst.zia,
@@ -112,6 +149,14 @@ def render_table(records: list[dict[str, Any]], now: datetime | None = None) -> 
             details.append(
                 f"{r['name']}: {err.get('code')} ({err.get('kind')}) since {r['error_since']}: "
                 f"{err.get('message')}"
+            )
+        life = r["lifecycle"]
+        if any(life[k] for k in ("expired", "evicted", "removed_by_hand", "foreign", "unblocked")):
+            details.append(
+                f"{r['name']}: expired {life['expired']}, evicted {life['evicted']}, removed by "
+                f"hand {life['removed_by_hand']}, foreign {life['foreign']}, unblocked "
+                f"{life['unblocked']} (threatshare unblock {r['name']} --list); next expiry "
+                f"{life['next_expiry'] or 'none'}"
             )
         if r["lost_span"]:
             span = r["lost_span"]

@@ -1,20 +1,30 @@
-"""The ledger of one instance: what its category holds, and what the current window stages.
+"""The ledger of one instance: what its category holds, what the current window stages, and
+what was removed from the category by hand (S5, S13).
 
-The entries pushed to the category live in one hash per instance (entry -> "<first seen> <last
-seen>", epoch seconds): the dedupe of S2 reads it, and the lifecycle (expiry, capacity,
-reconciliation, S13) builds on it. The entries of the window being worked on wait in a sorted
-set scored by record time, so a run never holds a window in memory and can push newest first.
-That *staging* key is the run's own (:meth:`Ledger.staging`): two runs of one instance never
-clear each other's, and a crashed run's staging expires by itself.
+Every entry the category holds for the instance is in a sorted set scored by its *last
+sighting*: the record time of the newest Mimecast record that produced it (not the time it
+was pushed). Expiry asks for the entries scored below a cutoff, eviction for the lowest
+scores, the status for the lowest one: none of them reads every entry. The first sighting is
+kept beside it in a hash. Sightings only move forward (``ZADD GT``), so a late or re-read
+record never makes an entry look older.
+
+The entries of the window being worked on wait in a sorted set scored by record time, so a run
+never holds a window in memory and can push newest first. That *staging* key is the run's own
+(:meth:`Ledger.staging`): two runs of one instance never clear each other's, and a crashed
+run's staging expires by itself.
 
 Writes that forget entries are fenced by the run's lock (:mod:`threatshare.state.fenced`): a
 run whose lock lapsed cannot undo what its successor recorded.
+
+Entries an admin removed from the category by hand get a tombstone (when it was noticed): they
+are pushed again only for a record newer than that. Tombstones older than Mimecast's 30 days
+are dropped, since no record that old can come back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
 
 import redis
 
@@ -22,8 +32,15 @@ from threatshare import keys
 from threatshare.state.fenced import FencedWriter
 from threatshare.state.lock import RunLock
 
+#: Mimecast keeps 30 days of logs: a tombstone older than that (and a day) guards nothing.
+TOMBSTONE_KEEP = timedelta(days=31)
+_SCAN = 1000
 #: How long a run's staging outlives its last write: beyond any run's deadline (at most 1 h).
 STAGING_TTL = 2 * 3600
+
+
+def _decoded(values: Iterable[bytes | str]) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else v for v in values]
 
 
 class Ledger:
@@ -38,33 +55,139 @@ class Ledger:
         """The staging key of one run of instance ``name``."""
         return keys.run_staging(name, run_id)
 
+    # --- the category's entries ------------------------------------------------------------
+
     def entry_count(self, name: str) -> int:
-        return int(self.redis.hlen(keys.instance_entries(name)))
+        return int(self.redis.zcard(keys.instance_last_seen(name)))
 
     def entries(self, name: str) -> set[str]:
-        return {k.decode() for k in self.redis.hkeys(keys.instance_entries(name))}
+        return set(self.scan(name))
 
-    def split_known(self, name: str, entries: Sequence[str]) -> tuple[list[str], dict[str, str]]:
-        """``entries`` split into those not yet pushed to the category (dedupe, S2) and those
-        already there, with their first-seen time; one round trip."""
+    def scan(self, name: str) -> Iterator[str]:
+        """Every entry of the category, a thousand per round trip (bounded memory)."""
+        for entry, _ in self.redis.zscan_iter(keys.instance_last_seen(name), count=_SCAN):
+            yield entry.decode()
+
+    def last_seen(self, name: str, entries: Sequence[str]) -> list[float | None]:
+        """The last sighting of each of ``entries`` (None: not in the category); one call."""
         if not entries:
-            return [], {}
-        found = self.redis.hmget(keys.instance_entries(name), entries)
+            return []
+        return [None if s is None else float(s) for s in self._zmscore(name, entries)]
+
+    def _zmscore(self, name: str, entries: Sequence[str]) -> list[float | None]:
+        return self.redis.zmscore(keys.instance_last_seen(name), list(entries))
+
+    def split_known(self, name: str, entries: Sequence[str]) -> tuple[list[str], list[str]]:
+        """``entries`` split into those not in the category (dedupe, S2) and those already
+        there; one round trip."""
         fresh: list[str] = []
-        known: dict[str, str] = {}
-        for entry, seen in zip(entries, found, strict=True):
-            if seen is None:
-                fresh.append(entry)
-            else:
-                known[entry] = seen.split(b" ", 1)[0].decode()
+        known: list[str] = []
+        for entry, seen in zip(entries, self.last_seen(name, entries), strict=True):
+            (fresh if seen is None else known).append(entry)
         return fresh, known
 
-    def stage(self, staging: str, timed_entries: dict[str, float]) -> None:
+    def oldest(self, name: str, count: int) -> list[tuple[str, float]]:
+        """The ``count`` least recently seen entries, oldest first, with their last sighting."""
+        if count <= 0:
+            return []
+        raw = self.redis.zrange(keys.instance_last_seen(name), 0, count - 1, withscores=True)
+        return [(e.decode(), float(s)) for e, s in raw]
+
+    def oldest_last_seen(self, name: str) -> float | None:
+        found = self.oldest(name, 1)
+        return found[0][1] if found else None
+
+    def due(self, name: str, before: datetime, limit: int) -> list[str]:
+        """Up to ``limit`` entries last seen before ``before``, oldest first (expiry)."""
+        raw = self.redis.zrangebyscore(
+            keys.instance_last_seen(name), "-inf", f"({before.timestamp()}", start=0, num=limit
+        )
+        return _decoded(raw)
+
+    def due_count(self, name: str, before: datetime) -> int:
+        return int(
+            self.redis.zcount(keys.instance_last_seen(name), "-inf", f"({before.timestamp()}")
+        )
+
+    def record_sightings(self, name: str, sightings: Mapping[str, float]) -> None:
+        """New records of entries already in the category: their clocks restart (S13)."""
+        if sightings:
+            self.redis.zadd(keys.instance_last_seen(name), dict(sightings), gt=True)
+
+    def record_pushed(self, name: str, sightings: Mapping[str, float]) -> None:
+        """Entries ZIA accepted, with the record time that produced each: first and last seen
+        then; a tombstone of theirs is lifted (a newer record brought them back)."""
+        if not sightings:
+            return
+        with self.redis.pipeline(transaction=False) as pipe:
+            # GT also adds new members: a new entry gets its record time, a known one keeps
+            # the newer of the two.
+            pipe.zadd(keys.instance_last_seen(name), dict(sightings), gt=True)
+            for entry, seen in sightings.items():
+                pipe.hsetnx(keys.instance_first_seen(name), entry, int(seen))
+            pipe.zrem(keys.instance_tombstones(name), *sightings)
+            pipe.execute()
+
+    def adopt(self, name: str, entries: Sequence[str], at: datetime) -> None:
+        """Entries found in the category that the record lacks (Redis was wiped): they age
+        from ``at``, like entries of its own, and expire on schedule."""
+        if not entries:
+            return
+        stamp = at.timestamp()
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(keys.instance_last_seen(name), dict.fromkeys(entries, stamp), nx=True)
+            for entry in entries:
+                pipe.hsetnx(keys.instance_first_seen(name), entry, int(stamp))
+            pipe.execute()
+
+    def record_removed(self, name: str, lock: RunLock, entries: Sequence[str]) -> None:
+        """Forget entries taken out of the category (fenced by ``lock``)."""
+        if entries:
+            self._fenced.call(name, lock, "ZREM", keys.instance_last_seen(name), *entries)
+            self._fenced.call(name, lock, "HDEL", keys.instance_first_seen(name), *entries)
+
+    def forget_all(self, name: str, lock: RunLock) -> None:
+        """Forget every entry (the category is gone), fenced by ``lock``."""
+        self._fenced.call(name, lock, "DEL", keys.instance_last_seen(name))
+        self._fenced.call(name, lock, "DEL", keys.instance_first_seen(name))
+
+    # --- removed by hand -------------------------------------------------------------------
+
+    def tombstone(self, name: str, lock: RunLock, entries: Sequence[str], at: datetime) -> None:
+        """Entries removed by hand, noticed at ``at``: dropped from the record (fenced by
+        ``lock``), and tombstoned so that only a newer record pushes them again."""
+        if not entries:
+            return
+        key = keys.instance_tombstones(name)
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(key, dict.fromkeys(entries, at.timestamp()))
+            pipe.zremrangebyscore(key, "-inf", f"({(at - TOMBSTONE_KEEP).timestamp()}")
+            pipe.execute()
+        self.record_removed(name, lock, entries)
+
+    def buried(self, name: str, sightings: Mapping[str, float]) -> set[str]:
+        """Those of ``sightings`` (entry -> record time) removed by hand after that record."""
+        if not sightings:
+            return set()
+        entries = list(sightings)
+        stones = self.redis.zmscore(keys.instance_tombstones(name), entries)
+        return {
+            entry
+            for entry, stone in zip(entries, stones, strict=True)
+            if stone is not None and sightings[entry] <= float(stone)
+        }
+
+    def tombstone_count(self, name: str) -> int:
+        return int(self.redis.zcard(keys.instance_tombstones(name)))
+
+    # --- the window being worked on (a run's own staging key) -----------------------------
+
+    def stage(self, staging: str, timed_entries: Mapping[str, float]) -> None:
         """Queue entries of the current window in the run's ``staging``, by record time."""
         if timed_entries:
             with self.redis.pipeline(transaction=False) as pipe:
                 # GT: an entry seen twice keeps its newest record time (new ones are added).
-                pipe.zadd(staging, timed_entries, gt=True)
+                pipe.zadd(staging, dict(timed_entries), gt=True)
                 pipe.expire(staging, STAGING_TTL)
                 pipe.execute()
 
@@ -72,60 +195,72 @@ class Ledger:
         self,
         name: str,
         staging: str,
-        known: dict[str, str],
-        staged: dict[str, float],
-        at: datetime,
+        known: Mapping[str, float],
+        staged: Mapping[str, float],
     ) -> None:
         """One page's dedupe outcome in one round trip: entries already in the category get
-        their last-seen time (``known``: entry -> first seen, as :meth:`split_known` gives
-        it), new ones are staged (:meth:`stage`)."""
+        their newer sighting, new ones are staged."""
         if not known and not staged:
             return
-        stamp = int(at.timestamp())
         with self.redis.pipeline(transaction=False) as pipe:
             if known:
-                mapping = {entry: f"{first} {stamp}" for entry, first in known.items()}
-                pipe.hset(keys.instance_entries(name), mapping=mapping)
+                pipe.zadd(keys.instance_last_seen(name), dict(known), gt=True)
             if staged:
-                pipe.zadd(staging, staged, gt=True)
+                pipe.zadd(staging, dict(staged), gt=True)
                 pipe.expire(staging, STAGING_TTL)
             pipe.execute()
 
     def staged_count(self, staging: str) -> int:
         return int(self.redis.zcard(staging))
 
-    def staged_newest_first(self, staging: str, chunk: int = 5000) -> Iterator[list[str]]:
-        """The staged entries, newest record first, ``chunk`` at a time (bounded memory)."""
+    def staged_newest_first(self, staging: str, chunk: int = 5000) -> Iterator[dict[str, float]]:
+        """The staged entries with their record times, newest first, ``chunk`` at a time."""
         total = self.staged_count(staging)
         for start in range(0, total, chunk):
-            raw = self.redis.zrevrange(staging, start, start + chunk - 1)
-            yield [v.decode() for v in raw]
+            raw = self.redis.zrevrange(staging, start, start + chunk - 1, withscores=True)
+            yield {e.decode(): float(s) for e, s in raw}
+
+    def staged_oldest(self, staging: str, count: int) -> list[tuple[str, float]]:
+        if count <= 0:
+            return []
+        raw = self.redis.zrange(staging, 0, count - 1, withscores=True)
+        return [(e.decode(), float(s)) for e, s in raw]
+
+    def unstage(self, staging: str, entries: Sequence[str]) -> None:
+        if entries:
+            self.redis.zrem(staging, *entries)
 
     def clear_staged(self, staging: str) -> None:
         """Forget a run's staging (its own key: no other run's is touched)."""
         self.redis.delete(staging)
 
-    def record_pushed(self, name: str, entries: Iterable[str], at: datetime) -> None:
-        """Remember entries ZIA accepted: first seen now, last seen now."""
-        stamp = int(at.timestamp())
-        mapping = {entry: f"{stamp} {stamp}" for entry in entries}
-        if mapping:
-            self.redis.hset(keys.instance_entries(name), mapping=mapping)
-
-    def restage_pushed(self, name: str, staging: str, lock: RunLock) -> int:
-        """Stage again everything the category held (it was deleted in ZIA) and forget it was
-        pushed (fenced by ``lock``); returns how many entries are staged."""
+    def restage_all(self, name: str, staging: str, lock: RunLock) -> int:
+        """Stage again every entry the category held (it was deleted in ZIA), each with its
+        last sighting, and forget it was pushed (fenced by ``lock``); how many are staged."""
         batch: dict[str, float] = {}
-        for entry, value in self.redis.hscan_iter(keys.instance_entries(name), count=1000):
-            batch[entry.decode()] = float(value.split(b" ", 1)[-1])
-            if len(batch) >= 1000:
+        for entry, seen in self.redis.zscan_iter(keys.instance_last_seen(name), count=_SCAN):
+            batch[entry.decode()] = float(seen)
+            if len(batch) >= _SCAN:
                 self.stage(staging, batch)
                 batch = {}
         self.stage(staging, batch)
-        self._fenced.call(name, lock, "DEL", keys.instance_entries(name))
+        self.forget_all(name, lock)
         return self.staged_count(staging)
 
-    def record_removed(self, name: str, lock: RunLock, entries: Sequence[str]) -> None:
-        """Forget entries taken out of the category (fenced by ``lock``)."""
-        if entries:
-            self._fenced.call(name, lock, "HDEL", keys.instance_entries(name), *entries)
+    # --- upgrade ---------------------------------------------------------------------------
+
+    def migrate(self, name: str) -> int:
+        """Move a record kept by an earlier version (one hash, entry -> "first last") into the
+        sorted record; how many entries moved (0 when there was none)."""
+        old = keys.instance_entries(name)
+        if not self.redis.exists(old):
+            return 0
+        moved = 0
+        for entry, value in self.redis.hscan_iter(old, count=_SCAN):
+            first, _, last = value.decode().partition(" ")
+            seen = float(last or first)
+            self.redis.zadd(keys.instance_last_seen(name), {entry.decode(): seen}, gt=True)
+            self.redis.hsetnx(keys.instance_first_seen(name), entry.decode(), int(float(first)))
+            moved += 1
+        self.redis.delete(old)
+        return moved

@@ -184,23 +184,9 @@ class Store:
 
     # --- tenants ---------------------------------------------------------------------------
 
-    def set_quota(self, tenant: str, used: int, remaining: int, at: datetime) -> None:
-        self.redis.hset(
-            keys.tenant_quota(tenant),
-            mapping={"used": used, "remaining": remaining, "at": to_iso(at) or ""},
-        )
-
     def record_activation(self, tenant: str, at: datetime) -> None:
         """One more activation of the tenant, and its time (S14)."""
         with self.redis.pipeline() as pipe:
             pipe.hincrby(keys.tenant_stats(tenant), "activations", 1)
             pipe.hset(keys.tenant_stats(tenant), "last_activation", to_iso(at) or "")
             pipe.execute()
-
-    def quota(self, tenant: str) -> dict[str, Any] | None:
-        raw = {
-            k.decode(): v.decode() for k, v in self.redis.hgetall(keys.tenant_quota(tenant)).items()
-        }
-        if not raw:
-            return None
-        return {"used": int(raw["used"]), "remaining": int(raw["remaining"]), "at": raw["at"]}

@@ -2,8 +2,9 @@
 
 ::
 
-    window ─► Mimecast pages ─► entries ─► dedupe against the category (the ledger)
-           ─► staged in Redis ─► tenant marked "to activate" ─► ZIA adds (newest first)
+    window ─► Mimecast pages ─► entries ─► runtime allow list, tombstones ─► dedupe against
+           the category (the ledger; sightings recorded) ─► staged in Redis ─► the lifecycle:
+           reconcile, expire, make room, ZIA adds (newest first) ─► tenant marked "to activate"
 
 :class:`Run` does the work and counts it. It stages in a key of its own (two runs of one
 instance never clear each other's), and it checks its lock between pages and between batches:
@@ -23,8 +24,12 @@ from typing import Any
 
 import structlog
 
+from threatshare.alerts.outbox import Outbox
 from threatshare.http import Deadline
 from threatshare.indicators.extract import Extractor, Tally
+from threatshare.lifecycle import Lifecycle
+from threatshare.lifecycle_alerts import report_capacity, warn_about_quota
+from threatshare.lifecycle_record import LifecycleRecord, QuotaRecord
 from threatshare.progress import Phase, RunProgress
 from threatshare.runtime import Runtime
 from threatshare.state.activation_marks import ActivationMarks
@@ -32,8 +37,7 @@ from threatshare.state.ledger import Ledger
 from threatshare.state.lock import RunLock
 from threatshare.state.store import InstanceState, Store
 from threatshare.sync.window import Window
-from threatshare.zia.client import ZiaClient, category_description
-from threatshare.zia.errors import CategoryGone
+from threatshare.unblocked import UnblockList
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +79,8 @@ class Run:
         self.store = Store(rt.redis)
         self.ledger = Ledger(rt.redis)
         self.marks = ActivationMarks(rt.redis)
+        #: The runtime allow list as it is when the run starts (S7 unblock).
+        self.unblocked = UnblockList(rt.redis, name).matcher()
         self.dry_run = dry_run
         self.run_id = uuid.uuid4().hex[:12]
         #: This run's own staging key.
@@ -88,9 +94,11 @@ class Run:
         self.removed = 0
         self.refused: dict[str, str] = {}
         self.sample: list[str] = []
-        #: entry -> staged record time, or None when it is already in the category.
-        self.seen: dict[str, float | None] = {}
-        #: staged entries seen again with a newer record time, not yet restaged.
+        #: entry -> the newest record time met in this run.
+        self.seen: dict[str, float] = {}
+        #: entries of ``seen`` already in the category (the others are staged).
+        self.known: set[str] = set()
+        #: entries seen again with a newer record time, not yet written.
         self.newer: set[str] = set()
         self.new_in_dry_run = 0
         self.lock: RunLock | None = None
@@ -100,8 +108,6 @@ class Run:
         self.records = 0
         self.staged = 0
         self.to_push = 0
-        #: The category id once this run resolved it (pushes of later chunks reuse it).
-        self.category_id: str | None = None
 
     def report(self, phase: Phase, outcome: str | None = None) -> None:
         self.rt.progress(
@@ -150,39 +156,53 @@ class Run:
                     timed[entry] = when
         if not timed:
             return
+        if self.unblocked:
+            for entry in [e for e in timed if self.unblocked(e)]:
+                del timed[entry]
+                self.tally.skipped["unblocked"] += 1
         # Entries met earlier in this run need no look-up: a known one is still known, a
-        # staged one only needs its newest record time, kept here and staged once at the end.
+        # staged one only needs its newest record time, kept here and written once at the end.
         seen = self.seen
         fresh, known = self.ledger.split_known(self.name, [e for e in timed if e not in seen])
         already = len(known)
         for entry, when in timed.items():
             if entry in seen:
-                was = seen[entry]
-                if was is None:
-                    already += 1
-                elif when > was:
+                already += entry in self.known
+                if when > seen[entry]:
                     seen[entry] = when
                     self.newer.add(entry)
+        buried = self.ledger.buried(self.name, {e: timed[e] for e in fresh})
+        if buried:
+            # Removed from the category by hand after these records: not pushed back (S13).
+            self.tally.skipped["removed_by_hand"] += len(buried)
+            fresh = [e for e in fresh if e not in buried]
         if already:
             self.tally.skipped["already_in_category"] += already
         if self.dry_run:
             self.new_in_dry_run += len(fresh)
             self.sample.extend(fresh[: max(0, SAMPLE - len(self.sample))])
         else:
-            staged = {e: timed[e] for e in fresh}
-            self.ledger.record_page(self.name, self.staging, known, staged, self.rt.now())
-            self.staged += len(staged)
+            sightings = {e: timed[e] for e in known}
+            self.ledger.record_page(
+                self.name, self.staging, sightings, {e: timed[e] for e in fresh}
+            )
+            self.staged += len(fresh)
         if len(seen) > SEEN_LIMIT:
             self.flush_newer()
             seen.clear()  # memory stays bounded whatever the backlog; look-ups resume
-        seen.update(dict.fromkeys(known))
+            self.known.clear()
+        seen.update((e, timed[e]) for e in known)
+        self.known.update(known)
         seen.update((e, timed[e]) for e in fresh)
 
     def flush_newer(self) -> None:
-        """Stage the newer record times of entries seen again during the pull."""
+        """Write the newer record times of entries seen again during the pull: a sighting for
+        those in the category, a newer stage for the others."""
         if self.newer and not self.dry_run:
-            times = {e: t for e in self.newer if (t := self.seen.get(e)) is not None}
-            self.ledger.stage(self.staging, times)
+            times = {e: self.seen[e] for e in self.newer if e in self.seen}
+            known = {e: t for e, t in times.items() if e in self.known}
+            staged = {e: t for e, t in times.items() if e not in self.known}
+            self.ledger.record_page(self.name, self.staging, known, staged)
         self.newer.clear()
 
     def pull(self, window: Window, deadline: Deadline) -> bool:
@@ -222,48 +242,63 @@ class Run:
 
     # --- pushing -------------------------------------------------------------------------
 
-    def push(self, state: InstanceState, deadline: Deadline) -> None:
-        self.to_push = self.ledger.staged_count(self.staging)
-        if self.to_push == 0:
+    def settle(self, state: InstanceState, deadline: Deadline, *, final: bool = True) -> None:
+        """The push of what this chunk staged and, with the ``final`` chunk of the run, the
+        category's lifecycle (S13: reconcile, expire); no ZIA call at all when nothing is new,
+        due or to reconcile."""
+        assert self.lock is not None  # settling happens only under the lock
+        tenant = self.rt.config.zia[self.inst.zia]
+        record = LifecycleRecord(self.rt.redis, self.name)
+        quota_record = QuotaRecord(self.rt.redis, tenant.tenant_id)
+
+        def set_category(category_id: str | None) -> None:
+            state.category_id = category_id
+            self.store.set_category(self.name, category_id)
+
+        lifecycle = Lifecycle(
+            name=self.name,
+            inst=self.inst,
+            tenant=tenant,
+            ledger=self.ledger,
+            record=record,
+            quota_record=quota_record,
+            tally=self.tally,
+            now=self.rt.now,
+            reconcile_every=self.rt.config.settings.reconcile_every,
+            mark_changed=lambda: self.marks.mark_unactivated(tenant.tenant_id),
+            set_category=set_category,
+            on_pushed=self._landed,
+            staging=self.staging,
+            lock=self.lock,
+            final=final,
+        )
+        if not lifecycle.needs_zia(state.category_id):
             return
         self.check_lock()
-        self.report("pushing")
-        tenant = self.rt.config.zia[self.inst.zia]
-        # Recorded before the first change, so a crash after it still gets activated.
-        self.marks.mark_unactivated(tenant.tenant_id)
         client = self.rt.zia_client(self.inst.zia, deadline)
-
-        def landed(batch: list[str]) -> None:
-            self.marks.mark_unactivated(tenant.tenant_id)
-            self.ledger.record_pushed(self.name, batch, self.rt.now())
-            self.pushed += len(batch)
+        outcome = lifecycle.outcome
+        self.to_push = self.ledger.staged_count(self.staging)
+        if self.to_push:
             self.report("pushing")
-
         try:
-            # A known id is used as it is (no look-up call, S11); if ZIA says it is gone, the
-            # category is found or created again.
-            category_id = self.category_id or state.category_id or self._resolve(client)
-            for attempt in range(2):
-                try:
-                    staged = self.ledger.staged_newest_first(self.staging, self.inst.batch_size)
-                    _, refused = client.add_batches(
-                        category_id, self.inst.category, self._checked(staged), landed
-                    )
-                    break
-                except CategoryGone:
-                    if attempt:
-                        raise
-                    # Everything the deleted category held goes into the new one.
-                    assert self.lock is not None  # pushing happens only under the lock
-                    self.ledger.restage_pushed(self.name, self.staging, self.lock)
-                    category_id = self._resolve(client)
-            self.refused.update(refused)
-            self.ledger.clear_staged(self.staging)
+            lifecycle.work(client, state.category_id)
+            outbox = Outbox(self.rt.redis)
+            if outcome.quota is not None:
+                warn_about_quota(
+                    self.rt.config, self.name, outbox, quota_record, client, self.rt.now()
+                )
+            entries = self.ledger.entry_count(self.name)
+            report_capacity(
+                self.rt.config, self.name, outbox, record, outcome, entries, self.rt.now()
+            )
         finally:
-            if client.last_quota is not None:
-                quota = client.last_quota
-                self.store.set_quota(tenant.tenant_id, quota.used, quota.remaining, self.rt.now())
+            self.removed += outcome.removed
+            self.refused.update(outcome.refused)
             client.close()
+
+    def _landed(self, count: int) -> None:
+        self.pushed += count
+        self.report("pushing")
 
     def withdraw(self, state: InstanceState, deadline: Deadline) -> None:
         """Remove from the category what the configuration now says must not be there (an
@@ -271,7 +306,7 @@ class Run:
         configuration changed, not on every run."""
         if state.category_id is None:
             return
-        gone = [e for e in self.ledger.entries(self.name) if self.extractor.withdrawn(e)]
+        gone = [e for e in self.ledger.scan(self.name) if self.extractor.withdrawn(e)]
         if not gone:
             return
         assert self.lock is not None  # withdrawing happens only under the lock
@@ -287,14 +322,6 @@ class Run:
             client.close()
         self.ledger.record_removed(self.name, self.lock, gone)
         log.info("run.withdrawn", removed=self.removed)
-
-    def _resolve(self, client: ZiaClient) -> str:
-        category_id = client.find_or_create_category(
-            self.inst.category, category_description(self.name, self.inst.description)
-        )
-        self.store.set_category(self.name, category_id)
-        self.category_id = category_id
-        return category_id
 
     def counters(self) -> dict[str, Any]:
         return counters_of(self.tally, self.pushed, self.refused, self.removed)

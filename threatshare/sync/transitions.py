@@ -153,6 +153,7 @@ def _locked(
     run.started = rt.now()
     store.begin(name, run.run_id, run.started)
     log.info("run.start", window_from=to_iso(window.start), window_to=to_iso(window.end))
+    run.ledger.migrate(name)
     if window.lost_from is not None:
         store.set_lost_span(name, window.lost_from, window.start)
     if state.fingerprint is not None and state.fingerprint != current:
@@ -178,6 +179,7 @@ def _share_in_chunks(
     assert run.lock is not None
     bookmark = state.bookmark
     if window.end <= window.start:
+        run.settle(state, deadline, final=True)  # expiry does not wait for new threats
         return max(window.end, bookmark or window.end)
     # Pulling stops early enough to leave the end of the deadline to pushing what it found.
     reserve = (deadline.at - deadline.clock()) * PUSH_RESERVE
@@ -185,7 +187,10 @@ def _share_in_chunks(
     pieces = chunks(window)
     for number, chunk in enumerate(pieces, 1):
         complete = run.pull(chunk, pulling)
-        run.push(state, deadline)  # what was pulled is shared even when the pull was cut
+        # What was pulled is shared even when the pull was cut; the category's lifecycle
+        # (reconcile, expiry) waits for the last chunk, so a catch-up expires nothing that a
+        # later chunk would report again.
+        run.settle(state, deadline, final=complete and number == len(pieces))
         if not complete:
             break
         bookmark = max(chunk.end, bookmark or chunk.end)

@@ -262,6 +262,18 @@ class ZiaClient:
         log.info("zia_category_created", category=name, urls=len(urls))
         return str(created["id"])
 
+    def category_sizes(self) -> list[tuple[str, int]]:
+        """Every custom category of the tenant with its number of URLs, largest first (one
+        GET of counts, not of URLs): the shares of the quota warning (S6)."""
+        sizes = []
+        for category in self._custom_categories():
+            counts = category.get("urlKeywordCounts")
+            total = counts.get("totalUrlCount") if isinstance(counts, dict) else None
+            name = category.get("configuredName")
+            if isinstance(total, int) and isinstance(name, str):
+                sizes.append((name, total))
+        return sorted(sizes, key=lambda item: (-item[1], item[0]))
+
     def find_category(self, name: str) -> str | None:
         """The id of the custom category ``name`` (exact name first, then any case), or None."""
         return self._find(name)

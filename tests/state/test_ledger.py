@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import redis
 
 from threatshare import keys
-from threatshare.ledger import TOMBSTONE_KEEP, Ledger
+from threatshare.state.ledger import TOMBSTONE_KEEP, Ledger
+from threatshare.state.lock import try_lock
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 T = NOW.timestamp()
@@ -47,7 +48,9 @@ def test_tombstones_bury_older_records_only_and_are_trimmed(redis_client: redis.
     a newer one is not; pushing it again lifts the tombstone; old tombstones are dropped."""
     ledger = Ledger(redis_client)
     ledger.record_pushed("urls", {"gone.example": T - 1000, "kept.example": T - 1000})
-    ledger.tombstone("urls", ["gone.example"], NOW)
+    lock = try_lock(redis_client, "urls", 30.0)
+    assert lock is not None
+    ledger.tombstone("urls", lock, ["gone.example"], NOW)
     assert ledger.entries("urls") == {"kept.example"}
     assert ledger.buried("urls", {"gone.example": T - 10, "kept.example": T - 10}) == {
         "gone.example"
@@ -55,8 +58,8 @@ def test_tombstones_bury_older_records_only_and_are_trimmed(redis_client: redis.
     assert ledger.buried("urls", {"gone.example": T + 10}) == set()
     ledger.record_pushed("urls", {"gone.example": T + 10})
     assert ledger.tombstone_count("urls") == 0
-    ledger.tombstone("urls", ["old.example"], NOW - TOMBSTONE_KEEP - timedelta(days=1))
-    ledger.tombstone("urls", ["new.example"], NOW)
+    ledger.tombstone("urls", lock, ["old.example"], NOW - TOMBSTONE_KEEP - timedelta(days=1))
+    ledger.tombstone("urls", lock, ["new.example"], NOW)
     assert ledger.tombstone_count("urls") == 1
 
 
@@ -64,16 +67,19 @@ def test_staging_newest_first_with_record_times(redis_client: redis.Redis) -> No
     """Staged entries come out newest first with their record times; the oldest can be
     unstaged; restaging the category's entries keeps their last sighting."""
     ledger = Ledger(redis_client)
-    ledger.stage("urls", {"old.example": 1.0, "new.example": 3.0, "mid.example": 2.0})
-    chunks = list(ledger.staged_newest_first("urls", 2))
+    staging = ledger.staging("urls", "run-1")
+    ledger.stage(staging, {"old.example": 1.0, "new.example": 3.0, "mid.example": 2.0})
+    chunks = list(ledger.staged_newest_first(staging, 2))
     assert chunks == [{"new.example": 3.0, "mid.example": 2.0}, {"old.example": 1.0}]
-    assert ledger.staged_oldest("urls", 1) == [("old.example", 1.0)]
-    ledger.unstage("urls", ["old.example"])
-    ledger.clear_staged("urls")
+    assert ledger.staged_oldest(staging, 1) == [("old.example", 1.0)]
+    ledger.unstage(staging, ["old.example"])
+    ledger.clear_staged(staging)
     ledger.record_pushed("urls", {"a.example": 5.0, "b.example": 6.0})
-    assert ledger.restage_all("urls") == 2
+    lock = try_lock(redis_client, "urls", 30.0)
+    assert lock is not None
+    assert ledger.restage_all("urls", staging, lock) == 2
     assert ledger.entry_count("urls") == 0
-    assert list(ledger.staged_newest_first("urls")) == [{"b.example": 6.0, "a.example": 5.0}]
+    assert list(ledger.staged_newest_first(staging)) == [{"b.example": 6.0, "a.example": 5.0}]
 
 
 def test_adopted_entries_age_from_adoption(redis_client: redis.Redis) -> None:

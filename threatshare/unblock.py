@@ -1,0 +1,149 @@
+"""``threatshare unblock`` (S7, S13): the false-positive button.
+
+Each entry is put on the instance's runtime allow list first (so no run pushes it again from
+that moment), then it and every entry at or under it are removed from the category and the
+tenant is activated, all before the command returns. The command holds the instance's run
+lock meanwhile, so a run that had already pulled the entry cannot push it back. Who (the OS
+user), when and why are kept with the entry and logged.
+
+The category is read once (one GET), so entries in ZIA that the record lost are found too;
+an entry in a category whose description does not name threatshare and this instance is not
+threatshare's to remove and is left alone (counted). A wildcard over a parent domain that
+still blocks an unblocked host is named, for the operator to decide.
+"""
+
+from __future__ import annotations
+
+import getpass
+import time
+from dataclasses import dataclass, field
+
+import structlog
+
+from threatshare.http import Deadline
+from threatshare.lifecycle import names_us
+from threatshare.lifecycle_record import LifecycleRecord
+from threatshare.runtime import Runtime
+from threatshare.state.activation_marks import ActivationMarks
+from threatshare.state.ledger import Ledger
+from threatshare.state.lock import RunLock, try_lock
+from threatshare.state.store import Store
+from threatshare.unblocked import Matcher, UnblockList, wider_than
+from threatshare.zia.activation import activate_pending
+
+log = structlog.get_logger(__name__)
+
+#: How often a waiting unblock tries the instance's run lock again.
+LOCK_POLL = 0.2
+
+
+class Busy(Exception):
+    """The instance's run did not end in time for the unblock to take its lock."""
+
+
+@dataclass
+class Unblocked:
+    """What one unblock did for one instance."""
+
+    instance: str
+    entries: list[str]
+    removed: list[str] = field(default_factory=list)
+    left_alone: list[str] = field(default_factory=list)
+    wider: list[str] = field(default_factory=list)
+    #: The removal is active in ZIA (the tenant was activated).
+    activated: bool = False
+    error: str | None = None
+
+
+def who_am_i() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        return "unknown"
+
+
+def _lock(rt: Runtime, name: str, wait: float) -> RunLock:
+    give_up = time.monotonic() + wait
+    while True:
+        lock = try_lock(rt.redis, name, rt.lock_lease)
+        if lock is not None:
+            return lock
+        if time.monotonic() >= give_up:
+            raise Busy(f"{name}: a run holds the instance; try again in a minute")
+        rt.sleep(LOCK_POLL)
+
+
+def unblock_instance(
+    rt: Runtime, name: str, entries: list[str], *, reason: str, who: str, lock_wait: float
+) -> Unblocked:
+    """Unblock ``entries`` (already normalised) in instance ``name``; see the module."""
+    inst = rt.config.instances[name]
+    store, ledger = Store(rt.redis), Ledger(rt.redis)
+    report = Unblocked(name, entries)
+    lock = _lock(rt, name, lock_wait)
+    try:
+        with lock.kept_alive():
+            UnblockList(rt.redis, name).add(entries, rt.now(), reason, who)
+            log.info("unblock", instance=name, entries=len(entries), who=who, reason=reason)
+            matches = Matcher(entries)
+            own = [e for e in ledger.scan(name) if matches(e)]
+            category_id = store.load(name).category_id
+            if category_id is None:
+                ledger.record_removed(name, lock, own)
+                report.removed = own
+                return report
+            tenant_id = rt.config.zia[inst.zia].tenant_id
+            deadline = Deadline.after(rt.config.settings.run_deadline.total_seconds())
+            client = rt.zia_client(inst.zia, deadline)
+            try:
+                content = client.read_category(category_id)
+                targets = set(own)
+                if content is not None:
+                    ours = names_us(content.description, name)
+                    known = set(own)
+                    for entry in content.urls:
+                        if matches(entry) and entry not in known:
+                            (targets.add if ours else report.left_alone.append)(entry)
+                    for entry in entries:
+                        report.wider.extend(wider_than(entry, content.urls))
+                    targets &= set(content.urls)
+                if targets:
+                    ActivationMarks(rt.redis).mark_unactivated(tenant_id)
+                    client.remove(category_id, inst.category, sorted(targets), inst.batch_size)
+                    ActivationMarks(rt.redis).mark_unactivated(tenant_id)
+            finally:
+                client.close()
+            ledger.record_removed(name, lock, own)
+            report.removed = sorted(targets)
+            LifecycleRecord(rt.redis, name).add(unblocked_removed=len(report.removed))
+    finally:
+        lock.release()
+    return report
+
+
+def unblock(
+    rt: Runtime, names: list[str], entries: list[str], *, reason: str, lock_wait: float
+) -> list[Unblocked]:
+    """Unblock ``entries`` in each instance of ``names``, then activate each changed tenant
+    once: the entries are gone from what ZIA enforces when this returns."""
+    who = who_am_i()
+    reports = [
+        unblock_instance(rt, name, entries, reason=reason, who=who, lock_wait=lock_wait)
+        for name in names
+    ]
+    failed = {a.tenant: a for a in activate_pending(rt) if a.error}
+    for report in reports:
+        tenant = rt.config.instances[report.instance].zia
+        if tenant in failed:
+            code = (failed[tenant].error or {}).get("code")
+            report.error = f"activation failed ({code}); the next run activates the tenant"
+        report.activated = bool(report.removed) and tenant not in failed
+    return reports
+
+
+def undo(rt: Runtime, name: str, entry: str) -> bool:
+    """Take ``entry`` off the runtime allow list: a later record of it is pushed again."""
+    done = UnblockList(rt.redis, name).undo(entry)
+    if done:
+        log.info("unblock.undone", instance=name, entry_count=1, who=who_am_i())
+    return done
