@@ -138,6 +138,7 @@ class Lifecycle:
 
     def work(self, client: ZiaClient, category_id: str | None) -> str | None:
         """Reconcile, expire, make room and push; returns the category id it ended with."""
+        first_look = category_id is None and not self.record.load().looked_up
         category_id = self._meet(client, category_id)
         due = self.final and self._reconcile_due(self.record.load().last_reconciled)
         if category_id is not None and due:
@@ -146,7 +147,7 @@ class Lifecycle:
             self._expire(client, category_id)
         if self.ledger.staged_count(self.staging):
             category_id = self._push(client, category_id)
-        elif category_id is None and not self.record.load().looked_up:
+        elif category_id is None and first_look:
             category_id = self._create_empty(client)
         self._save_quota()
         return category_id
