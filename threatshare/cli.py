@@ -1,8 +1,9 @@
 """The ``threatshare`` command (S7).
 
-``threatshare [--config PATH] COMMAND``: run, worker, scheduler, status, resume, check, serve,
-demo. Configuration is loaded once here and passed down; an invalid one prints one line per problem
-and exits 2. The fleet runtime (``workers``) is imported only by the commands that need it.
+``threatshare [--config PATH] COMMAND``: run, worker, scheduler, status, resume, unblock, check,
+serve, demo. Configuration is loaded once here and passed down; an invalid one prints one line
+per problem and exits 2. The fleet runtime (``workers``) is imported only by the commands that
+need it.
 """
 
 from __future__ import annotations
@@ -56,6 +57,18 @@ def _parser() -> argparse.ArgumentParser:
 
     resume = sub.add_parser("resume", help="clear 'halted' so the next run tries again")
     resume.add_argument("name", metavar="NAME")
+
+    unblock = sub.add_parser(
+        "unblock",
+        help="remove a false positive from a category now, and never push it again",
+        description="unblock NAME ENTRY... [--reason TEXT] | NAME --list | NAME --undo ENTRY; "
+        "with --all, every instance (and no NAME)",
+    )
+    unblock.add_argument("args", nargs="*", metavar="NAME ENTRY", help="instance, then entries")
+    unblock.add_argument("--reason", default="", metavar="TEXT", help="why (kept and logged)")
+    unblock.add_argument("--list", action="store_true", help="show the runtime allow list")
+    unblock.add_argument("--undo", metavar="ENTRY", help="take ENTRY off the runtime allow list")
+    unblock.add_argument("--all", action="store_true", help="every instance")
 
     check = sub.add_parser("check", help="validate the configuration")
     check.add_argument(
@@ -157,6 +170,13 @@ def cmd_resume(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
+def cmd_unblock(args: argparse.Namespace, config: Config) -> int:
+    from threatshare.unblock import unblock_command
+
+    with redis_for(config) as client:
+        return unblock_command(args, config, client)
+
+
 def cmd_run(args: argparse.Namespace, config: Config) -> int:
     unknown = [n for n in args.instance if n not in config.instances]
     if unknown:
@@ -206,6 +226,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Any], int]] = {
     "scheduler": cmd_scheduler,
     "status": cmd_status,
     "resume": cmd_resume,
+    "unblock": cmd_unblock,
     "check": cmd_check,
     "serve": cmd_serve,
     "demo": cmd_demo,

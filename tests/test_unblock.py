@@ -1,0 +1,151 @@
+"""`threatshare unblock` (S7, S13): removal of an entry and everything under it, activation
+before returning, the runtime allow list every run honours, --list, --undo and --all."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import structlog
+
+from tests.lifecycle_world import CATEGORY, INSTANCE, Life, make_life
+from threatshare import cli
+from threatshare.ops.status import instance_status
+from threatshare.state.store import Store
+
+THREATS = [
+    "https://evil.example/login",
+    "https://sub.evil.example/x",
+    "https://evil.example",
+    "https://other.example/p",
+]
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """The command configures logging process-wide; later tests must find the defaults."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture
+def life(tmp_path: Path, redis_url: str) -> Iterator[Life]:
+    with make_life(tmp_path, redis_url) as life:
+        yield life
+
+
+@pytest.fixture
+def blocked(life: Life) -> Iterator[tuple[Life, Path]]:
+    """An instance whose category holds THREATS, active, and its configuration file."""
+    life.threats(THREATS)
+    assert life.run().state == "ok"
+    path = life.world.tmp / "threatshare.toml"
+    yield life, path
+
+
+def unblock(path: Path, *args: str) -> int:
+    return cli.main(["--config", str(path), "unblock", *args])
+
+
+def test_removes_it_and_everything_under_it_and_activates(
+    blocked: tuple[Life, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Unblocking a host removes it and every entry at or under it from the category, and
+    the removal is active in ZIA when the command returns."""
+    life, path = blocked
+    assert unblock(path, "life", "https://Evil.Example/", "--reason", "false positive") == 0
+    assert life.active() == {"other.example/p"}
+    out = capsys.readouterr().out
+    assert "life: unblocked evil.example: 3 entries removed" in out and "active in ZIA" in out
+    assert life.status()["category"]["entries"] == 1
+    assert life.status()["lifecycle"]["unblocked"] == 1
+
+
+def test_a_later_record_is_not_pushed_and_undo_allows_it_again(
+    blocked: tuple[Life, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A record of an unblocked entry (or one under it) is skipped by every later run;
+    --undo takes it off the list and the next record pushes it again."""
+    life, path = blocked
+    assert unblock(path, "life", "evil.example") == 0
+    life.clock.advance(timedelta(hours=1))
+    life.threats(["https://evil.example/login", "https://deeper.sub.evil.example/y"])
+    result = life.run()
+    assert result.counters["skipped_by_reason"]["unblocked"] == 2
+    assert result.counters["pushed"] == 0
+    assert "evil.example/login" not in life.zia.staged_urls(CATEGORY)
+    assert unblock(path, "life", "--undo", "evil.example") == 0
+    assert "new records push it again" in capsys.readouterr().out
+    life.clock.advance(timedelta(hours=1))
+    life.threats(["https://evil.example/login"])
+    assert life.run().counters["pushed"] == 1
+    assert "evil.example/login" in life.active()
+
+
+def test_list_shows_entry_when_reason_and_who(
+    blocked: tuple[Life, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--list shows each unblocked entry with when, who and why."""
+    _, path = blocked
+    unblock(path, "life", "other.example/p", "--reason", "ticket 42")
+    capsys.readouterr()
+    assert unblock(path, "life", "--list") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["INSTANCE", "ENTRY", "WHEN", "WHO", "REASON"]
+    assert lines[1].startswith("life") and "other.example/p" in lines[1]
+    assert lines[1].rstrip().endswith("ticket 42")
+
+
+def test_all_applies_to_every_instance(life: Life, capsys: pytest.CaptureFixture[str]) -> None:
+    """--all unblocks in every instance of the configuration."""
+    second = {**INSTANCE, "category": "Second URLs"}
+    life.config = life.world.config({"life": INSTANCE, "second": second})
+    life.threats(["https://shared.example/a"])
+    life.run()
+    path = life.world.tmp / "threatshare.toml"
+    assert cli.main(["--config", str(path), "run", "--once", "--instance", "second"]) == 0
+    assert "shared.example/a" in life.zia.active_urls("Second URLs")
+    assert unblock(path, "--all", "shared.example") == 0
+    assert life.active() == set() and life.zia.active_urls("Second URLs") == set()
+    store = Store(life.redis)
+    assert instance_status(life.config, store, "second")["lifecycle"]["unblocked"] == 1
+    assert "second: unblocked shared.example: 1 entries removed" in capsys.readouterr().out
+
+
+def test_bad_arguments_are_refused_and_change_nothing(
+    blocked: tuple[Life, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An argument that is no entry, an unknown instance or no entry at all exit 2 with a
+    clear message and change nothing."""
+    life, path = blocked
+    assert unblock(path, "life", "ftp://evil.example/") == 2
+    assert "is not an entry of a category (unsupported_scheme)" in capsys.readouterr().err
+    assert unblock(path, "nope", "evil.example") == 2
+    assert "no instance 'nope'" in capsys.readouterr().err
+    assert unblock(path, "life") == 2
+    assert unblock(path) == 2
+    assert unblock(path, "life", "--undo", "never.example") == 1
+    assert life.status()["lifecycle"]["unblocked"] == 0
+    assert len(life.active()) == 4
+
+
+def test_a_wider_wildcard_that_still_blocks_is_named(
+    life: Life,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An entry still blocked by a wildcard above it (".evil.example") is said to be."""
+    life.zia.admin_create(CATEGORY, [".evil.example"], "managed by hand")
+    life.threats(["https://a.evil.example/x"])
+    life.run()
+    path = life.world.tmp / "threatshare.toml"
+    assert unblock(path, "life", "a.evil.example") == 0
+    out = capsys.readouterr().out
+    assert "still blocked by the wider entry .evil.example" in out
+    assert ".evil.example" in life.zia.staged_urls(CATEGORY)
