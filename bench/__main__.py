@@ -3,8 +3,9 @@
 Measurements: ``throughput`` (normalisation and dedupe, records/s on one core), ``backlog``
 (the 30-day backlog: wall time and peak memory of the sync process), ``calls`` (ZIA calls per
 run), ``fleet`` (200 instances on 10 tenants, from a warm start and in the steady state: 429s,
-activations per rolling hour and p95 threat-to-active latency). The full run takes about 30-35
-minutes; ``--quick`` uses small sizes (about 10). Everything runs on
+activations per rolling hour and p95 threat-to-active latency), ``lifecycle`` (a simulated year:
+category size, Redis memory, calls per expiry). The full run takes about 35-40 minutes;
+``--quick`` uses small sizes (about 10). Everything runs on
 127.0.0.1: emulators in this process, Redis and the product in their own.
 """
 
@@ -20,11 +21,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import backlog, calls, fleet, throughput
+from bench import backlog, calls, fleet, lifecycle, throughput
 from threatshare import logs
 from threatshare.embedded import EmbeddedRedis
 
-NAMES = ("throughput", "calls", "backlog", "fleet")
+NAMES = ("throughput", "calls", "backlog", "fleet", "lifecycle")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         default="both",
         help="fleet: warm start, steady state (hourly activation budget spent), or both",
     )
+    parser.add_argument("--days", type=int, help="lifecycle: simulated days (default 365)")
     return parser
 
 
@@ -62,6 +64,7 @@ def _plans(args: argparse.Namespace, redis_url: str) -> dict[str, Callable[[], d
         "calls": lambda: calls.measure(redis_url, call_sizes),
         "backlog": lambda: backlog.measure(redis_url, sizes),
         "fleet": lambda: fleet.measure_regimes(redis_url, shapes),
+        "lifecycle": lambda: lifecycle.measure(redis_url, days=args.days or (75 if quick else 365)),
     }
 
 

@@ -1,0 +1,157 @@
+"""A simulated year of one instance (S11, S13): expiry keeps the category at its steady size,
+Redis memory stays flat, and expiring E entries costs ⌈E / batch_size⌉ PUTs.
+
+Time is an input of the sync (``Runtime.now``), so the year runs in minutes: one run a day,
+each day ``rate`` new threats plus ``resightings`` records of entries first seen in the last
+week (an entry clicked again keeps its place). A model of the same records computes, day by
+day, which entries must be in the category (last seen within ``expire_after``) and how many
+must expire; the category in the ZIA emulator must match it exactly every day.
+
+ZIA's rate limits are not the subject here (the fleet benchmark covers them): the emulator
+enforces none and the product's limiter is given loose ones, so a day costs what its calls
+cost, not ZIA's pacing.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import tempfile
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from bench.common import BENCH_POLICY, Stopwatch, load, write_config
+from threatshare.runtime import Runtime
+from threatshare.sandbox.mimecast_logs import url_log
+from threatshare.sandbox.world import Sandbox
+from threatshare.sync import sync_instance
+from threatshare.zia.activation import activate_pending
+from threatshare.zia.ratelimit import Limit
+
+CATEGORY = "Bench Year"
+LOOSE = {method: (Limit(1000, 1.0),) for method in ("GET", "POST", "PUT", "DELETE")}
+RESIGHT_SPAN = 7  # days: re-sightings are of entries first seen this recently
+
+
+class Clock:
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _day_records(
+    day: int, start: datetime, rate: int, resightings: int, rng: random.Random
+) -> list[tuple[str, datetime]]:
+    """The day's records: ``rate`` new entries and ``resightings`` of recent ones, spread over
+    the first 20 hours (clear of the next window's overlap)."""
+    names = [f"d{day}-n{i}.year-bench.example/p" for i in range(rate)]
+    if day:
+        for _ in range(resightings):
+            back = rng.randint(max(0, day - RESIGHT_SPAN), day - 1)
+            names.append(f"d{back}-n{rng.randrange(rate)}.year-bench.example/p")
+    spacing = timedelta(hours=20) / max(1, len(names))
+    base = start + timedelta(days=day)
+    return [(name, base + spacing * i) for i, name in enumerate(names)]
+
+
+def measure(
+    redis_url: str,
+    days: int = 365,
+    rate: int = 1000,
+    resightings: int = 300,
+    expire_days: int = 30,
+    batch: int = 500,
+) -> dict[str, Any]:
+    instances = {
+        "year": {
+            "zia": "prod",
+            "category": CATEGORY,
+            "sources": ["malicious_urls"],
+            "fetch_from": "1d",
+            "batch_size": batch,
+            "expire_after": f"{expire_days}d",
+        }
+    }
+    rng = random.Random(11)
+    client = redis.Redis.from_url(redis_url)
+    client.flushall()
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    clock = Clock(start + timedelta(minutes=1))
+    last_seen: dict[str, float] = {}
+    mismatches: list[int] = []
+    call_checks: list[bool] = []
+    sizes: dict[int, int] = {}
+    memory: dict[int, int] = {}
+    totals: Counter[str] = Counter()
+    last_day_calls: dict[str, Any] = {}
+    quota = rate * (expire_days + RESIGHT_SPAN + 10) * 2
+    sandbox = Sandbox(enforce_limits=False, url_quota=quota).start()
+    try:
+        with tempfile.TemporaryDirectory() as tmp, Stopwatch() as watch:
+            settings = {"settle": "0s", "overlap": "5m", "run_deadline": "10m"}
+            path = write_config(sandbox, Path(tmp) / "y.toml", instances, redis_url, settings)
+            rt = Runtime(
+                load(path), client, policy=BENCH_POLICY, now=clock, zia_method_limits=LOOSE
+            )
+            zia = sandbox.tenants["prod"].emulator
+            for day in range(days):
+                records = _day_records(day, start, rate, resightings, rng)
+                sandbox.mimecast.add_url_logs(url_log("https://" + n, at) for n, at in records)
+                for name, at in records:
+                    last_seen[name] = max(last_seen.get(name, 0.0), at.timestamp())
+                clock.now = start + timedelta(days=day + 1)
+                cutoff = (clock.now - timedelta(days=expire_days)).timestamp()
+                due = [n for n, seen in last_seen.items() if seen < cutoff]
+                for name in due:
+                    del last_seen[name]
+                before = len(zia.calls)
+                result = sync_instance(rt, "year")
+                activate_pending(rt)
+                made = Counter(c.bucket for c in zia.calls[before:])
+                counters = result.counters
+                pushed, removed = counters.get("pushed", 0), counters.get("removed", 0)
+                totals.update(pushed=pushed, expired=removed, **{result.outcome: 1})
+                # The first run creates the category with its first batch: a POST, not a PUT.
+                adds = math.ceil(pushed / batch) - made["POST /urlCategories"]
+                puts = adds + math.ceil(removed / batch)
+                call_checks.append(removed == len(due) and made["PUT /urlCategories/{id}"] == puts)
+                last_day_calls = {"expired": removed, "pushed": pushed, "calls": dict(made)}
+                size = len(zia.active_urls(CATEGORY))
+                if size != len(last_seen):
+                    mismatches.append(day)
+                if day % 30 == 29 or day == days - 1:
+                    sizes[day + 1] = size
+                    memory[day + 1] = int(client.info("memory")["used_memory"])
+            rt.close()
+    finally:
+        sandbox.stop()
+    client.flushall()
+    client.close()
+    steady = {d: m for d, m in memory.items() if d > expire_days + RESIGHT_SPAN}
+    flat = bool(steady) and max(steady.values()) <= 1.1 * min(steady.values())
+    steady_sizes = [s for d, s in sizes.items() if d > expire_days + RESIGHT_SPAN]
+    return {
+        "days": days,
+        "new_per_day": rate,
+        "resightings_per_day": resightings,
+        "expire_after_days": expire_days,
+        "batch_size": batch,
+        "expire_after_x_rate": rate * expire_days,
+        "category_size_by_day": sizes,
+        "steady_size_min_max": [min(steady_sizes), max(steady_sizes)] if steady_sizes else None,
+        "category_matches_model_every_day": not mismatches,
+        "days_not_matching": mismatches[:10],
+        "redis_used_memory_by_day": memory,
+        "redis_memory_flat": flat,
+        "remove_puts_are_ceil_e_over_batch": all(call_checks),
+        "calls_of_the_last_day": last_day_calls,
+        "totals": dict(totals),
+        "wall_s": round(watch.seconds, 1),
+        "meets_target": not mismatches and flat and all(call_checks),
+    }
