@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 
 import pytest
 import structlog
@@ -13,19 +12,7 @@ from pydantic import SecretStr
 
 from threatshare import logs
 
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """logs.configure is process-wide; later tests must find structlog's defaults again."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    libraries = {name: logging.getLogger(name).level for name in logs.THIRD_PARTY}
-    yield
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    for name, library_level in libraries.items():
-        logging.getLogger(name).setLevel(library_level)
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 def capture(fmt: str = "json") -> io.StringIO:

@@ -3,13 +3,11 @@ before returning, the runtime allow list every run honours, --list, --undo and -
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import structlog
 
 from tests.lifecycle_world import CATEGORY, INSTANCE, Life, make_life
 from threatshare import cli
@@ -24,15 +22,8 @@ THREATS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The command configures logging process-wide; later tests must find the defaults."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
+# The command configures logging process-wide; later tests must find the defaults.
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 @pytest.fixture
