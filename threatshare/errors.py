@@ -203,8 +203,10 @@ REMEDIES: dict[str, str] = {
     "zia_auth": "Check the ZIA credentials (client id/secret, scope, API key, admin password), "
     "and that the API client is not revoked; update the configuration.",
     "zia_forbidden": "Give the ZIA API role full rights on URL Categories and on activation.",
-    "quota_exhausted": "The tenant's custom-URL quota is used up: remove entries from other "
-    "custom categories or buy more quota, then run `threatshare resume`.",
+    "quota_exhausted": "The tenant's custom-URL quota leaves this instance no room at all: other "
+    "custom categories hold it, less the quota_reserve threatshare never takes. Remove entries "
+    "from other custom categories, lower quota_reserve of the [zia.*] table, or buy more "
+    "quota, then run `threatshare resume` (a configuration change resumes it too).",
     "category_refused": "ZIA refused to create or update the category; check its name and the "
     "limit on custom categories per tenant.",
     "zia_request": "ZIA refused a request; see the message for the field it names.",

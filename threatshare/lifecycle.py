@@ -279,13 +279,21 @@ class Lifecycle:
         stream = batches()
         self.mark_changed()
         if category_id is None:
+            before = self.outcome.pushed
             category_id = self._create_with(client, stream, landed, room)
-            room -= self.outcome.pushed
+            room -= self.outcome.pushed - before
         if category_id is not None:
             try:
                 _, refused = client.add_batches(
                     category_id, self.inst.category, stream, landed, room=room
                 )
+                self.outcome.refused.update(refused)
+            except QuotaExhausted as exc:
+                # The quota shrank since it was read (an admin's edit meanwhile): what did not
+                # fit is left out like any shortfall of room, and the instance stays ok.
+                self.tally.skipped[CAPACITY] += exc.left_out
+                self.outcome.left_out += exc.left_out
+                self.outcome.refused.update(exc.rejected)
             except CategoryGone:
                 # Deleted by hand since the last look: everything it held, and what this run
                 # pushed, goes into a new one (S13), now.
@@ -296,7 +304,6 @@ class Lifecycle:
                     raise
                 log.warning("lifecycle.category_deleted_by_hand")
                 return self._push(client, None, again=False)
-            self.outcome.refused.update(refused)
         self.ledger.clear_staged(self.staging)
         return category_id
 

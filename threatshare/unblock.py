@@ -23,6 +23,7 @@ from typing import Any
 import redis
 import structlog
 
+from threatshare.alerts.message import clean_text
 from threatshare.config import Config
 from threatshare.errors import ThreatshareError
 from threatshare.http import Deadline
@@ -34,7 +35,14 @@ from threatshare.state.ledger import Ledger
 from threatshare.state.lock import RunLock, try_lock
 from threatshare.state.store import Store
 from threatshare.timestamps import to_iso
-from threatshare.unblocked import Matcher, NotAnEntry, UnblockList, entry_of, wider_than
+from threatshare.unblocked import (
+    MAX_REASON,
+    Matcher,
+    NotAnEntry,
+    UnblockList,
+    entry_of,
+    wider_than,
+)
 from threatshare.zia.activation import activate_pending
 
 log = structlog.get_logger(__name__)
@@ -90,7 +98,8 @@ def unblock_instance(
     try:
         with lock.kept_alive():
             UnblockList(rt.redis, name).add(entries, rt.now(), reason, who)
-            log.info("unblock", instance=name, entries=len(entries), who=who, reason=reason)
+            why = clean_text(reason, MAX_REASON)
+            log.info("unblock", instance=name, entries=len(entries), who=who, reason=why)
             matches = Matcher(entries)
             own = [e for e in ledger.scan(name) if matches(e)]
             category_id = store.load(name).category_id
