@@ -27,7 +27,7 @@ from threatshare.sandbox.world import Sandbox
 from threatshare.state.store import Store
 from threatshare.sync import RunResult, sync_instance
 from threatshare.zia.activation import activate_pending
-from threatshare.zia.client import category_description
+from threatshare.zia.categories import category_description
 
 INSTANCE = {
     "zia": "prod",

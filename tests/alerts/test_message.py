@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from threatshare.alerts.compose import compose
 from threatshare.alerts.message import (
     MAX_INDICATORS,
     MAX_MESSAGE,
     Alert,
     clean_text,
-    compose,
     defang,
     recipients_for,
 )

@@ -34,7 +34,8 @@ from threatshare.sandbox.idp import IdpEmulator
 from threatshare.sandbox.server import EmulatorServer
 from threatshare.sandbox.zia import ZiaEmulator
 from threatshare.zia.bisect import REFUSED_BY_ZIA
-from threatshare.zia.client import ZiaClient, category_description
+from threatshare.zia.categories import category_description
+from threatshare.zia.client import ZiaClient
 from threatshare.zia.errors import CategoryGone, ZiaRejected
 from threatshare.zia.ratelimit import Limit, RateLimiter, bucket_for
 

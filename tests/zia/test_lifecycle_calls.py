@@ -11,7 +11,7 @@ import redis
 from tests.zia.test_client import CATEGORY, PUT_BUCKET, World, entries, make_world
 from threatshare.errors import CategoryRefused
 from threatshare.zia.bisect import REFUSED_BY_ZIA
-from threatshare.zia.client import category_description
+from threatshare.zia.categories import category_description
 from threatshare.zia.errors import EmptyCategoryRefused
 
 POST_BUCKET = "POST /urlCategories"

@@ -1,9 +1,9 @@
-"""Alert e-mails (S6): what an operator reads when an instance halts or recovers, and the two
-lifecycle warnings (S13): a tenant's quota crossing ``quota_warn``, an instance at capacity.
+"""Alerts (S6): what an operator reads when an instance halts or recovers (the lifecycle's two
+warnings, S13, are written in :mod:`threatshare.alerts.warnings`).
 
 The sync engine decides *when* an instance halted or recovered; this module turns that into
-an :class:`Alert` and a plain-text :class:`~email.message.EmailMessage`, and
-:mod:`threatshare.alerts.outbox` delivers it.
+an :class:`Alert` and its text, :mod:`threatshare.alerts.compose` into a plain-text
+:class:`~email.message.EmailMessage`, and :mod:`threatshare.alerts.outbox` delivers it.
 
 Untrusted text (error messages that quote Mimecast or ZIA, indicators) goes only into the
 body, with control and format characters removed, its length capped, and anything that looks
@@ -20,9 +20,6 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
-from email import policy
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
 from typing import Any, Literal
 
 from threatshare.config import (
@@ -80,13 +77,13 @@ def defang(text: str) -> str:
     return _NAME_DOT.sub("[.]", unlinked)
 
 
-def _check_header(value: str) -> str:
+def check_header(value: str) -> str:
     if any(_is_unsafe_char(c) for c in value):
         raise ValueError("header value contains a control or format character")
     return value
 
 
-def _utc(moment: datetime | None) -> datetime | None:
+def utc(moment: datetime | None) -> datetime | None:
     if moment is None:
         return None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
@@ -104,7 +101,7 @@ def _unique(addresses: Iterable[str]) -> tuple[str, ...]:
 
 
 def _parse_time(value: str | None) -> datetime | None:
-    return None if value is None else _utc(datetime.fromisoformat(value))
+    return None if value is None else utc(datetime.fromisoformat(value))
 
 
 @dataclass(frozen=True)
@@ -164,10 +161,10 @@ class Alert:
             ("code", code),
             ("message", message),
             ("indicators", indicators),
-            ("since", _utc(self.since)),
-            ("bookmark", _utc(self.bookmark)),
-            ("at", _utc(self.at)),
-            ("forecast", _utc(self.forecast)),
+            ("since", utc(self.since)),
+            ("bookmark", utc(self.bookmark)),
+            ("at", utc(self.at)),
+            ("forecast", utc(self.forecast)),
             ("shares", shares),
             ("figures", figures),
         ):
@@ -212,16 +209,16 @@ def recipients_for(config: Config, instance: str) -> tuple[str, ...]:
     return _unique([*config.instances[instance].notify, *config.settings.admins])
 
 
-def _when(moment: datetime) -> str:
+def when(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _span(length: timedelta) -> str:
+def span(length: timedelta) -> str:
     """A duration for people: ``3d 4h``, ``2h 5m``, ``45s``."""
     return format_duration(length, largest=2, sep=" ")
 
 
-def _paragraph(text: str, indent: str = "", *, hanging: str | None = None) -> str:
+def paragraph(text: str, indent: str = "", *, hanging: str | None = None) -> str:
     # Long names and defanged URLs stay whole: a split indicator would be misread.
     return textwrap.fill(
         text,
@@ -233,18 +230,18 @@ def _paragraph(text: str, indent: str = "", *, hanging: str | None = None) -> st
     )
 
 
-def _row(label: str, value: str) -> str:
-    return _paragraph(f"{label + ':':<18}{value}", hanging=" " * 18)
+def row(label: str, value: str) -> str:
+    return paragraph(f"{label + ':':<18}{value}", hanging=" " * 18)
 
 
-def _facts(alert: Alert) -> list[str]:
+def facts(alert: Alert) -> list[str]:
     rows = [
         ("Instance", alert.instance),
         ("Category", alert.category),
         ("ZIA tenant", alert.zia_tenant),
         ("Mimecast account", alert.mimecast_account),
     ]
-    return [_row(label, value) for label, value in rows]
+    return [row(label, value) for label, value in rows]
 
 
 def _bookmark_lines(alert: Alert, now: datetime) -> list[str]:
@@ -252,26 +249,26 @@ def _bookmark_lines(alert: Alert, now: datetime) -> list[str]:
     keeps = f"Mimecast keeps {days} of logs: records older than {days} before now are gone from it."
     if alert.bookmark is None:
         return [
-            _row("Bookmark", "none yet (no run has completed)"),
+            row("Bookmark", "none yet (no run has completed)"),
             "",
-            _paragraph(f"On recovery the first run starts `fetch_from` back from then. {keeps}"),
+            paragraph(f"On recovery the first run starts `fetch_from` back from then. {keeps}"),
         ]
     expiry = alert.bookmark + MIMECAST_RETENTION
-    lines = [_row("Bookmark", _when(alert.bookmark)), ""]
+    lines = [row("Bookmark", when(alert.bookmark)), ""]
     if expiry > now:
         lines.append(
-            _paragraph(
+            paragraph(
                 "On recovery, the threats Mimecast recorded since the bookmark are shared into "
                 f"the category. {keeps} Records from just after this bookmark start to "
-                f"disappear at {_when(expiry)} (in {_span(expiry - now)}); resume before then "
+                f"disappear at {when(expiry)} (in {span(expiry - now)}); resume before then "
                 "to lose none."
             )
         )
     else:
         lines.append(
-            _paragraph(
-                f"{keeps} This bookmark passed that limit at {_when(expiry)}: the "
-                f"records from {_when(alert.bookmark)} to {_when(now - MIMECAST_RETENTION)} can no "
+            paragraph(
+                f"{keeps} This bookmark passed that limit at {when(expiry)}: the "
+                f"records from {when(alert.bookmark)} to {when(now - MIMECAST_RETENTION)} can no "
                 "longer be shared, and more are lost every hour until the instance resumes. "
                 f"On recovery, the last {days} are shared."
             )
@@ -287,25 +284,25 @@ def _indicator_lines(alert: Alert) -> list[str]:
     ]
 
 
-def _halted_body(alert: Alert, now: datetime) -> str:
+def halted_body(alert: Alert, now: datetime) -> str:
     code = alert.code or "error"
     remedy = REMEDIES.get(code, "Read the error message above, fix its cause, then resume.")
     since = alert.since or alert.at or now
     lines = [
-        _paragraph(
+        paragraph(
             f"threatshare halted the instance {alert.instance}: it shares nothing with ZIA until "
             "the cause below is fixed and the instance is resumed."
         ),
         "",
-        *_facts(alert),
-        _row("Error code", code),
-        _row("Error", defang(alert.message) if alert.message else "(no message)"),
-        _row("Halted since", f"{_when(since)} ({_span(now - since)} ago)"),
+        *facts(alert),
+        row("Error code", code),
+        row("Error", defang(alert.message) if alert.message else "(no message)"),
+        row("Halted since", f"{when(since)} ({span(now - since)} ago)"),
         *_bookmark_lines(alert, now),
         *_indicator_lines(alert),
         "",
         "What to fix:",
-        _paragraph(remedy, "  "),
+        paragraph(remedy, "  "),
         "",
         "Then resume it (a change to its configuration resumes it too):",
         f"  threatshare resume {alert.instance}",
@@ -313,147 +310,22 @@ def _halted_body(alert: Alert, now: datetime) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _recovered_body(alert: Alert, now: datetime) -> str:
+def recovered_body(alert: Alert, now: datetime) -> str:
     recovered = alert.at or now
     lines = [
-        _paragraph(f"The instance {alert.instance} recovered: it shares threats with ZIA again."),
+        paragraph(f"The instance {alert.instance} recovered: it shares threats with ZIA again."),
         "",
-        *_facts(alert),
-        _row("Recovered at", _when(recovered)),
+        *facts(alert),
+        row("Recovered at", when(recovered)),
     ]
     if alert.since is not None:
         lines += [
-            _row("Halted since", _when(alert.since)),
-            _row("Halted for", _span(recovered - alert.since)),
+            row("Halted since", when(alert.since)),
+            row("Halted for", span(recovered - alert.since)),
         ]
     if alert.code:
-        lines.append(_row("It had halted on", alert.code))
+        lines.append(row("It had halted on", alert.code))
     if alert.bookmark is not None:
-        lines.append(_row("Bookmark", _when(alert.bookmark)))
-    lines += ["", _paragraph("Nothing else to do; `threatshare status` shows its counters.")]
+        lines.append(row("Bookmark", when(alert.bookmark)))
+    lines += ["", paragraph("Nothing else to do; `threatshare status` shows its counters.")]
     return "\n".join(lines) + "\n"
-
-
-def _count(value: int) -> str:
-    return f"{value:,}"
-
-
-def _quota_warning_body(alert: Alert, now: datetime) -> str:
-    f = alert.figures
-    used, total = f.get("used", 0), f.get("quota", 0)
-    warn_at = f.get("warn_at", 0)
-    lines = [
-        _paragraph(
-            f"ZIA tenant {alert.zia_tenant} has {_count(used)} of its {_count(total)} custom "
-            f"URLs in use ({f.get('percent', 0)}%), past the warning level of {warn_at}% "
-            "(quota_warn). The quota is shared by every custom category of the tenant."
-        ),
-        "",
-        _paragraph(
-            f"threatshare never takes the last {_count(f.get('reserve', 0))} (quota_reserve): "
-            "when its instances run out of room they evict their own least recently seen "
-            "entries instead."
-        ),
-        "",
-        "Share of the quota by category:",
-    ]
-    width = max((len(name) for name, _ in alert.shares), default=0)
-    for name, count in alert.shares:
-        share = 100 * count / total if total else 0
-        lines.append(f"  {name:<{width}}  {_count(count):>9}  ({share:.0f}%)")
-    lines.append("")
-    rate = f.get("rate_per_day")
-    if alert.forecast is not None and rate:
-        lines.append(
-            _paragraph(
-                f"At the current rate (+{_count(rate)} a day over the last 7 days) the quota "
-                f"fills around {_when(alert.forecast)} (in {_span(alert.forecast - now)})."
-            )
-        )
-    else:
-        lines.append("Use is not growing at the moment: no date is forecast for it to fill.")
-    lines += [
-        "",
-        "What to do:",
-        _paragraph(
-            "lower expire_after or set max_entries on the instances of this tenant, remove "
-            "entries from other custom categories, or buy more quota (add-ons of 50,000 URLs).",
-            "  ",
-        ),
-        "",
-        _paragraph(
-            f"This warning is sent again only after use falls below {warn_at - 5}% and crosses "
-            f"{warn_at}% once more."
-        ),
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _at_capacity_body(alert: Alert, now: datetime) -> str:
-    f = alert.figures
-    cap_note = f"at most max_entries {_count(f['max_entries'])}" if f.get("max_entries") else ""
-    lines = [
-        _paragraph(
-            f"The instance {alert.instance} could not share {_count(f.get('left_out', 0))} "
-            "new threats with ZIA for lack of room. It keeps running: the newest threats win, "
-            "and what it left out are the least recently seen (counted as `capacity` in "
-            "`threatshare status`)."
-        ),
-        "",
-        *_facts(alert),
-        _row("Capacity", _count(f.get("capacity", 0)) + " entries"),
-        _row("In the category", _count(f.get("entries", 0))),
-        _row("Evicted", f"{_count(f.get('evicted', 0))} of its own least recently seen"),
-        _row("Quota reserve", f"{_count(f.get('reserve', 0))} slots kept free on the tenant"),
-        "",
-        _paragraph(
-            "Capacity is the instance's own entries plus the tenant's free custom-URL quota, "
-            f"less quota_reserve{', ' + cap_note if cap_note else ''}."
-        ),
-        "",
-        "What to change:",
-        _paragraph(
-            f"raise max_entries of [instances.{alert.instance}] (if set), lower quota_reserve "
-            f"of [zia.{alert.zia_tenant}], lower expire_after so stale entries leave sooner, "
-            "free quota in other custom categories, or buy more quota.",
-            "  ",
-        ),
-        "",
-        _paragraph("This e-mail is sent once; another only after the category fits again."),
-    ]
-    return "\n".join(lines) + "\n"
-
-
-_BODIES = {
-    "halted": _halted_body,
-    "recovered": _recovered_body,
-    "quota_warning": _quota_warning_body,
-    "at_capacity": _at_capacity_body,
-}
-
-
-def compose(alert: Alert, sender: str, *, now: datetime | None = None) -> EmailMessage:
-    """The e-mail for ``alert`` from ``sender``: plain text, UTF-8, checked headers.
-
-    ``now`` fixes the clock (tests, and the Date header of a delayed delivery)."""
-    if not EMAIL_PATTERN.fullmatch(sender):
-        raise ValueError("sender is not a valid e-mail address")
-    if not alert.recipients:
-        raise ValueError("alert has no recipients")
-    moment = _utc(now) or datetime.now(UTC)
-    body = _BODIES[alert.kind](alert, moment)
-    # 7-bit on the wire: a non-ASCII body goes quoted-printable, so no server needs 8BITMIME.
-    message = EmailMessage(policy=policy.SMTP.clone(cte_type="7bit"))
-    headers = {
-        "From": sender,
-        "To": ", ".join(alert.recipients),
-        "Subject": alert.subject,
-        "Date": format_datetime(moment),
-        "Message-ID": make_msgid("threatshare", domain=sender.rsplit("@", 1)[1]),
-        # RFC 3834: no auto-replies (vacation notices) back to the sender.
-        "Auto-Submitted": "auto-generated",
-    }
-    for name, value in headers.items():
-        message[name] = _check_header(value)
-    message.set_content(body, charset="utf-8")
-    return message

@@ -33,7 +33,8 @@ import structlog
 from redis import Redis
 
 from threatshare import keys
-from threatshare.alerts.message import Alert, compose
+from threatshare.alerts.compose import compose
+from threatshare.alerts.message import Alert
 from threatshare.alerts.smtp import ConnectionLost, connect, describe, quit_session
 from threatshare.config import Smtp
 from threatshare.errors import redis_errors

@@ -13,13 +13,14 @@ from typing import Any
 from threatshare.capacity import reserve_slots
 from threatshare.config import Config, Instance, ZiaTenant
 from threatshare.durations import format_duration
-from threatshare.lifecycle_record import LifecycleRecord, QuotaRecord
 from threatshare.ops.stats import run_stats
 from threatshare.ops.table import render_rows
 from threatshare.state.ledger import Ledger
+from threatshare.state.lifecycle import LifecycleRecord
+from threatshare.state.quota import QuotaRecord
 from threatshare.state.store import Store
+from threatshare.state.unblocked import UnblockList
 from threatshare.timestamps import from_iso, to_iso
-from threatshare.unblocked import UnblockList
 
 EMPTY_RUN = {
     "pulled": 0,

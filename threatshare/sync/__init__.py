@@ -3,18 +3,21 @@
 ::
 
     lock ─► window = [bookmark − overlap, now − settle] ─► Mimecast pages ─► entries
-         ─► dedupe against the category ─► staged in Redis ─► ZIA adds (newest first)
-         ─► tenant marked "to activate" ─► bookmark moved, state ok
+         ─► dedupe against the category ─► staged in Redis ─► lifecycle: reconcile, expire,
+            make room, ZIA adds (newest first) ─► tenant marked "to activate"
+         ─► bookmark moved, state ok
 
 The bookmark moves only when every source of the window was pulled and every entry pushed,
 rejected or skipped; on any error it stays, so what Mimecast saw meanwhile is shared on
 recovery.
 
-=================  ================================================================
-``window``         the span of record times a run pulls
-``pipeline``       :class:`~threatshare.sync.pipeline.Run`: pull, push, withdraw
-``transitions``    :func:`sync_instance`: the state machine and its alerts
-=================  ================================================================
+====================  =============================================================
+``window``            the span of record times a run pulls
+``pipeline``          :class:`~threatshare.sync.pipeline.Run`: pull, settle, withdraw
+``lifecycle``         reconcile, expire, make room and push (S13)
+``lifecycle_alerts``  the quota warning and the "at capacity" e-mail, once per incident
+``transitions``       :func:`sync_instance`: the state machine and its alerts
+====================  =============================================================
 """
 
 from threatshare.sync.transitions import RunResult, sync_all, sync_instance

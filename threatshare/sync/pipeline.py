@@ -27,17 +27,18 @@ import structlog
 from threatshare.alerts.outbox import Outbox
 from threatshare.http import Deadline
 from threatshare.indicators.extract import Extractor, Tally
-from threatshare.lifecycle import Lifecycle
-from threatshare.lifecycle_alerts import report_capacity, warn_about_quota
-from threatshare.lifecycle_record import LifecycleRecord, QuotaRecord
 from threatshare.progress import Phase, RunProgress
 from threatshare.runtime import Runtime
 from threatshare.state.activation_marks import ActivationMarks
 from threatshare.state.ledger import Ledger
+from threatshare.state.lifecycle import LifecycleRecord
 from threatshare.state.lock import RunLock
+from threatshare.state.quota import QuotaRecord
 from threatshare.state.store import InstanceState, Store
+from threatshare.state.unblocked import UnblockList
+from threatshare.sync.lifecycle import Lifecycle
+from threatshare.sync.lifecycle_alerts import report_capacity, warn_about_quota
 from threatshare.sync.window import Window
-from threatshare.unblocked import UnblockList
 
 log = structlog.get_logger(__name__)
 

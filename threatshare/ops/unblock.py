@@ -27,15 +27,13 @@ from threatshare.alerts.message import clean_text
 from threatshare.config import Config
 from threatshare.errors import ThreatshareError
 from threatshare.http import Deadline
-from threatshare.lifecycle import names_us
-from threatshare.lifecycle_record import LifecycleRecord
 from threatshare.runtime import Runtime
 from threatshare.state.activation_marks import ActivationMarks
 from threatshare.state.ledger import Ledger
+from threatshare.state.lifecycle import LifecycleRecord
 from threatshare.state.lock import RunLock, try_lock
 from threatshare.state.store import Store
-from threatshare.timestamps import to_iso
-from threatshare.unblocked import (
+from threatshare.state.unblocked import (
     MAX_REASON,
     Matcher,
     NotAnEntry,
@@ -43,6 +41,8 @@ from threatshare.unblocked import (
     entry_of,
     wider_than,
 )
+from threatshare.sync.lifecycle import names_us
+from threatshare.timestamps import to_iso
 from threatshare.zia.activation import activate_pending
 
 log = structlog.get_logger(__name__)

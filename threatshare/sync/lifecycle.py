@@ -27,10 +27,12 @@ from threatshare.capacity import capacity, excess, least_recent, reserve_slots
 from threatshare.config import Instance, ZiaTenant
 from threatshare.errors import QuotaExhausted
 from threatshare.indicators.extract import Tally
-from threatshare.lifecycle_record import LifecycleRecord, QuotaRecord
 from threatshare.state.ledger import Ledger
+from threatshare.state.lifecycle import LifecycleRecord
 from threatshare.state.lock import RunLock
-from threatshare.zia.client import CategoryContent, Quota, ZiaClient, category_description
+from threatshare.state.quota import QuotaRecord
+from threatshare.zia.categories import CategoryContent, category_description
+from threatshare.zia.client import Quota, ZiaClient
 from threatshare.zia.errors import CategoryGone, EmptyCategoryRefused
 
 log = structlog.get_logger(__name__)

@@ -25,8 +25,9 @@ from threatshare.capacity import (
     reserve_slots,
 )
 from threatshare.config import Config
-from threatshare.lifecycle import Outcome
-from threatshare.lifecycle_record import LifecycleRecord, QuotaRecord
+from threatshare.state.lifecycle import LifecycleRecord
+from threatshare.state.quota import QuotaRecord
+from threatshare.sync.lifecycle import Outcome
 from threatshare.timestamps import to_iso
 from threatshare.zia.client import ZiaClient
 

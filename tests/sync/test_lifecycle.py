@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.lifecycle_world import CATEGORY, DAY, Life, make_life, urls
+from tests.sync.lifecycle_world import CATEGORY, DAY, Life, make_life, urls
 from threatshare.state.ledger import Ledger
-from threatshare.zia.client import category_description
+from threatshare.zia.categories import category_description
 
 
 @pytest.fixture

@@ -7,7 +7,14 @@ from datetime import UTC, datetime
 import pytest
 import redis
 
-from threatshare.unblocked import Matcher, NotAnEntry, UnblockList, covers, entry_of, wider_than
+from threatshare.state.unblocked import (
+    Matcher,
+    NotAnEntry,
+    UnblockList,
+    covers,
+    entry_of,
+    wider_than,
+)
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lifecycle_world import CATEGORY, INSTANCE, Life, make_life
+from tests.sync.lifecycle_world import CATEGORY, INSTANCE, Life, make_life
 from threatshare import cli
 from threatshare.ops.status import instance_status
 from threatshare.state.store import Store
