@@ -12,6 +12,7 @@ import pytest
 
 from tests.sync.lifecycle_world import CATEGORY, DAY, Life, make_life, urls
 from threatshare.state.ledger import Ledger
+from threatshare.sync.lifecycle import names_us
 from threatshare.zia.categories import category_description
 
 
@@ -238,3 +239,11 @@ class TestCreation:
         life.clock.advance(timedelta(minutes=5))
         life.run()
         assert life.calls() == before
+
+
+def test_a_description_names_one_instance_exactly() -> None:
+    """A category is ours only when its description names this very instance."""
+    mine = category_description("urls", "Malicious URLs")
+    assert names_us(mine, "urls")
+    assert not names_us(mine, "url")
+    assert not names_us("Blocked by the SOC", "urls")

@@ -46,7 +46,8 @@ _COMPARE = 1000
 def names_us(description: str, instance: str) -> bool:
     """Whether a category's description says threatshare manages it for ``instance`` (the
     wording :func:`~threatshare.zia.category_description` writes)."""
-    return category_description(instance).split(":", 1)[0] in description
+    # Up to and with the colon after the name: instance "url" is not instance "urls".
+    return category_description(instance).split(":", 1)[0] + ":" in description
 
 
 @dataclass

@@ -49,17 +49,8 @@ def category_description(instance: str, description: str = "") -> str:
 class CategoryCalls:
     """Finding, creating and reading the instance's custom category."""
 
-    def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: dict[str, str] | None = None,
-        body: Any = None,
-        missing_ok: bool = False,
-        want_answer: bool = True,
-    ) -> Any:
-        raise NotImplementedError  # the client's one way of calling ZIA
+    def _call(self, method: str, path: str, **options: Any) -> Any:
+        raise NotImplementedError  # the client's one way of calling ZIA (rate limit, retries)
 
     def _put(self, category_id: str, name: str, action: str, urls: list[str]) -> None:
         raise NotImplementedError  # the client's ADD/REMOVE
