@@ -284,7 +284,7 @@ class Run:
         try:
             lifecycle.work(client, state.category_id)
             outbox = Outbox(self.rt.redis)
-            if outcome.quota is not None:
+            if outcome.quota is not None or outcome.removed:  # a removal may re-arm it
                 warn_about_quota(
                     self.rt.config, self.name, outbox, quota_record, client, self.rt.now()
                 )
