@@ -14,6 +14,7 @@ from tests.sync.lifecycle_world import CATEGORY, DAY, Life, make_life, urls
 from threatshare.state.ledger import Ledger
 from threatshare.sync.lifecycle import names_us
 from threatshare.zia.categories import category_description
+from threatshare.zia.client import Quota, ZiaClient
 
 
 @pytest.fixture
@@ -104,6 +105,28 @@ class TestCapacity:
         assert len(life.active()) == 700
         quota = life.status()["quota"]
         assert (quota["used"], quota["remaining"], quota["reserve"]) == (900, 100, 100)
+
+    def test_quota_taken_after_it_was_read_leaves_the_rest_out_not_halted(
+        self, life: Life, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """When an admin takes the quota between the run's reading and its push, ZIA refuses
+        what does not fit: it is counted as capacity and the instance stays ok."""
+        life.zia.url_quota = 100
+        life.configure(tenant={"quota_reserve": 0}, batch_size=10)
+        real_quota = ZiaClient.quota
+
+        def read_then_taken(client: ZiaClient) -> Quota:
+            quota = real_quota(client)
+            life.zia.admin_create("Admin Rush", [f"rush{i}.example" for i in range(95)])
+            return quota
+
+        monkeypatch.setattr(ZiaClient, "quota", read_then_taken)
+        life.threats(urls("late", 30))
+        result = life.run()
+        assert result.state == "ok"
+        assert result.counters["pushed"] == 0
+        assert result.counters["skipped_by_reason"]["capacity"] == 30
+        assert life.zia.staged_urls("Admin Rush") and life.zia.quota()["remainingUrlsQuota"] == 5
 
     def test_max_entries_caps_the_category(self, life: Life) -> None:
         """max_entries caps the category even with quota to spare."""

@@ -281,32 +281,38 @@ class Lifecycle:
 
         stream = batches()
         self.mark_changed()
-        if category_id is None:
-            before = self.outcome.pushed
-            category_id = self._create_with(client, stream, landed, room)
-            room -= self.outcome.pushed - before
-        if category_id is not None:
-            try:
+        total, before, refused_before = (
+            self.ledger.staged_count(self.staging),
+            self.outcome.pushed,
+            len(self.outcome.refused),
+        )
+        try:
+            if category_id is None:
+                category_id = self._create_with(client, stream, landed, room)
+                room -= self.outcome.pushed - before
+            if category_id is not None:
                 _, refused = client.add_batches(
                     category_id, self.inst.category, stream, landed, room=room
                 )
                 self.outcome.refused.update(refused)
-            except QuotaExhausted as exc:
-                # The quota shrank since it was read (an admin's edit meanwhile): what did not
-                # fit is left out like any shortfall of room, and the instance stays ok.
-                self.tally.skipped[CAPACITY] += exc.left_out
-                self.outcome.left_out += exc.left_out
-                self.outcome.refused.update(exc.rejected)
-            except CategoryGone:
-                # Deleted by hand since the last look: everything it held, and what this run
-                # pushed, goes into a new one (S13), now.
-                self.ledger.restage_all(self.name, self.staging, self.lock)
-                self.set_category(None)
-                self.record.forget_category()
-                if not again:
-                    raise
-                log.warning("lifecycle.category_deleted_by_hand")
-                return self._push(client, None, again=False)
+        except QuotaExhausted as exc:
+            # The quota shrank since it was read (an admin's edit meanwhile): what did not fit
+            # is left out like any shortfall of room, and the instance stays ok.
+            self.outcome.refused.update(exc.rejected)
+            handled = self.outcome.pushed - before + len(self.outcome.refused) - refused_before
+            left_out = max(0, total - handled)
+            self.tally.skipped[CAPACITY] += left_out
+            self.outcome.left_out += left_out
+        except CategoryGone:
+            # Deleted by hand since the last look: everything it held, and what this run
+            # pushed, goes into a new one (S13), now.
+            self.ledger.restage_all(self.name, self.staging, self.lock)
+            self.set_category(None)
+            self.record.forget_category()
+            if not again:
+                raise
+            log.warning("lifecycle.category_deleted_by_hand")
+            return self._push(client, None, again=False)
         self.ledger.clear_staged(self.staging)
         return category_id
 
