@@ -1,21 +1,17 @@
-"""Configuration (S1): models, loading from TOML + environment + secret files, validation.
+"""The configuration's models (S1): every table and key, with its defaults and per-field rules.
 
-Sources, lowest priority first: the TOML file, files in ``settings.secrets_dir`` (named like
-the environment variables, lower-cased: ``threatshare_zia__prod__client_secret``), then
-environment variables ``THREATSHARE_<SECTION>__<NAME>__<KEY>``. Every problem is collected and
-reported at once, one line each, as ``dotted.path: message``; a secret's value is never echoed.
+Each model validates its own fields at construction; rules that span tables (names,
+references, shared categories, the fields each ``auth`` mode needs) are checked by
+:mod:`threatshare.config.loading`, which builds a :class:`Config` from the sources.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import stat
-import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -25,21 +21,12 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_settings import (
-    BaseSettings,
-    EnvSettingsSource,
-    NestedSecretsSettingsSource,
-    SecretsSettingsSource,
-    SettingsConfigDict,
-)
 
 from threatshare.durations import Duration
-from threatshare.errors import ConfigError
-from threatshare.http import is_loopback_host, url_problem
+from threatshare.http import url_problem
 from threatshare.ops.listen import parse_listen
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -344,190 +331,3 @@ class Config(_Model):
             password = urlsplit(self.settings.redis_url.get_secret_value()).password
             found.extend([password] if password else [])
         return found
-
-
-class _EnvShape(BaseSettings):
-    """Only used to read environment variables and secret files into a nested dict."""
-
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
-        case_sensitive=False,
-        secrets_nested_delimiter="__",
-        extra="ignore",
-    )
-    settings: dict[str, Any] = {}
-    smtp: dict[str, Any] = {}
-    mimecast: dict[str, dict[str, Any]] = {}
-    zia: dict[str, dict[str, Any]] = {}
-    instances: dict[str, dict[str, Any]] = {}
-
-
-_AUTH_FIELDS = {
-    "oauth": ("token_url", "client_id", "client_secret", "scope"),
-    "oneapi": ("token_url", "client_id", "client_secret"),
-    "legacy": ("api_key", "username", "password"),
-}
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        elif value not in ({}, None):
-            out[key] = value
-    return out
-
-
-def resolve_path(cli_path: str | None) -> Path:
-    """The configuration file: ``--config``, else ``$THREATSHARE_CONFIG``, else
-    ``./threatshare.toml``."""
-    return Path(cli_path or os.environ.get("THREATSHARE_CONFIG") or DEFAULT_CONFIG_PATH)
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError([f"{path}: configuration file not found"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}: not valid TOML ({exc})"]) from None
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot be read ({exc.strerror})"]) from None
-
-
-def _environment() -> dict[str, Any]:
-    return EnvSettingsSource(_EnvShape)()
-
-
-def _secret_files(secrets_dir: Path) -> dict[str, Any]:
-    return NestedSecretsSettingsSource(SecretsSettingsSource(_EnvShape, secrets_dir=secrets_dir))()
-
-
-def _lower_keys(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {str(k).lower(): _lower_keys(v) for k, v in data.items()}
-    return data
-
-
-def _structure_problems(raw: dict[str, Any]) -> list[str]:
-    """Problems pydantic cannot see one model at a time: names, references, shared categories,
-    and the fields each ``auth`` mode needs. Reads the raw data defensively."""
-    problems: list[str] = []
-    for section in ("mimecast", "zia", "instances"):
-        table = raw.get(section)
-        if not isinstance(table, dict):
-            continue
-        for name in table:
-            if not NAME_PATTERN.fullmatch(name):
-                problems.append(f"{section}.{name}: name must match ^[a-z0-9][a-z0-9_-]{{0,62}}$")
-    for name, tenant in (raw.get("zia") or {}).items():
-        if not isinstance(tenant, dict):
-            continue
-        auth = tenant.get("auth", "oauth")
-        for field in _AUTH_FIELDS.get(auth, ()):
-            if tenant.get(field) in (None, ""):
-                problems.append(f"zia.{name}.{field}: required when auth = {auth!r}")
-        if auth != "oneapi" and not tenant.get("api_base") and not tenant.get("cloud"):
-            problems.append(f"zia.{name}.cloud: required (or api_base) when auth = {auth!r}")
-    categories: dict[tuple[str, str], str] = {}
-    for name, inst in (raw.get("instances") or {}).items():
-        if not isinstance(inst, dict):
-            continue
-        for ref in ("mimecast", "zia"):
-            target = inst.get(ref)
-            if isinstance(target, str) and target not in (raw.get(ref) or {}):
-                problems.append(f"instances.{name}.{ref}: no [{ref}.{target}] table")
-        category, zia = inst.get("category"), inst.get("zia")
-        if isinstance(category, str) and isinstance(zia, str):
-            key = (zia, category.strip().lower())
-            if key in categories:
-                problems.append(
-                    f"instances.{name}.category: {category!r} is already used by instance "
-                    f"{categories[key]!r} on ZIA tenant {zia!r}"
-                )
-            else:
-                categories[key] = name
-    return problems
-
-
-def _format(error: dict[str, Any]) -> str:
-    path = ".".join(str(part) for part in error["loc"])
-    message = error["msg"].removeprefix("Value error, ")
-    # Never error["input"]: it may be a secret.
-    return f"{path}: {message}"
-
-
-def load(path: Path, environ_overrides: bool = True) -> Config:
-    """Read, merge and validate the configuration at ``path``; raise :class:`ConfigError` with
-    every problem found."""
-    raw = _read_toml(path)
-    env: dict[str, Any] = {}
-    secrets: dict[str, Any] = {}
-    problems: list[str] = []
-    if environ_overrides:
-        env = _environment()
-    settings_raw = _merge(raw.get("settings") or {}, env.get("settings") or {})
-    secrets_dir = settings_raw.get("secrets_dir")
-    if secrets_dir:
-        secrets_path = Path(str(secrets_dir)).expanduser()
-        if secrets_path.is_dir():
-            secrets = _secret_files(secrets_path)
-        else:
-            problems.append("settings.secrets_dir: directory does not exist")
-    merged = _merge(_merge(raw, _lower_keys(secrets)), _lower_keys(env))
-    problems.extend(_structure_problems(merged))
-    try:
-        config = Config.model_validate(merged)
-    except ValidationError as exc:
-        problems.extend(_format(e) for e in exc.errors(include_url=False, include_input=False))
-        config = None
-    if problems:
-        raise ConfigError(list(dict.fromkeys(problems)))
-    assert config is not None
-    return config
-
-
-def redis_url_warning(url: SecretStr | None) -> str | None:
-    """A warning when a Redis password would cross the network in clear text: plain
-    ``redis://`` to a host that is not loopback (S10)."""
-    if url is None:
-        return None
-    parsed = urlsplit(url.get_secret_value())
-    if parsed.scheme != "redis" or not parsed.password:
-        return None
-    if parsed.hostname is None or is_loopback_host(parsed.hostname):
-        return None
-    return (
-        f"settings.redis_url: the Redis password goes to {parsed.hostname} over plain "
-        "redis://; use rediss:// (TLS) off this machine"
-    )
-
-
-def warnings_for(path: Path, config: Config) -> list[str]:
-    """Things that are allowed but an operator should hear about (``check`` prints them)."""
-    out: list[str] = []
-    if config.smtp is None:
-        out.append("smtp: not configured; alerts will only be logged")
-    has_secret = any(t.client_secret or t.password or t.api_key for t in config.zia.values()) or (
-        bool(config.mimecast) or (config.smtp is not None and config.smtp.password is not None)
-    )
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        mode = 0
-    if has_secret and mode & stat.S_IROTH:
-        out.append(f"{path}: holds secrets and is world-readable; chmod o-r it")
-    if problem := redis_url_warning(config.settings.redis_url):
-        out.append(problem)
-    for name, inst in config.instances.items():
-        if not inst.notify and not config.settings.admins:
-            out.append(f"instances.{name}.notify: nobody will be e-mailed when it halts")
-        if inst.expire_after == timedelta(0) and inst.max_entries is None:
-            out.append(
-                f"instances.{name}.expire_after: 0 (never) without max_entries: the category "
-                "only grows, until the tenant's quota_reserve stops it"
-            )
-    return out
