@@ -48,6 +48,12 @@ def instance_unblocked(name: str) -> str:
     return f"{_instance(name)}:unblocked"
 
 
+def instance_unblock_pending(name: str) -> str:
+    """Set: entries of the runtime allow list whose removal from the category ZIA has not yet
+    accepted (the unblock's removal failed, or it was cut short); the next run finishes it."""
+    return f"{_instance(name)}:unblock_pending"
+
+
 def instance_lifecycle(name: str) -> str:
     """Hash: lifecycle totals and marks (expired, evicted, removed_by_hand, foreign,
     last_reconciled, capacity_since...), shown in status (S7, S13)."""

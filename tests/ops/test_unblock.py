@@ -1,18 +1,24 @@
 """`threatshare unblock` (S7, S13): removal of an entry and everything under it, activation
-before returning, the runtime allow list every run honours, --list, --undo and --all."""
+before returning, the runtime allow list every run honours, --list, --undo and --all; a
+removal ZIA did not accept is finished by the instance's next run."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from tests.e2e import FAST
 from tests.sync.lifecycle_world import CATEGORY, INSTANCE, Life, make_life
 from threatshare import cli
+from threatshare.ops import unblock as unblock_module
 from threatshare.ops.status import instance_status
+from threatshare.runtime import Runtime
 from threatshare.state.store import Store
+from threatshare.state.unblocked import UnblockList
 
 THREATS = [
     "https://evil.example/login",
@@ -140,3 +146,68 @@ def test_a_wider_wildcard_that_still_blocks_is_named(
     out = capsys.readouterr().out
     assert "still blocked by the wider entry .evil.example" in out
     assert ".evil.example" in life.zia.staged_urls(CATEGORY)
+
+
+@pytest.fixture
+def fast_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command retries on the tests' short waits (its retries still run out)."""
+    monkeypatch.setattr(unblock_module, "Runtime", partial(Runtime, policy=FAST))
+
+
+@pytest.mark.usefixtures("fast_command")
+def test_a_removal_zia_refuses_is_said_and_the_next_run_finishes_it(
+    blocked: tuple[Life, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """When ZIA's edit lock outlasts the command's retries, the command says the removal
+    failed and that the next run retries it (exit 1); the next run removes the entries and
+    activates, and a run after it, with nothing due, makes no ZIA call."""
+    life, path = blocked
+    life.zia.fail_next("409", FAST.max_attempts, path="/urlCategories/{id}")
+    assert unblock(path, "life", "evil.example", "--reason", "false positive") == 1
+    err = capsys.readouterr().err
+    assert "life: unblocked evil.example: the removal from ZIA failed (zia_edit_lock)" in err
+    assert "the next run of the instance retries the removal" in err
+    assert len(life.active()) == 4  # still blocked, for now
+    life.clock.advance(timedelta(hours=1))
+    life.threats(["https://evil.example/login"])  # a new record is not pushed meanwhile
+    result = life.run()
+    assert result.state == "ok", result.error
+    assert result.counters["removed"] == 3
+    assert result.counters["skipped_by_reason"]["unblocked"] == 1
+    assert life.active() == {"other.example/p"}
+    assert life.status()["category"]["entries"] == 1
+    assert UnblockList(life.redis, "life").pending() == []
+    life.clock.advance(timedelta(hours=1))
+    before = life.calls()
+    assert life.run().state == "ok"
+    assert life.calls() == before
+
+
+def test_an_unblock_killed_before_its_removal_is_finished_by_the_next_run(
+    blocked: tuple[Life, Path],
+) -> None:
+    """An entry listed by a command that died before ZIA removed it (only the list was
+    written) leaves the category at the next run, which activates the tenant."""
+    life, _ = blocked
+    UnblockList(life.redis, "life").add(["sub.evil.example"], life.clock.now, "fp", "ops")
+    life.clock.advance(timedelta(hours=1))
+    result = life.run()
+    assert result.state == "ok" and result.counters["removed"] == 1
+    assert life.active() == {"evil.example/login", "evil.example", "other.example/p"}
+    assert life.status()["lifecycle"]["unblocked"] == 1
+
+
+def test_a_removal_that_fails_in_the_run_too_stays_pending(blocked: tuple[Life, Path]) -> None:
+    """A run whose removal of a pending unblock fails is retrying, and leaves the unblock
+    pending: the run after it removes the entry."""
+    life, _ = blocked
+    UnblockList(life.redis, "life").add(["other.example/p"], life.clock.now, "fp", "ops")
+    life.zia.fail_next("500", FAST.max_attempts, path="/urlCategories/{id}")
+    life.clock.advance(timedelta(hours=1))
+    assert life.run().state == "retrying"
+    assert "other.example/p" in life.active()
+    assert UnblockList(life.redis, "life").pending() == ["other.example/p"]
+    life.clock.advance(timedelta(hours=1))
+    assert life.run().state == "ok"
+    assert "other.example/p" not in life.active()
+    assert UnblockList(life.redis, "life").pending() == []

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 import pytest
 import redis
 
+from threatshare.errors import LockLost
+from threatshare.state.lock import try_lock
 from threatshare.state.unblocked import (
     Matcher,
     NotAnEntry,
@@ -87,3 +89,25 @@ def test_the_list_keeps_who_when_and_why(redis_client: redis.Redis) -> None:
     assert unblocked.undo("good.example") is True
     assert unblocked.undo("good.example") is False
     assert not unblocked.matcher()
+
+
+def test_a_listed_entry_is_pending_until_its_removal_is_recorded_under_the_lock(
+    redis_client: redis.Redis,
+) -> None:
+    """Listing makes an entry pending; only the lock's holder clears it, and --undo does too."""
+    unblocked = UnblockList(redis_client, "urls")
+    unblocked.add(["good.example", "fine.example/p"], NOW, "fp", "alice")
+    assert unblocked.pending() == ["fine.example/p", "good.example"]
+    lock = try_lock(redis_client, "urls", 30.0)
+    assert lock is not None
+    lock.release()
+    with pytest.raises(LockLost):
+        unblocked.removed(lock, ["good.example"])  # a lapsed lock clears nothing
+    assert unblocked.pending() == ["fine.example/p", "good.example"]
+    lock = try_lock(redis_client, "urls", 30.0)
+    assert lock is not None
+    unblocked.removed(lock, ["good.example"])
+    assert unblocked.pending() == ["fine.example/p"]
+    assert unblocked.undo("fine.example/p") is True
+    assert unblocked.pending() == []
+    assert [e.entry for e in unblocked.entries()] == ["good.example"]

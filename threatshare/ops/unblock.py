@@ -2,9 +2,12 @@
 
 Each entry is put on the instance's runtime allow list first (so no run pushes it again from
 that moment), then it and every entry at or under it are removed from the category and the
-tenant is activated, all before the command returns. The command holds the instance's run
-lock meanwhile, so a run that had already pulled the entry cannot push it back. Who (the OS
-user), when and why are kept with the entry and logged.
+tenant is activated, all before the command returns. When ZIA does not accept the removal
+(an edit lock past the retries, a 5xx, the process killed), the entry stays pending on the
+list and the instance's next run removes it (``Run.honour_unblocks``); the command says so
+and exits 1. The command holds the instance's run lock meanwhile, and a run reads the list
+once it holds that lock, so a run that had already pulled the entry cannot push it back. Who
+(the OS user), when and why are kept with the entry and logged.
 
 The category is read once (one GET), so entries in ZIA that the record lost are found too;
 an entry in a category whose description does not name threatshare and this instance is not
@@ -25,7 +28,7 @@ import structlog
 
 from threatshare.alerts.message import clean_text
 from threatshare.config import Config
-from threatshare.errors import ThreatshareError
+from threatshare.errors import LockLost, ThreatshareError
 from threatshare.http import Deadline
 from threatshare.runtime import Runtime
 from threatshare.state.activation_marks import ActivationMarks
@@ -66,6 +69,8 @@ class Unblocked:
     wider: list[str] = field(default_factory=list)
     #: The removal is active in ZIA (the tenant was activated).
     activated: bool = False
+    #: ZIA did not accept the removal: it waits for the instance's next run.
+    pending: bool = False
     error: str | None = None
 
 
@@ -87,50 +92,69 @@ def _lock(rt: Runtime, name: str, wait: float) -> RunLock:
         rt.sleep(LOCK_POLL)
 
 
+def _remove(rt: Runtime, name: str, entries: list[str], lock: RunLock, report: Unblocked) -> None:
+    """Remove from the category every entry at or under ``entries`` (one GET, then removals)."""
+    inst = rt.config.instances[name]
+    store, ledger = Store(rt.redis), Ledger(rt.redis)
+    matches = Matcher(entries)
+    own = [e for e in ledger.scan(name) if matches(e)]
+    category_id = store.load(name).category_id
+    if category_id is None:
+        ledger.record_removed(name, lock, own)
+        report.removed = own
+        return
+    tenant_id = rt.config.zia[inst.zia].tenant_id
+    deadline = Deadline.after(rt.config.settings.run_deadline.total_seconds())
+    client = rt.zia_client(inst.zia, deadline)
+    try:
+        content = client.read_category(category_id)
+        targets = set(own)
+        if content is not None:
+            ours = names_us(content.description, name)
+            known = set(own)
+            for entry in content.urls:
+                if matches(entry) and entry not in known:
+                    (targets.add if ours else report.left_alone.append)(entry)
+            for entry in entries:
+                report.wider.extend(wider_than(entry, content.urls))
+            targets &= set(content.urls)
+        if targets:
+            ActivationMarks(rt.redis).mark_unactivated(tenant_id)
+            client.remove(category_id, inst.category, sorted(targets), inst.batch_size)
+            ActivationMarks(rt.redis).mark_unactivated(tenant_id)
+    finally:
+        client.close()
+    ledger.record_removed(name, lock, own)
+    report.removed = sorted(targets)
+    LifecycleRecord(rt.redis, name).add(unblocked_removed=len(report.removed))
+
+
 def unblock_instance(
     rt: Runtime, name: str, entries: list[str], *, reason: str, who: str, lock_wait: float
 ) -> Unblocked:
     """Unblock ``entries`` (already normalised) in instance ``name``; see the module."""
-    inst = rt.config.instances[name]
-    store, ledger = Store(rt.redis), Ledger(rt.redis)
     report = Unblocked(name, entries)
     lock = _lock(rt, name, lock_wait)
     try:
         with lock.kept_alive():
-            UnblockList(rt.redis, name).add(entries, rt.now(), reason, who)
+            unblocks = UnblockList(rt.redis, name)
+            unblocks.add(entries, rt.now(), reason, who)
             why = clean_text(reason, MAX_REASON)
             log.info("unblock", instance=name, entries=len(entries), who=who, reason=why)
-            matches = Matcher(entries)
-            own = [e for e in ledger.scan(name) if matches(e)]
-            category_id = store.load(name).category_id
-            if category_id is None:
-                ledger.record_removed(name, lock, own)
-                report.removed = own
-                return report
-            tenant_id = rt.config.zia[inst.zia].tenant_id
-            deadline = Deadline.after(rt.config.settings.run_deadline.total_seconds())
-            client = rt.zia_client(inst.zia, deadline)
             try:
-                content = client.read_category(category_id)
-                targets = set(own)
-                if content is not None:
-                    ours = names_us(content.description, name)
-                    known = set(own)
-                    for entry in content.urls:
-                        if matches(entry) and entry not in known:
-                            (targets.add if ours else report.left_alone.append)(entry)
-                    for entry in entries:
-                        report.wider.extend(wider_than(entry, content.urls))
-                    targets &= set(content.urls)
-                if targets:
-                    ActivationMarks(rt.redis).mark_unactivated(tenant_id)
-                    client.remove(category_id, inst.category, sorted(targets), inst.batch_size)
-                    ActivationMarks(rt.redis).mark_unactivated(tenant_id)
-            finally:
-                client.close()
-            ledger.record_removed(name, lock, own)
-            report.removed = sorted(targets)
-            LifecycleRecord(rt.redis, name).add(unblocked_removed=len(report.removed))
+                _remove(rt, name, entries, lock, report)
+            except LockLost:
+                raise
+            except ThreatshareError as exc:
+                # Listed and pending: no run pushes them, and the next run removes them.
+                log.warning("unblock.removal_failed", instance=name, code=exc.code)
+                report.pending = True
+                report.error = (
+                    f"the removal from ZIA failed ({exc.code}); the entries are on the runtime "
+                    "allow list, and the next run of the instance retries the removal"
+                )
+                return report
+            unblocks.removed(lock, entries)
     finally:
         lock.release()
     return report
@@ -149,7 +173,7 @@ def unblock(
     failed = {a.tenant: a for a in activate_pending(rt) if a.error}
     for report in reports:
         tenant = rt.config.instances[report.instance].zia
-        if tenant in failed:
+        if tenant in failed and report.error is None:
             code = (failed[tenant].error or {}).get("code")
             report.error = f"activation failed ({code}); the next run activates the tenant"
         report.activated = bool(report.removed) and tenant not in failed
@@ -197,6 +221,10 @@ def _print_list(rt: Runtime, names: list[str]) -> None:
 
 
 def _print_report(report: Unblocked, category: str) -> None:
+    if report.pending:
+        entries = ", ".join(report.entries)
+        print(f"{report.instance}: unblocked {entries}: {report.error}", file=sys.stderr)
+        return
     state = "active in ZIA" if report.activated else "staged"
     print(
         f"{report.instance}: unblocked {', '.join(report.entries)}: {len(report.removed)} "
@@ -237,10 +265,12 @@ def unblock_command(args: Any, config: Config, client: redis.Redis) -> int:
         reports = unblock(rt, names, entries, reason=args.reason, lock_wait=wait)
     except NotAnEntry as exc:
         return _fail(f"unblock: {exc}")
-    except (Busy, ThreatshareError) as exc:
+    except Busy as exc:
+        return _fail(f"unblock: {exc}; nothing was changed", EXIT_FAILED)
+    except ThreatshareError as exc:
         return _fail(
-            f"unblock: {exc}; the entries already listed stay unblocked for every run; run the "
-            "command again to remove them from ZIA",
+            f"unblock: {exc}; the entries already listed stay unblocked for every run, and the "
+            "next run of each instance retries their removal from ZIA",
             EXIT_FAILED,
         )
     finally:

@@ -18,7 +18,7 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0} end
 return {1, redis.call(ARGV[2], KEYS[2], unpack(ARGV, 3))}
 """
 #: Commands a fenced write may run.
-FENCEABLE = frozenset({"HDEL", "DEL", "HSET", "ZREM"})
+FENCEABLE = frozenset({"HDEL", "DEL", "HSET", "ZREM", "SREM"})
 
 
 class FencedWriter:

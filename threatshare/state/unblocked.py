@@ -5,6 +5,11 @@ its start and never pushes an entry at or under one of them, so a false positive
 the category on every worker at once. The configuration's ``allow`` list stays the durable,
 reviewed one; this one is the button for now.
 
+An entry is also kept as *pending* from the moment it is listed until ZIA accepted the removal
+of what the category held at or under it: when that removal fails (an edit lock, a 5xx, the
+process killed), the next run of the instance finishes it. Nothing pending, the usual case,
+costs a run one Redis read and no ZIA call.
+
 *At or under* follows ZIA's matching: a host-level entry (``evil.example``, ``.evil.example``)
 covers that host and every subdomain, with any port and path; ``host:port`` covers that host
 and port with any path; a path entry (``evil.example/login``) covers itself and every path
@@ -24,6 +29,8 @@ import redis
 from threatshare import keys
 from threatshare.alerts.message import clean_text
 from threatshare.indicators.normalise import Rejected, Skipped, normalise_host, split_url
+from threatshare.state.fenced import FencedWriter
+from threatshare.state.lock import RunLock
 from threatshare.timestamps import from_iso, to_iso
 
 MAX_REASON = 500
@@ -126,23 +133,42 @@ class UnblockList:
 
     def __init__(self, client: redis.Redis, name: str) -> None:
         self.redis = client
+        self.name = name
         self.key = keys.instance_unblocked(name)
+        self.pending_key = keys.instance_unblock_pending(name)
 
     def add(self, entries: Iterable[str], at: datetime, reason: str, who: str) -> None:
+        """List ``entries``, each pending until :meth:`removed` (one transaction)."""
         reason = clean_text(reason, MAX_REASON)
         who = clean_text(who, MAX_WHO) or "unknown"
         mapping = {e: Unblock(e, at, reason, who).to_json() for e in entries}
         if mapping:
-            self.redis.hset(self.key, mapping=mapping)
+            with self.redis.pipeline() as pipe:
+                pipe.hset(self.key, mapping=mapping)
+                pipe.sadd(self.pending_key, *mapping)
+                pipe.execute()
 
     def undo(self, entry: str) -> bool:
-        """Take ``entry`` off the list; False when it was not on it."""
-        return bool(self.redis.hdel(self.key, entry))
+        """Take ``entry`` off the list (and off what is pending); False when it was not on it."""
+        with self.redis.pipeline() as pipe:
+            pipe.hdel(self.key, entry)
+            pipe.srem(self.pending_key, entry)
+            return bool(pipe.execute()[0])
 
     def clear(self) -> int:
         count = int(self.redis.hlen(self.key))
-        self.redis.delete(self.key)
+        self.redis.delete(self.key, self.pending_key)
         return count
+
+    def pending(self) -> list[str]:
+        """Listed entries whose removal from the category ZIA has not accepted yet."""
+        return sorted(e.decode() for e in self.redis.smembers(self.pending_key))
+
+    def removed(self, lock: RunLock, entries: Iterable[str]) -> None:
+        """``entries`` are out of the category: no longer pending (fenced by ``lock``)."""
+        done = list(entries)
+        if done:
+            FencedWriter(self.redis).call(self.name, lock, "SREM", self.pending_key, *done)
 
     def count(self) -> int:
         return int(self.redis.hlen(self.key))

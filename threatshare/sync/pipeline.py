@@ -35,7 +35,7 @@ from threatshare.state.lifecycle import LifecycleRecord
 from threatshare.state.lock import RunLock
 from threatshare.state.quota import QuotaRecord
 from threatshare.state.store import InstanceState, Store
-from threatshare.state.unblocked import UnblockList
+from threatshare.state.unblocked import Matcher, UnblockList
 from threatshare.sync.lifecycle import Lifecycle
 from threatshare.sync.lifecycle_alerts import report_capacity, warn_about_quota
 from threatshare.sync.window import Window
@@ -323,6 +323,37 @@ class Run:
             client.close()
         self.ledger.record_removed(self.name, self.lock, gone)
         log.info("run.withdrawn", removed=self.removed)
+
+    def honour_unblocks(self, state: InstanceState, deadline: Deadline) -> None:
+        """Under the lock: read the runtime allow list again (an unblock that ran while this
+        run waited for the lock counts too), and remove from the category the entries of the
+        record that a pending unblock covers (its own removal failed or was cut short), like
+        an expiry: the tenant is then marked to activate. Nothing pending, the usual case,
+        costs one Redis read and no ZIA call."""
+        unblocks = UnblockList(self.rt.redis, self.name)
+        self.unblocked = unblocks.matcher()
+        pending = unblocks.pending()
+        if not pending:
+            return
+        assert self.lock is not None  # removing happens only under the lock
+        covered = Matcher(pending)
+        gone = [e for e in self.ledger.scan(self.name) if covered(e)]
+        if gone and state.category_id is not None:
+            self.check_lock()
+            tenant_id = self.rt.config.zia[self.inst.zia].tenant_id
+            self.marks.mark_unactivated(tenant_id)
+            client = self.rt.zia_client(self.inst.zia, deadline)
+            try:
+                self.removed += client.remove(
+                    state.category_id, self.inst.category, gone, self.inst.batch_size
+                )
+            finally:
+                client.close()
+            self.marks.mark_unactivated(tenant_id)
+        self.ledger.record_removed(self.name, self.lock, gone)
+        unblocks.removed(self.lock, pending)
+        LifecycleRecord(self.rt.redis, self.name).add(unblocked_removed=len(gone))
+        log.info("run.unblock_finished", removed=len(gone))
 
     def counters(self) -> dict[str, Any]:
         return counters_of(self.tally, self.pushed, self.refused, self.removed)

@@ -158,6 +158,7 @@ def _locked(
         store.set_lost_span(name, window.lost_from, window.start)
     if state.fingerprint is not None and state.fingerprint != current:
         run.withdraw(state, deadline)
+    run.honour_unblocks(state, deadline)
     bookmark = _share_in_chunks(run, state, window, deadline)
     if not store.finish_ok(name, run.lock, bookmark, rt.now(), current):
         raise LockLost("the run lost its lock before it could move the bookmark")
