@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import redis
@@ -52,6 +52,8 @@ class InstanceState:
     last_run: dict[str, Any] = field(default_factory=dict)
     totals: dict[str, int] = field(default_factory=dict)
     run_id: str | None = None
+    #: The span of one chunk of the window, as the last runs adapted it (None: the default).
+    chunk_span: timedelta | None = None
 
 
 class Store:
@@ -83,6 +85,8 @@ class Store:
             if raw.get(attr):
                 setattr(st, attr, json.loads(raw[attr]))
         st.totals = {c: int(raw.get(f"total_{c}", 0)) for c in COUNTERS}
+        if raw.get("chunk_seconds"):
+            st.chunk_span = timedelta(seconds=float(raw["chunk_seconds"]))
         return st
 
     # --- writing state ---------------------------------------------------------------------
@@ -142,6 +146,11 @@ class Store:
         self._fenced.call(
             name, lock, "HSET", keys.instance_state(name), "bookmark", to_iso(bookmark)
         )
+
+    def set_chunk_span(self, name: str, lock: RunLock, span: timedelta) -> None:
+        """The chunk span the next run works with (S5), fenced by ``lock``."""
+        seconds = f"{span.total_seconds():g}"
+        self._fenced.call(name, lock, "HSET", keys.instance_state(name), "chunk_seconds", seconds)
 
     def finish_ok(
         self, name: str, lock: RunLock, bookmark: datetime | None, at: datetime, fingerprint: str

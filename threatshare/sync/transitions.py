@@ -35,7 +35,7 @@ from threatshare.runtime import Runtime
 from threatshare.state.lock import try_lock
 from threatshare.state.store import InstanceState
 from threatshare.sync.pipeline import Run
-from threatshare.sync.window import Window, chunks, window_for
+from threatshare.sync.window import CHUNK_SPAN, COMFORT, Window, chunks, next_span, window_for
 from threatshare.timestamps import to_iso
 
 log = structlog.get_logger(__name__)
@@ -176,6 +176,7 @@ def _share_in_chunks(
 ) -> datetime | None:
     """Pull and push ``window`` chunk by chunk, oldest first, moving the bookmark after each
     fully shared chunk (S5); stop at the deadline, checked between pages and between chunks.
+    The chunk span adapts to what a run can pull (:func:`~threatshare.sync.window.next_span`).
     Returns the bookmark the run ends with (None: none yet, the window was not reached)."""
     assert run.lock is not None
     bookmark = state.bookmark
@@ -185,23 +186,33 @@ def _share_in_chunks(
     # Pulling stops early enough to leave the end of the deadline to pushing what it found.
     reserve = (deadline.at - deadline.clock()) * PUSH_RESERVE
     pulling = Deadline(deadline.at - reserve, deadline.clock)
-    pieces = chunks(window)
+    budget = pulling.at - pulling.clock()
+    span = state.chunk_span or CHUNK_SPAN
+    pieces = chunks(window, span)
+    pulled, comfortable = 0, True
     for number, chunk in enumerate(pieces, 1):
+        began = pulling.clock()
         complete = run.pull(chunk, pulling)
+        comfortable = comfortable and pulling.clock() - began <= budget * COMFORT
         # What was pulled is shared even when the pull was cut; the category's lifecycle
         # (reconcile, expiry) waits for the last chunk, so a catch-up expires nothing that a
         # later chunk would report again.
         run.settle(state, deadline, final=complete and number == len(pieces))
         if not complete:
             break
+        pulled += 1
         bookmark = max(chunk.end, bookmark or chunk.end)
         if number < len(pieces):
             run.store.move_bookmark(run.name, run.lock, bookmark)
             if pulling.expired:
                 break
-    else:
-        return bookmark
-    log.info("run.cut_short", bookmark=to_iso(bookmark), window_to=to_iso(window.end))
+    stalled = pulled == 0
+    adapted = next_span(span, stalled=stalled, comfortable=comfortable and pulled == len(pieces))
+    if adapted != span:
+        run.store.set_chunk_span(run.name, run.lock, adapted)
+        log.info("run.chunk_span", seconds=adapted.total_seconds(), stalled=stalled)
+    if pulled < len(pieces):
+        log.info("run.cut_short", bookmark=to_iso(bookmark), window_to=to_iso(window.end))
     return bookmark
 
 
