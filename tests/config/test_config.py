@@ -13,7 +13,7 @@ from threatshare import config
 from threatshare.errors import ConfigError
 from threatshare.fingerprint import fingerprint
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "threatshare.toml"
 
 VALID = """
