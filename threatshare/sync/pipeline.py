@@ -310,19 +310,26 @@ class Run:
         gone = [e for e in self.ledger.scan(self.name) if self.extractor.withdrawn(e)]
         if not gone:
             return
-        assert self.lock is not None  # withdrawing happens only under the lock
+        self._remove(state.category_id, gone, deadline)
+        log.info("run.withdrawn", removed=len(gone))
+
+    def _remove(self, category_id: str, gone: list[str], deadline: Deadline) -> None:
+        """Remove ``gone`` from the category (REMOVE_FROM_LIST in batches) and from the
+        record, under the lock; the tenant is marked to activate before the first change (a
+        crash still leaves the mark) and after the last (S3's activation marks)."""
+        assert self.lock is not None  # removing happens only under the lock
         self.check_lock()
-        tenant = self.rt.config.zia[self.inst.zia]
-        self.marks.mark_unactivated(tenant.tenant_id)
+        tenant_id = self.rt.config.zia[self.inst.zia].tenant_id
+        self.marks.mark_unactivated(tenant_id)
         client = self.rt.zia_client(self.inst.zia, deadline)
         try:
-            self.removed = client.remove(
-                state.category_id, self.inst.category, gone, self.inst.batch_size
+            self.removed += client.remove(
+                category_id, self.inst.category, gone, self.inst.batch_size
             )
         finally:
             client.close()
+        self.marks.mark_unactivated(tenant_id)
         self.ledger.record_removed(self.name, self.lock, gone)
-        log.info("run.withdrawn", removed=self.removed)
 
     def honour_unblocks(self, state: InstanceState, deadline: Deadline) -> None:
         """Under the lock: read the runtime allow list again (an unblock that ran while this
@@ -339,18 +346,9 @@ class Run:
         covered = Matcher(pending)
         gone = [e for e in self.ledger.scan(self.name) if covered(e)]
         if gone and state.category_id is not None:
-            self.check_lock()
-            tenant_id = self.rt.config.zia[self.inst.zia].tenant_id
-            self.marks.mark_unactivated(tenant_id)
-            client = self.rt.zia_client(self.inst.zia, deadline)
-            try:
-                self.removed += client.remove(
-                    state.category_id, self.inst.category, gone, self.inst.batch_size
-                )
-            finally:
-                client.close()
-            self.marks.mark_unactivated(tenant_id)
-        self.ledger.record_removed(self.name, self.lock, gone)
+            self._remove(state.category_id, gone, deadline)
+        else:
+            self.ledger.record_removed(self.name, self.lock, gone)
         unblocks.removed(self.lock, pending)
         LifecycleRecord(self.rt.redis, self.name).add(unblocked_removed=len(gone))
         log.info("run.unblock_finished", removed=len(gone))
