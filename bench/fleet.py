@@ -48,15 +48,13 @@ from threatshare.sandbox.world import Sandbox, to_toml
 from threatshare.sandbox.zia import ZiaEmulator
 from threatshare.sandbox.zia_limits import counts_toward_limits
 from threatshare.state.store import Store
+from threatshare.zia.ratelimit import ACTIVATIONS_PER_HOUR, HOUR
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_P95_S = 120.0
 WARMUP_TIMEOUT = 240.0
 POLL_EVERY = 0.5
 ACTIVATE_BUCKET = "POST /status/activate"
-#: ZIA's hourly activation budget (reference §4), spent by a steady-state tenant's history.
-ACTIVATIONS_PER_HOUR = 40
-HOUR = 3600.0
 
 
 @dataclass

@@ -6,8 +6,9 @@ import time
 
 import pytest
 
-from threatshare.errors import NetworkError, RateLimited, RequestRejected
+from threatshare.errors import LockLost, NetworkError, RateLimited, RequestRejected, Signal
 from threatshare.http import Deadline, RetryPolicy, make_client, parse_retry_after, url_problem
+from threatshare.zia.errors import CategoryGone
 
 FAST = RetryPolicy(max_attempts=5, initial_wait=0.01, max_wait=0.02, jitter=0.0)
 
@@ -88,6 +89,21 @@ class TestRetryPolicy:
 
         with pytest.raises(RequestRejected):
             FAST.call(Deadline.after(5), "t", refused)
+        assert calls == [1]
+
+    @pytest.mark.parametrize(
+        "signal", [LockLost("lost"), CategoryGone("gone", category_id="CUSTOM_01")]
+    )
+    def test_a_signal_is_not_retried(self, signal: Signal) -> None:
+        """A control signal (lock lost, category gone) is raised at once, as itself."""
+        calls = []
+
+        def turn() -> None:
+            calls.append(1)
+            raise signal
+
+        with pytest.raises(type(signal)):
+            FAST.call(Deadline.after(5), "t", turn)
         assert calls == [1]
 
     def test_other_exceptions_are_not_retried(self) -> None:

@@ -1,4 +1,5 @@
-"""The import graph of threatshare and workers points one way: no cycle, the CLI at the top."""
+"""The import graph of threatshare and workers points one way: every import goes to a package
+of a lower rank (docs/design.md#data-flow), no cycle, the CLI at the top."""
 
 from __future__ import annotations
 
@@ -9,6 +10,44 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("threatshare", "workers")
 #: ``python -m threatshare`` is the CLI under another name: the one module that may import it.
 CLI_ENTRY_POINTS = {"threatshare.__main__"}
+
+#: The rank of each package, low to high: a module imports only from its own package or from a
+#: package of a lower rank (docs/design.md#data-flow). Top-level modules count as packages.
+RANKS: dict[str, int] = {
+    # Leaves: they import nothing of the project.
+    "threatshare": 0,
+    "threatshare.errors": 0,
+    "threatshare.keys": 0,
+    "threatshare.scrub": 0,
+    "threatshare.durations": 0,
+    "threatshare.timestamps": 0,
+    "threatshare.capacity": 0,
+    "threatshare.progress": 0,
+    "threatshare.embedded": 0,
+    # HTTP's rules (loopback, URL checks, size caps) are below config, which validates with them.
+    "threatshare.http_limits": 1,
+    "threatshare.logs": 1,
+    "threatshare.http": 2,
+    "threatshare.config": 3,
+    # Built on the configuration.
+    "threatshare.fingerprint": 4,
+    "threatshare.connection": 4,
+    "threatshare.auth": 4,
+    # The upstreams, and records to entries.
+    "threatshare.zia": 5,
+    "threatshare.mimecast": 5,
+    "threatshare.indicators": 5,
+    # A process's resources, the state in Redis, the alerts a run sends.
+    "threatshare.runtime": 6,
+    "threatshare.state": 6,
+    "threatshare.alerts": 6,
+    "threatshare.sync": 7,
+    "threatshare.ops": 8,
+    "threatshare.sandbox": 9,
+    "workers": 9,
+    "threatshare.cli": 10,
+    "threatshare.__main__": 11,
+}
 
 
 def modules() -> dict[str, Path]:
@@ -48,6 +87,50 @@ def import_graph() -> dict[str, set[str]]:
                 if target and target != name:
                     graph[name].add(target)
     return graph
+
+
+def package_of(module: str) -> str:
+    """The package a module belongs to for the ranks: ``threatshare.<name>`` or ``workers``."""
+    parts = module.split(".")
+    return "workers" if parts[0] == "workers" else ".".join(parts[:2])
+
+
+def upward_imports(graph: dict[str, set[str]], ranks: dict[str, int]) -> list[str]:
+    """Every import of ``graph`` into another package whose rank is not lower, as text."""
+    found = []
+    for module, targets in sorted(graph.items()):
+        for target in sorted(targets):
+            mine, theirs = package_of(module), package_of(target)
+            if mine != theirs and ranks[theirs] >= ranks[mine]:
+                found.append(f"{module} ({ranks[mine]}) imports {target} ({ranks[theirs]})")
+    return found
+
+
+def package_cycles(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """Pairs of packages (the first two parts of a module's name; ``threatshare`` itself left
+    out) that reach each other through their modules' imports."""
+
+    def pkg(module: str) -> str:
+        return ".".join(module.split(".")[:2])
+
+    edges: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        for target in targets:
+            if pkg(module) != pkg(target) and pkg(target) != "threatshare":
+                edges.setdefault(pkg(module), set()).add(pkg(target))
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            node = todo.pop()
+            if node == goal:
+                return True
+            if node not in seen:
+                seen.add(node)
+                todo.extend(edges.get(node, ()))
+        return False
+
+    return sorted({tuple(sorted((a, b))) for a, bs in edges.items() for b in bs if reaches(b, a)})
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -94,3 +177,33 @@ def test_a_cycle_through_a_function_level_import_is_found() -> None:
     tree = ast.parse("def f():\n    from threatshare.cli import main\n")
     found = [t for node in ast.walk(tree) for t in _imported(node, "workers.x", False)]
     assert "threatshare.cli" in found
+
+
+def test_every_package_has_a_rank() -> None:
+    """A new package or top-level module is given a rank before it can import anything."""
+    unranked = {package_of(name) for name in modules()} - set(RANKS)
+    assert not unranked, f"give these a rank in RANKS: {sorted(unranked)}"
+
+
+def test_imports_point_down_the_ranks() -> None:
+    """No module imports a package of its own rank or above, inside functions included."""
+    assert upward_imports(import_graph(), RANKS) == []
+
+
+def test_no_package_cycle() -> None:
+    """No two packages reach each other through their modules' imports."""
+    assert package_cycles(import_graph()) == []
+
+
+def test_an_upward_import_and_a_package_cycle_are_found() -> None:
+    """The checks see an import against the ranks and a cycle between two packages."""
+    graph: dict[str, set[str]] = {
+        "threatshare.config.models": {"threatshare.ops.listen"},
+        "threatshare.ops.listen": set(),
+    }
+    assert upward_imports(graph, RANKS) == [
+        "threatshare.config.models (3) imports threatshare.ops.listen (8)"
+    ]
+    graph["threatshare.ops.listen"] = {"threatshare.config"}
+    graph["threatshare.config"] = set()
+    assert package_cycles(graph) == [("threatshare.config", "threatshare.ops")]

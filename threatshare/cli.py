@@ -89,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _listen(value: str) -> str:
-    from threatshare.ops.listen import parse_listen
+    from threatshare.config.listen import parse_listen
 
     try:
         parse_listen(value)

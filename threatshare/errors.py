@@ -1,25 +1,34 @@
 """The errors of threatshare, each with a stable ``code`` and a ``kind``.
 
-Every failure of a run is one of two kinds (S4): *temporary* ones are retried and send no
-e-mail, *permanent* ones halt the instance and alert its people. ``sync`` decides what a
-kind means for an instance's state; the layers below only classify.
+Every failure of a run is one of two kinds (docs/design.md#error-policy): *temporary* ones are
+retried and send no e-mail, *permanent* ones halt the instance and alert its people. ``sync``
+decides what a kind means for an instance's state; the layers below only classify. *Signals*
+are not failures: they tell a caller to change course (stop, look the category up again), so
+the HTTP retry policy never retries them; one that ends a run leaves the instance retrying.
 
 Hierarchy (``code`` after the name; the ZIA leaves live in :mod:`threatshare.zia.errors`)::
 
     ThreatshareError
-    ├── ConfigError                 configuration cannot be loaded or is invalid (not a run error)
-    ├── TemporaryError              retry with backoff inside the run; no e-mail
+    ├── ConfigError                 config: configuration cannot be loaded or is invalid (not a
+    │                               run error)
+    ├── TemporaryError              retry with backoff inside the run; no e-mail. Raised bare with
+    │   │                           zia_auth_pending (ZIA refuses a fresh token and the wait for
+    │   │                           its key refresh does not fit the run) and internal (a bug in
+    │   │                           a run, logged with its traceback; the instance retries)
     │   ├── NetworkError            network: timeouts, resets, DNS, dropped connections
     │   ├── RateLimited             rate_limited: HTTP 429; ``retry_after`` says how long to wait
     │   ├── UpstreamUnavailable     upstream_unavailable: 5xx, non-JSON body, retryable fail[]
     │   │   └── ResponseTooLarge    response_too_large: an answer over the size cap (http_limits)
     │   ├── EditLocked              zia_edit_lock: ZIA 409 EDIT_LOCK_NOT_AVAILABLE / Org barrier
     │   ├── ReadOnly                zia_readonly: ZIA 403 STATE_READONLY (maintenance)
-    │   ├── StoreUnavailable        store_unavailable: Redis briefly unreachable (see
-    │   │                           :func:`redis_errors`)
+    │   └── StoreUnavailable        store_unavailable: Redis briefly unreachable (see
+    │                               :func:`redis_errors`)
+    ├── Signal                      never retried; the caller catches it and changes course
     │   ├── LockLost                lock_lost: the run's lock lapsed or was taken over; the run
-    │   │                           stops and writes nothing more (S5)
-    │   └── CategoryGone            zia_category_gone: the stored category id was deleted in ZIA
+    │   │                           stops and writes nothing more (docs/design.md#the-fleet)
+    │   ├── CategoryGone            zia_category_gone: the stored category id was deleted in ZIA
+    │   └── EmptyCategoryRefused    zia_category_needs_entries: ZIA creates the category only
+    │                               with a first entry; a run with entries creates it
     └── PermanentError              halt the instance; e-mail
         ├── AuthError               mimecast_auth / zia_auth: bad client, secret, scope, revoked
         ├── Forbidden               zia_forbidden / mimecast_forbidden: role lacks a permission
@@ -116,17 +125,26 @@ class ReadOnly(TemporaryError):
     default_code = "zia_readonly"
 
 
-class LockLost(TemporaryError):
-    """The run no longer holds its instance's lock (its lease lapsed, or another run took the
-    instance): it stops at once, and its fenced writes are refused."""
-
-    default_code = "lock_lost"
-
-
 class StoreUnavailable(TemporaryError):
     """Redis could not be reached or answered an error; nothing was recorded."""
 
     default_code = "store_unavailable"
+
+
+class Signal(ThreatshareError):
+    """Not a failure but a turn: the caller catches it and changes course. Never retried by
+    the HTTP policy (retrying cannot change the answer); one that ends a run counts as
+    temporary, so the instance simply runs again."""
+
+    kind = "temporary"
+    default_code = "signal"
+
+
+class LockLost(Signal):
+    """The run no longer holds its instance's lock (its lease lapsed, or another run took the
+    instance): it stops at once, and its fenced writes are refused."""
+
+    default_code = "lock_lost"
 
 
 class PermanentError(ThreatshareError):

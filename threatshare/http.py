@@ -3,7 +3,8 @@
 The client factory enforces S10: HTTPS only (plain HTTP to a loopback host is allowed, for the
 sandbox and tests), certificate verification always on, a timeout on every request. The retry
 policy retries only :class:`~threatshare.errors.TemporaryError` (never a permanent error, never
-RQ's job-timeout exception), waits what the server asked for when it asked, otherwise backs off
+a :class:`~threatshare.errors.Signal`, never RQ's job-timeout exception), waits what the server
+asked for when it asked, otherwise backs off
 exponentially with jitter, and never sleeps past the run's deadline.
 """
 

@@ -15,6 +15,7 @@ import base64
 import binascii
 import json
 import re
+import unicodedata
 from collections.abc import Iterable
 from urllib.parse import parse_qs, quote, quote_plus, unquote_plus
 
@@ -44,6 +45,28 @@ def clean_line(text: object, limit: int = 160) -> str:
     """Upstream text fit for one line: control characters become spaces, length bounded."""
     flat = _CONTROL.sub(" ", str(text)).strip()
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+# Cc: C0/C1 controls (CR, LF, TAB, ESC…) and Zl/Zp line breaks separate words: they become
+# spaces. Cf (bidi overrides, zero-width characters) can make a quoted indicator read as
+# something it is not; they, surrogates, private-use and unassigned code points are dropped.
+_BREAKS = {"Cc", "Zl", "Zp"}
+_INVISIBLE = {"Cf", "Cs", "Co", "Cn"}
+
+
+def is_unsafe_char(char: str) -> bool:
+    """Whether ``char`` is a control, a line break or an invisible format character."""
+    category = unicodedata.category(char)
+    return category in _BREAKS or category in _INVISIBLE
+
+
+def clean_text(text: str, limit: int) -> str:
+    """Untrusted text made fit for one line of a body: unsafe characters become spaces, runs of
+    spaces collapse, and the result is at most ``limit`` characters (an ellipsis marks a cut)."""
+    categories = ((c, unicodedata.category(c)) for c in text)
+    flat = "".join(" " if cat in _BREAKS else c for c, cat in categories if cat not in _INVISIBLE)
+    flat = " ".join(flat.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
 class Scrubber:

@@ -1,8 +1,9 @@
 """When a ZIA tenant may be activated, and when its instances run for that activation (S3, S11).
 
-ZIA allows 40 activations per tenant per hour (reference §4). Below half of that in the last
-hour a tenant is activated as soon as it has changes (once per coalescing slot); from there on
-it is *paced*: one activation per :data:`PACED_GAP`, which sustains under 40 an hour and leaves
+ZIA allows :data:`~threatshare.zia.ratelimit.ACTIVATIONS_PER_HOUR` activations per tenant per
+hour (docs/design.md#limits-of-zia). Below half of that in the last hour a tenant is activated
+as soon as it has changes (once per coalescing slot); from there on it is *paced*: one
+activation per :data:`PACED_GAP`, which sustains under that budget and leaves
 room for a ``run --once`` or an ``unblock`` now and then. The fleet's rate limiter has the last
 word either way; this module only decides when asking it is worth a job.
 
@@ -29,9 +30,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: ZIA's hourly activation budget per tenant (reference §4).
-ACTIVATIONS_PER_HOUR = 40
-HOUR = 3600.0
+from threatshare.zia.ratelimit import ACTIVATIONS_PER_HOUR, HOUR
+
 PACE_FROM = ACTIVATIONS_PER_HOUR // 2
 PACED_GAP = HOUR / ACTIVATIONS_PER_HOUR * 1.05
 #: Seconds before a paced tenant's next activation at which its instances run: about what a

@@ -8,7 +8,7 @@ Every second a tick enqueues
   refuses the others with ``DuplicateJobError``. No leader election is needed (arq's cron does
   the same). The clock is Redis' ``TIME``, one clock for schedulers on any machine, and an
   input of :meth:`Scheduler.tick`;
-- for each *paced* ZIA tenant (its last hour holds half of ZIA's 40 activations), a round: one
+- for each *paced* ZIA tenant (its last hour holds half of ZIA's hourly activations), a round: one
   more run of each of its instances, ``round-<name>-<cycle>``, just before its next activation
   is allowed, so what they push is what that activation makes live (:mod:`workers.pacing`
   explains the latency budget). ``cycle`` is the second of the tenant's last activation, read
@@ -45,7 +45,7 @@ from threatshare.alerts.outbox import Outbox
 from threatshare.config import Config
 from threatshare.connection import redis_for
 from threatshare.state.activation_marks import ActivationMarks
-from threatshare.zia.activation import tenants_by_id
+from threatshare.sync.activation import tenants_by_id
 from workers import jobs
 from workers.pacing import (
     HOUR,

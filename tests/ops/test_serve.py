@@ -18,8 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.e2e import INSTANCES, World, seed
 from tests.test_cli import cli
 from tests.workers.processes import spawn, stop, tail, wait_for
+from threatshare.config.listen import parse_listen
 from threatshare.embedded import free_port
-from threatshare.ops.listen import parse_listen
 from threatshare.ops.metrics import families
 from threatshare.ops.page import StatusPage
 from threatshare.ops.server import OperationsApp

@@ -1,4 +1,4 @@
-"""The runtime allow list: reading an operator's argument, "at or under", and the list."""
+"""The runtime allow list: "at or under", and the list."""
 
 from __future__ import annotations
 
@@ -11,37 +11,12 @@ from threatshare.errors import LockLost
 from threatshare.state.lock import try_lock
 from threatshare.state.unblocked import (
     Matcher,
-    NotAnEntry,
     UnblockList,
     covers,
-    entry_of,
     wider_than,
 )
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(
-    ("argument", "entry"),
-    [
-        ("https://Evil.Example.COM:443/Login?x=1#f", "evil.example.com/login"),
-        ("evil.example", "evil.example"),
-        ("Evil.Example.", "evil.example"),
-        (".Look-Alike.example", ".look-alike.example"),
-        ("evil.example/login", "evil.example/login"),
-        ("http://bücher.example:8080/a/", "xn--bcher-kva.example:8080/a/"),
-    ],
-)
-def test_an_argument_is_read_as_s2_reads_a_record(argument: str, entry: str) -> None:
-    """A full URL, a host or an entry as ZIA shows it gives the entry S2 would push."""
-    assert entry_of(argument) == entry
-
-
-@pytest.mark.parametrize("argument", ["ftp://x.example/", "http://10.0.0.1/", "", "a..b.example"])
-def test_an_argument_that_is_no_entry_is_refused_with_the_reason(argument: str) -> None:
-    """What cannot be an entry is refused with S2's reason."""
-    with pytest.raises(NotAnEntry, match="is not an entry of a category"):
-        entry_of(argument)
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,7 @@ import pytest
 
 from tests.sync.lifecycle_world import CATEGORY, DAY, Life, make_life, urls
 from threatshare.state.ledger import Ledger
-from threatshare.sync.lifecycle import names_us
-from threatshare.zia.categories import category_description
+from threatshare.zia.categories import category_description, names_us
 from threatshare.zia.client import Quota, ZiaClient
 
 

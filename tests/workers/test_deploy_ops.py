@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e import INSTANCES, World, seed
 from tests.workers.test_deploy import DEPLOY, K8S, flow_lists
-from threatshare.ops.listen import parse_listen
+from threatshare.config.listen import parse_listen
 from threatshare.ops.server import OperationsApp
 from threatshare.sandbox.world import Sandbox
 

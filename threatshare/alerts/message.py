@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 import textwrap
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
@@ -31,6 +30,7 @@ from threatshare.config import (
 )
 from threatshare.durations import format_duration
 from threatshare.errors import REMEDIES
+from threatshare.scrub import clean_text, is_unsafe_char
 
 AlertKind = Literal["halted", "recovered", "quota_warning", "at_capacity"]
 KINDS = ("halted", "recovered", "quota_warning", "at_capacity")
@@ -49,27 +49,6 @@ _SCHEME = re.compile(r"(?i)\bhttp(s?)://")
 _NAME_DOT = re.compile(r"(?<=[\w-])\.(?=[\w-])")
 
 
-# Cc: C0/C1 controls (CR, LF, TAB, ESC…) and Zl/Zp line breaks separate words: they become
-# spaces. Cf (bidi overrides, zero-width characters) can make a quoted indicator read as
-# something it is not; they, surrogates, private-use and unassigned code points are dropped.
-_BREAKS = {"Cc", "Zl", "Zp"}
-_INVISIBLE = {"Cf", "Cs", "Co", "Cn"}
-
-
-def _is_unsafe_char(char: str) -> bool:
-    category = unicodedata.category(char)
-    return category in _BREAKS or category in _INVISIBLE
-
-
-def clean_text(text: str, limit: int) -> str:
-    """Untrusted text made fit for one line of a body: unsafe characters become spaces, runs of
-    spaces collapse, and the result is at most ``limit`` characters (an ellipsis marks a cut)."""
-    categories = ((c, unicodedata.category(c)) for c in text)
-    flat = "".join(" " if cat in _BREAKS else c for c, cat in categories if cat not in _INVISIBLE)
-    flat = " ".join(flat.split())
-    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
-
-
 def defang(text: str) -> str:
     """Make URLs and host names in ``text`` unclickable: ``http://`` → ``hxxp://``,
     ``https://`` → ``hxxps://``, and every dot inside a name → ``[.]``. Idempotent."""
@@ -78,7 +57,7 @@ def defang(text: str) -> str:
 
 
 def check_header(value: str) -> str:
-    if any(_is_unsafe_char(c) for c in value):
+    if any(is_unsafe_char(c) for c in value):
         raise ValueError("header value contains a control or format character")
     return value
 

@@ -25,9 +25,9 @@ from pydantic import (
     model_validator,
 )
 
+from threatshare.config.listen import parse_listen
 from threatshare.durations import Duration
 from threatshare.http import url_problem
-from threatshare.ops.listen import parse_listen
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 CATEGORY_PATTERN = re.compile(r"^[A-Za-z0-9 _\-.()]+$")

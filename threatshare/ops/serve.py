@@ -16,8 +16,8 @@ from types import FrameType
 import redis
 
 from threatshare.config import Config
+from threatshare.config.listen import DEFAULT_LISTEN, parse_listen
 from threatshare.embedded import socket_url
-from threatshare.ops.listen import DEFAULT_LISTEN, parse_listen
 from threatshare.ops.server import Endpoint, OperationsApp
 from threatshare.ops.snapshot import WorkerCount
 

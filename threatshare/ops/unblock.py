@@ -26,11 +26,12 @@ from typing import Any
 import redis
 import structlog
 
-from threatshare.alerts.message import clean_text
 from threatshare.config import Config
 from threatshare.errors import LockLost, ThreatshareError
 from threatshare.http import Deadline
+from threatshare.indicators.entry import NotAnEntry, entry_of
 from threatshare.runtime import Runtime
+from threatshare.scrub import clean_text
 from threatshare.state.activation_marks import ActivationMarks
 from threatshare.state.ledger import Ledger
 from threatshare.state.lifecycle import LifecycleRecord
@@ -39,14 +40,12 @@ from threatshare.state.store import Store
 from threatshare.state.unblocked import (
     MAX_REASON,
     Matcher,
-    NotAnEntry,
     UnblockList,
-    entry_of,
     wider_than,
 )
-from threatshare.sync.lifecycle import names_us
+from threatshare.sync.activation import activate_pending
 from threatshare.timestamps import to_iso
-from threatshare.zia.activation import activate_pending
+from threatshare.zia.categories import names_us
 
 log = structlog.get_logger(__name__)
 

@@ -13,8 +13,8 @@ costs a run one Redis read and no ZIA call.
 *At or under* follows ZIA's matching: a host-level entry (``evil.example``, ``.evil.example``)
 covers that host and every subdomain, with any port and path; ``host:port`` covers that host
 and port with any path; a path entry (``evil.example/login``) covers itself and every path
-below it (``evil.example/login/...``). A command-line argument is read as S2 reads a record:
-a full URL, a bare host, or an entry as ZIA shows it.
+below it (``evil.example/login/...``). What an operator types is read by
+:func:`threatshare.indicators.entry.entry_of`.
 """
 
 from __future__ import annotations
@@ -27,32 +27,13 @@ from datetime import datetime
 import redis
 
 from threatshare import keys
-from threatshare.alerts.message import clean_text
-from threatshare.indicators.normalise import Rejected, Skipped, normalise_host, split_url
+from threatshare.scrub import clean_text
 from threatshare.state.fenced import FencedWriter
 from threatshare.state.lock import RunLock
 from threatshare.timestamps import from_iso, to_iso
 
 MAX_REASON = 500
 MAX_WHO = 64
-
-
-class NotAnEntry(ValueError):
-    """A command-line argument that cannot be an entry of a category."""
-
-
-def entry_of(argument: str) -> str:
-    """The category entry an operator means by ``argument``: a URL, a host or a ZIA entry."""
-    text = argument.strip()
-    try:
-        if text.startswith("."):
-            return "." + normalise_host(text[1:])
-        parts = split_url(text)
-    except (Rejected, Skipped) as exc:
-        raise NotAnEntry(f"{argument!r} is not an entry of a category ({exc.reason})") from None
-    if parts.entry is None:
-        raise NotAnEntry(f"{argument!r} is not an entry of a category ({parts.problem})")
-    return parts.entry
 
 
 def _authority(entry: str) -> tuple[str, str | None, str | None]:

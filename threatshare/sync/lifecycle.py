@@ -31,7 +31,7 @@ from threatshare.state.ledger import Ledger
 from threatshare.state.lifecycle import LifecycleRecord
 from threatshare.state.lock import RunLock
 from threatshare.state.quota import QuotaRecord
-from threatshare.zia.categories import CategoryContent, category_description
+from threatshare.zia.categories import CategoryContent, category_description, names_us
 from threatshare.zia.client import Quota, ZiaClient
 from threatshare.zia.errors import CategoryGone, EmptyCategoryRefused
 
@@ -41,13 +41,6 @@ log = structlog.get_logger(__name__)
 CAPACITY = "capacity"
 #: Entries in ZIA compared against the record per round trip to Redis.
 _COMPARE = 1000
-
-
-def names_us(description: str, instance: str) -> bool:
-    """Whether a category's description says threatshare manages it for ``instance`` (the
-    wording :func:`~threatshare.zia.category_description` writes)."""
-    # Up to and with the colon after the name: instance "url" is not instance "urls".
-    return category_description(instance).split(":", 1)[0] + ":" in description
 
 
 @dataclass

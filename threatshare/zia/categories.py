@@ -46,6 +46,13 @@ def category_description(instance: str, description: str = "") -> str:
     return f"{head} {description}".strip()
 
 
+def names_us(description: str, instance: str) -> bool:
+    """Whether a category's description says threatshare manages it for ``instance`` (the
+    wording :func:`category_description` writes)."""
+    # Up to and with the colon after the name: instance "url" is not instance "urls".
+    return category_description(instance).split(":", 1)[0] + ":" in description
+
+
 class CategoryCalls:
     """Finding, creating and reading the instance's custom category."""
 

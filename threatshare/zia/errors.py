@@ -10,7 +10,7 @@ ZIA answer                                 error
 other 403                                  Forbidden ``zia_forbidden``
 401 (after the client's re-login dance)    AuthError ``zia_auth``
 400 with the quota message                 QuotaExhausted
-404 to an ADD/REMOVE of a category         CategoryGone (temporary; raised by the client)
+404 to an ADD/REMOVE of a category         CategoryGone (a signal; raised by the client)
 other 4xx                                  ZiaRejected ``zia_request`` (keeps ZIA's code)
 =========================================  ==========================================
 
@@ -34,7 +34,7 @@ from threatshare.errors import (
     RateLimited,
     ReadOnly,
     RequestRejected,
-    TemporaryError,
+    Signal,
     UpstreamUnavailable,
 )
 from threatshare.http import parse_retry_after
@@ -61,10 +61,10 @@ class ZiaRejected(RequestRejected):
         self.detail = detail
 
 
-class CategoryGone(TemporaryError):
+class CategoryGone(Signal):
     """The category's id no longer exists in ZIA (an admin deleted it). Forget the stored id:
     the next :meth:`~threatshare.zia.client.ZiaClient.find_or_create_category` without it finds or
-    creates the category again. Temporary, so nothing halts; raised without retries."""
+    creates the category again. A signal: nothing halts, nothing retries it."""
 
     default_code = "zia_category_gone"
 
@@ -73,7 +73,7 @@ class CategoryGone(TemporaryError):
         self.category_id = category_id
 
 
-class EmptyCategoryRefused(TemporaryError):
+class EmptyCategoryRefused(Signal):
     """The tenant will not create a category without a first entry (ZIA's documentation asks
     for ``urls`` or ``keywords``). Not a failure: the category is created, holding its first
     batch, by the first run that has entries to push (S3)."""

@@ -51,12 +51,16 @@ MINUTE = 60.0
 LIGHT = (Limit(2, 1.0), Limit(1000, HOUR))
 MEDIUM = (Limit(1, 1.0), Limit(400, HOUR))
 HEAVY = (Limit(1, MINUTE), Limit(4, HOUR))
+#: ZIA's activations per tenant per hour: the budget the fleet's activation pacing is shaped by.
+ACTIVATIONS_PER_HOUR = 40
+ACTIVATE = (Limit(10, MINUTE), Limit(ACTIVATIONS_PER_HOUR, HOUR))
+REVIEW = (Limit(10, MINUTE), Limit(40, HOUR))
 
 #: Limits of endpoints that differ from the weight of their method.
 ZIA_LIMITS: Mapping[str, tuple[Limit, ...]] = {
-    "POST /status/activate": (Limit(10, MINUTE), Limit(40, HOUR)),
-    "POST /urlCategories/review/domains": (Limit(10, MINUTE), Limit(40, HOUR)),
-    "PUT /urlCategories/review/domains": (Limit(10, MINUTE), Limit(40, HOUR)),
+    "POST /status/activate": ACTIVATE,
+    "POST /urlCategories/review/domains": REVIEW,
+    "PUT /urlCategories/review/domains": REVIEW,
 }
 #: Limits by method for every endpoint not named in :data:`ZIA_LIMITS`.
 ZIA_METHOD_LIMITS: Mapping[str, tuple[Limit, ...]] = {
