@@ -1,4 +1,5 @@
-"""The S11 benchmarks of threatshare, on loopback emulators: ``python -m bench``.
+"""The benchmarks (docs/design.md#performance) of threatshare, on loopback emulators: ``python -m
+bench``.
 
 Each measurement lives in its own module and returns a JSON-able dict; :mod:`bench.__main__`
 runs them and prints one report. Sizes are flags (``--quick`` for a smoke run); nothing leaves

@@ -1,4 +1,5 @@
-"""``python -m bench [--quick] [--only NAME …]``: every S11 measurement, one JSON report.
+"""``python -m bench [--quick] [--only NAME …]``: every measurement (docs/design.md#performance),
+one JSON report.
 
 Measurements: ``throughput`` (normalisation and dedupe, records/s on one core), ``backlog``
 (the 30-day backlog: wall time and peak memory of the sync process), ``calls`` (ZIA calls per

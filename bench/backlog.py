@@ -1,5 +1,5 @@
-"""The 30-day backlog (S11): pulled, normalised and pushed with peak memory under 200 MB, not
-growing with the number of records.
+"""The 30-day backlog (docs/design.md#performance): pulled, normalised and pushed with peak memory
+under 200 MB, not growing with the number of records.
 
 The emulators (Mimecast serving a generated backlog it never holds in memory, the IdP, ZIA)
 run in this process and Redis in its own; the sync runs in a child process

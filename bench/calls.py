@@ -1,6 +1,6 @@
-"""ZIA calls per run (S11): a run that adds N entries makes at most 1 quota read and
-⌈N / batch_size⌉ PUTs (+ one activation, + the category look-up on the instance's first run);
-a run with nothing new makes no ZIA call at all. Counted from the ZIA emulator's call log.
+"""ZIA calls per run (docs/design.md#performance): a run that adds N entries makes at most 1 quota
+read and ⌈N / batch_size⌉ PUTs (+ one activation, + the category look-up on the instance's first
+run); a run with nothing new makes no ZIA call at all. Counted from the ZIA emulator's call log.
 
 One instance, ``batch_size`` 10,000, runs in order: first run (N = 1, category created), then
 N = 0 (the last records are re-read through the overlap and deduped), 1, 10,000, 100,000.

@@ -1,6 +1,6 @@
-"""A fleet of 200 instances on 10 ZIA tenants (S11): zero 429 answers from emulators that
-enforce ZIA's documented limits, and a new threat active in ZIA within 2 minutes (p95) with the
-default settings, in two regimes.
+"""A fleet of 200 instances on 10 ZIA tenants (docs/design.md#performance): zero 429 answers from
+emulators that enforce ZIA's documented limits, and a new threat active in ZIA within 2 minutes
+(p95) with the default settings, in two regimes.
 
 The real fleet runs: one ``threatshare scheduler`` and several ``threatshare worker``
 processes on one Redis. The emulators run in this process: 10 ZIA tenants and 20 Mimecast

@@ -1,5 +1,6 @@
-"""A simulated year of one instance (S11, S13): expiry keeps the category at its steady size,
-Redis memory stays flat, and expiring E entries costs ⌈E / batch_size⌉ PUTs.
+"""A simulated year of one instance (docs/design.md#performance, docs/design.md#expiry): expiry
+keeps the category at its steady size, Redis memory stays flat, and expiring E entries costs ⌈E /
+batch_size⌉ PUTs.
 
 Time is an input of the sync (``Runtime.now``), so the year runs in minutes: one run a day,
 each day ``rate`` new threats plus ``resightings`` records of entries first seen in the last

@@ -1,4 +1,5 @@
-"""Records per second through normalisation and dedupe, on one core (S11: >= 100,000/s).
+"""Records per second through normalisation and dedupe, on one core (docs/design.md#performance: >=
+100,000/s).
 
 Pages of realistic Mimecast records go through :class:`threatshare.indicators.extract.Extractor` and
 then through the per-page dedupe step of a run (``Run._take_page``: newest time per entry,

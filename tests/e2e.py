@@ -22,7 +22,7 @@ from threatshare.sync.activation import activate_pending
 
 FAST = RetryPolicy(max_attempts=12, initial_wait=0.01, max_wait=0.05, jitter=0.01)
 
-# Seeded threats and the entries each source must make of them (S2).
+# Seeded threats and the entries each source must make of them (docs/design.md#entries).
 URL_RECORDS = [
     ("https://Evil.Example.COM:443/Login?x=1#f", "evil.example.com/login", "evil.example.com"),
     ("http://bücher.example:8080/a/", "xn--bcher-kva.example:8080/a/", "xn--bcher-kva.example"),

@@ -1,5 +1,6 @@
-"""Upstream answers are read under a size cap after decompression (S10): a gzip bomb from
-Mimecast, the IdP or ZIA is refused with an error naming the limit, and memory stays flat."""
+"""Upstream answers are read under a size cap after decompression (docs/design.md#security): a gzip
+bomb from Mimecast, the IdP or ZIA is refused with an error naming the limit, and memory stays
+flat."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The command line against the sandbox: status schema and exit codes, resume, run --once, and
-no secret anywhere (S6, S7, S8, S10)."""
+no secret anywhere (docs/design.md#alerts, docs/design.md#command-line)."""
 
 from __future__ import annotations
 
@@ -74,8 +74,8 @@ def redis_dump(url: str) -> str:
 
 class TestStatus:
     def test_json_schema_and_exit_codes(self, world: World) -> None:
-        """status --json follows S7; exit 2 with a halted instance, 1 once only retrying, 0 when
-        all are fine."""
+        """status --json follows docs/design.md#command-line; exit 2 with a halted instance, 1 once
+        only retrying, 0 when all are fine."""
         world.sandbox.idp.revoke(world.sandbox.tenants["lab"].client_id)
         path = write(world)
         run = cli(path, "run", "--once")

@@ -1,4 +1,5 @@
-"""A run killed with SIGKILL at any point loses nothing (S5)."""
+"""A run killed with SIGKILL at any point loses nothing
+(docs/design.md#the-bookmark-and-the-window)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Upstreams that echo our credentials back (S10): a token endpoint quoting the client secret
-it refused, a 401 quoting the bearer token. The secret reaches no output: not Redis, not
-`status`, not `check --live`, not the `run --once` summary, not the logs, not the e-mail."""
+"""Upstreams that echo our credentials back (docs/design.md#security): a token endpoint quoting the
+client secret it refused, a 401 quoting the bearer token. The secret reaches no output: not Redis,
+not `status`, not `check --live`, not the `run --once` summary, not the logs, not the e-mail."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The embedded Redis of single-machine mode (S9): persistence and ownership."""
+"""The embedded Redis of single-machine mode (docs/design.md#the-fleet): persistence and
+ownership."""
 
 from __future__ import annotations
 

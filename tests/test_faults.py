@@ -1,7 +1,7 @@
-"""Faults that must lose nothing and alert no one (S4, S5): Redis restarted mid-run,
-connections dropped mid-response, a token endpoint down for a while, and storms of 429, 5xx
-and 409 answers. After each, every threat lands in ZIA, the instance ends ``ok``, and no
-e-mail was sent."""
+"""Faults that must lose nothing and alert no one (docs/design.md#error-policy,
+docs/design.md#state-in-redis): Redis restarted mid-run, connections dropped mid-response, a token
+endpoint down for a while, and storms of 429, 5xx and 409 answers. After each, every threat lands in
+ZIA, the instance ends ``ok``, and no e-mail was sent."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""Hostile Mimecast data (S2, S5, S10): wrong types, missing fields, non-JSON, invalid UTF-8,
-oversized answers, very long strings, control characters and header-injection attempts. No
-crash, a clear error of the right kind, the bookmark unchanged on error, bad records counted
-as rejected by reason, and the rest shared."""
+"""Hostile Mimecast data (docs/design.md#entries, docs/design.md#the-bookmark-and-the-window): wrong
+types, missing fields, non-JSON, invalid UTF-8, oversized answers, very long strings, control
+characters and header-injection attempts. No crash, a clear error of the right kind, the bookmark
+unchanged on error, bad records counted as rejected by reason, and the rest shared."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The HTTP layer: URL rules, Retry-After parsing and the retry policy (S4, S10)."""
+"""The HTTP layer: URL rules, Retry-After parsing and the retry policy (docs/design.md#error-policy,
+docs/design.md#security)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Logging never prints a secret (S8)."""
+"""Logging never prints a secret (docs/design.md#logs)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The Mimecast client pulls windows page by page and classifies every failure as S4 says."""
+"""The Mimecast client pulls windows page by page and classifies every failure as
+docs/design.md#error-policy says."""
 
 from __future__ import annotations
 
@@ -421,8 +422,8 @@ class TestRateLimit:
         assert rate_limit_wait(httpx.Headers(headers)) == wait
 
 
-# Each Mimecast row of S4: the scripted answer, the error class and code, and whether the
-# client retries it (a temporary error is asked again; a permanent one is not).
+# Each Mimecast row of docs/design.md#error-policy: the scripted answer, the error class and code,
+# and whether the client retries it (a temporary error is asked again; a permanent one is not).
 S4_ROWS = [
     ("drop", NetworkError, "network"),
     ("429", RateLimited, "rate_limited"),
@@ -450,8 +451,8 @@ class TestS4Classification:
         error: type[ThreatshareError],
         code: str,
     ) -> None:
-        """Each failure of a log call raises the error class and code of S4's table, and only
-        temporary ones are retried."""
+        """Each failure of a log call raises the error class and code of the table of
+        docs/design.md#error-policy, and only temporary ones are retried."""
         emulator.fail_next("url", kind, 10, reset_ms=5)
         policy = RetryPolicy(max_attempts=2, initial_wait=0.01, max_wait=0.02, jitter=0.01)
         with pytest.raises(error) as caught:

@@ -1,4 +1,5 @@
-"""A rediss:// Redis URL verifies the server's certificate and its host name (S10)."""
+"""A rediss:// Redis URL verifies the server's certificate and its host name
+(docs/design.md#security)."""
 
 from __future__ import annotations
 

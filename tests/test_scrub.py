@@ -1,4 +1,5 @@
-"""The one scrubber of upstream text (S10) and the errors built from ZIA's words."""
+"""The one scrubber of upstream text (docs/design.md#security) and the errors built from ZIA's
+words."""
 
 from __future__ import annotations
 

@@ -8,9 +8,9 @@ A credential hands out request headers and is told when the upstream rejected th
 - :class:`LegacySession`: ZIA's obfuscated-API-key login and its ``JSESSIONID`` cookie, renewed
   before it idles out (5 minutes on ZIA's side).
 
-Token-endpoint failures are classified per S4: 400/401/403 (``invalid_client``, a bad secret,
-``invalid_scope``) are permanent ``*_auth`` errors; 429, 5xx, non-JSON bodies and network
-failures are temporary.
+Token-endpoint failures are classified per docs/design.md#error-policy: 400/401/403
+(``invalid_client``, a bad secret, ``invalid_scope``) are permanent ``*_auth`` errors; 429, 5xx,
+non-JSON bodies and network failures are temporary.
 """
 
 from __future__ import annotations
@@ -193,7 +193,8 @@ class ClientCredentials:
 
 
 def obfuscate_api_key(api_key: str, now_ms: int) -> str:
-    """ZIA's legacy API-key obfuscation for ``POST /authenticatedSession`` (reference §1a)."""
+    """ZIA's legacy API-key obfuscation for ``POST /authenticatedSession``
+    (docs/design.md#pushing-to-zia)."""
     seed = str(now_ms)[-6:]
     shifted = str(int(seed) >> 1).zfill(6)
     return "".join(api_key[int(d)] for d in seed) + "".join(api_key[int(d) + 2] for d in shifted)

@@ -1,4 +1,4 @@
-"""Room in a ZIA tenant's custom-URL quota (S3, S13), as pure arithmetic.
+"""Room in a ZIA tenant's custom-URL quota (docs/design.md#capacity), as pure arithmetic.
 
 The quota (25,000 unique URLs by default) is shared by every custom category of the tenant,
 the admins' own included. An instance may hold its *capacity*: its own entries plus what the
@@ -6,9 +6,9 @@ tenant has left, less the tenant's ``quota_reserve``, and at most ``max_entries`
 threats do not fit, the newest win: the instance's own least recently seen entries are evicted
 to make room, and what is still older than everything kept is skipped (``capacity``).
 
-The quota warning (S6) fires once when use crosses ``quota_warn`` and is re-armed only when use
-falls :data:`REARM_POINTS` below it, so a tenant hovering at the threshold sends one e-mail, not
-one per run. Nothing here reads Redis or ZIA: the callers bring the figures.
+The quota warning (docs/design.md#alerts) fires once when use crosses ``quota_warn`` and is re-armed
+only when use falls :data:`REARM_POINTS` below it, so a tenant hovering at the threshold sends one
+e-mail, not one per run. Nothing here reads Redis or ZIA: the callers bring the figures.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The ``threatshare`` command (S7).
+"""The ``threatshare`` command (docs/design.md#command-line).
 
 ``threatshare [--config PATH] COMMAND``: run, worker, scheduler, status, resume, unblock, check,
 serve, demo. Configuration is loaded once here and passed down; an invalid one prints one line
@@ -26,7 +26,7 @@ from threatshare.errors import ConfigError, StoreUnavailable, redis_errors
 log = structlog.get_logger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
-#: ``status`` could not reach Redis (S7).
+#: ``status`` could not reach Redis (docs/design.md#command-line).
 EXIT_UNREACHABLE = 3
 
 

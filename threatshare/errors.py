@@ -167,7 +167,8 @@ class Forbidden(PermanentError):
 
 
 class QuotaExhausted(PermanentError):
-    """The ZIA tenant's custom-URL quota is used up; what did fit was pushed (S3)."""
+    """The ZIA tenant's custom-URL quota is used up; what did fit was pushed
+    (docs/design.md#capacity)."""
 
     default_code = "quota_exhausted"
 
@@ -210,7 +211,8 @@ def redis_errors(what: str) -> Iterator[None]:
         raise StoreUnavailable(f"{what}: Redis {type(exc).__name__}") from exc
 
 
-# What an operator should do about each permanent code; quoted in the alert e-mail (S6).
+# What an operator should do about each permanent code; quoted in the alert e-mail
+# (docs/design.md#alerts).
 REMEDIES: dict[str, str] = {
     "mimecast_auth": "Check the Mimecast API 2.0 client id and secret, and that the application "
     "is not revoked; update the configuration (or its secret file).",

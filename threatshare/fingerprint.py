@@ -1,5 +1,5 @@
-"""The fingerprint of an instance's configuration (S5): a change of it resumes a halted
-instance, as "edit and Save" does in the reference product.
+"""The fingerprint of an instance's configuration (docs/design.md#state-in-redis): a change of it
+resumes a halted instance, as "edit and Save" does in the reference product.
 
 It is stored in Redis, so it must not let whoever reads Redis test guesses of a secret
 offline. It is an HMAC-SHA256 of the instance's non-secret settings and tables, keyed by a key
@@ -54,8 +54,9 @@ def _plain(value: Any, secrets: list[str]) -> Any:
 
 
 def fingerprint(config: Config, instance: str) -> str:
-    """Keyed hash of an instance's settings and of the Mimecast and ZIA tables it uses (S5):
-    new credentials count as a change, like "edit and Save" in the reference product."""
+    """Keyed hash of an instance's settings and of the Mimecast and ZIA tables it uses
+    (docs/design.md#state-in-redis): new credentials count as a change, like "edit and Save" in the
+    reference product."""
     inst = config.instances[instance]
     account, tenant = config.mimecast[inst.mimecast], config.zia[inst.zia]
     secrets: list[str] = []

@@ -1,10 +1,10 @@
 """The HTTP layer: one client factory and one retry policy for every outbound call.
 
-The client factory enforces S10: HTTPS only (plain HTTP to a loopback host is allowed, for the
-sandbox and tests), certificate verification always on, a timeout on every request. The retry
-policy retries only :class:`~threatshare.errors.TemporaryError` (never a permanent error, never
-a :class:`~threatshare.errors.Signal`, never RQ's job-timeout exception), waits what the server
-asked for when it asked, otherwise backs off
+The client factory enforces docs/design.md#security: HTTPS only (plain HTTP to a loopback host is
+allowed, for the sandbox and tests), certificate verification always on, a timeout on every request.
+The retry policy retries only :class:`~threatshare.errors.TemporaryError` (never a permanent error,
+never a :class:`~threatshare.errors.Signal`, never RQ's job-timeout exception), waits what the
+server asked for when it asked, otherwise backs off
 exponentially with jitter, and never sleeps past the run's deadline.
 """
 
@@ -50,7 +50,8 @@ def is_loopback_host(host: str) -> bool:
 
 
 def url_problem(url: str) -> str | None:
-    """Why ``url`` may not be used as an upstream address, or None when it may (S1, S10)."""
+    """Why ``url`` may not be used as an upstream address, or None when it may
+    (docs/design.md#configuration, docs/design.md#security)."""
     try:
         parsed = httpx.URL(url)
     except Exception:  # httpx raises several types for malformed URLs
@@ -151,7 +152,7 @@ def read_json(response: httpx.Response, what: str) -> Any:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How temporary errors are retried inside a run (S4)."""
+    """How temporary errors are retried inside a run (docs/design.md#error-policy)."""
 
     max_attempts: int = 8
     initial_wait: float = 1.0

@@ -1,5 +1,5 @@
-"""The size cap on every upstream answer (S10: bodies read as a stream, under a cap after
-decompression).
+"""The size cap on every upstream answer (docs/design.md#security: bodies read as a stream, under a
+cap after decompression).
 
 :class:`BoundedTransport` wraps the transport of every client threatshare builds (the API
 clients through :func:`threatshare.http.make_client`, the token endpoints through authlib), so

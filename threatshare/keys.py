@@ -28,7 +28,7 @@ def instance_entries(name: str) -> str:
 def instance_last_seen(name: str) -> str:
     """Sorted set: every entry the category holds for the instance -> its last sighting (epoch
     seconds of the newest Mimecast record that produced it). Answers "which are due" and
-    "which are least recently seen" without reading every entry (S13)."""
+    "which are least recently seen" without reading every entry (docs/design.md#capacity)."""
     return f"{_instance(name)}:seen"
 
 
@@ -44,7 +44,8 @@ def instance_tombstones(name: str) -> str:
 
 
 def instance_unblocked(name: str) -> str:
-    """Hash: entry on the instance's runtime allow list -> JSON {at, reason, who} (S7 unblock)."""
+    """Hash: entry on the instance's runtime allow list -> JSON {at, reason, who}
+    (docs/design.md#unblocking)."""
     return f"{_instance(name)}:unblocked"
 
 
@@ -56,7 +57,8 @@ def instance_unblock_pending(name: str) -> str:
 
 def instance_lifecycle(name: str) -> str:
     """Hash: lifecycle totals and marks (expired, evicted, removed_by_hand, foreign,
-    last_reconciled, capacity_since...), shown in status (S7, S13)."""
+    last_reconciled, capacity_since...), shown in status (docs/design.md#command-line,
+    docs/design.md#reconciliation)."""
     return f"{_instance(name)}:lifecycle"
 
 
@@ -74,7 +76,8 @@ def run_staging(name: str, run_id: str) -> str:
 
 def instance_run_stats(name: str) -> str:
     """Hash: runs by outcome (``runs:<outcome>``), errors by code (``errors:<code>``) and
-    ``last_duration_seconds``; the operations endpoint exports them (S14)."""
+    ``last_duration_seconds``; the operations endpoint exports them
+    (docs/design.md#operations-endpoint)."""
     return f"{_instance(name)}:runstats"
 
 
@@ -109,8 +112,9 @@ def tenant_quota(tenant: str) -> str:
 
 
 def tenant_stats(tenant: str) -> str:
-    """Hash of a ZIA tenant's totals for the operations endpoint (S14): ``activations``,
-    ``rate_limited`` (429 answers) and ``last_activation`` (ISO time)."""
+    """Hash of a ZIA tenant's totals for the operations endpoint
+    (docs/design.md#operations-endpoint): ``activations``, ``rate_limited`` (429 answers) and
+    ``last_activation`` (ISO time)."""
     return f"{PREFIX}{{t:{tenant}}}:stats"
 
 

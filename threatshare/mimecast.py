@@ -1,11 +1,12 @@
 """The Mimecast API 2.0 client: malicious URL-log and impersonation-log records, page by page.
 
 Each window is pulled oldest first, following ``meta.pagination.next`` with the same ``from`` and
-``to`` on every page (S2); records are streamed one page at a time, so a 30-day backlog never
-sits in memory. Every request runs under the caller's :class:`~threatshare.http.RetryPolicy`
-and :class:`~threatshare.http.Deadline`; a retried page re-sends the same page token.
+``to`` on every page (docs/design.md#mimecast); records are streamed one page at a time, so a 30-day
+backlog never sits in memory. Every request runs under the caller's
+:class:`~threatshare.http.RetryPolicy` and :class:`~threatshare.http.Deadline`; a retried page
+re-sends the same page token.
 
-Answers are classified per S4:
+Answers are classified per docs/design.md#error-policy:
 
 - transport failures → :class:`~threatshare.errors.NetworkError`;
 - 429 → :class:`~threatshare.errors.RateLimited`, waiting ``X-RateLimit-Reset`` (milliseconds)
@@ -54,7 +55,8 @@ URL_LOGS = "/api/ttp/url/get-logs"
 IMPERSONATION_LOGS = "/api/ttp/impersonation/get-logs"
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%S+0000"
 #: 30 days of one million records at 500 a page is 2,000 pages; far beyond that, the server is
-#: looping and the window is given up (the bookmark stays, S5).
+#: looping and the window is given up (the bookmark stays,
+#: docs/design.md#the-bookmark-and-the-window).
 MAX_PAGES = 50_000
 
 
@@ -109,8 +111,9 @@ def rate_limit_wait(headers: httpx.Headers) -> float | None:
 
 
 def classify(response: httpx.Response, what: str, scrub: Scrubber = NO_SECRETS) -> dict[str, Any]:
-    """The JSON body of a successful answer, or the error ``response`` stands for (S4). Text
-    quoted from the answer goes through ``scrub`` (S10: it may echo our credentials)."""
+    """The JSON body of a successful answer, or the error ``response`` stands for
+    (docs/design.md#error-policy). Text quoted from the answer goes through ``scrub``
+    (docs/design.md#security: it may echo our credentials)."""
     scrub = scrub.for_answer(response)
     status = response.status_code
     if status == 429:

@@ -55,12 +55,12 @@ class Runtime:
     _credentials: dict[tuple[str, str, int], Any] = field(default_factory=dict)
 
     #: Lease of a run's lock: renewed while the run lives, so a dead worker's instance is
-    #: free again this soon (S5, S9).
+    #: free again this soon (docs/design.md#the-fleet).
     lock_lease: float = 30.0
 
     @functools.cached_property
     def scrub(self) -> Scrubber:
-        """Removes every configured secret value from upstream text (S10)."""
+        """Removes every configured secret value from upstream text (docs/design.md#security)."""
         return Scrubber(self.config.secret_values())
 
     def _cached(self, kind: str, name: str, table: Any, make: Callable[[], Any]) -> Any:

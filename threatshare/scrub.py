@@ -1,4 +1,4 @@
-"""Making upstream text safe to store, show, log and mail (S10).
+"""Making upstream text safe to store, show, log and mail (docs/design.md#security).
 
 Anything an upstream sends is untrusted, its error text included, and it may echo our own
 secrets back (a token endpoint quoting the client secret it refused, a 401 quoting the bearer

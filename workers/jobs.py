@@ -6,17 +6,17 @@ their versions, and nothing in Redis is ever unpickled.
 Token reuse. RQ's default ``Worker`` forks a work horse per job, and whatever the horse caches in
 memory (OAuth tokens, a legacy ZIA session) dies with it: every run would fetch two tokens, and a
 legacy tenant would open a session per run against its 1,000-an-hour limit. Tokens are secrets,
-so caching them in Redis is not an option (S1). The fleet's worker therefore runs jobs in its own
-process (:class:`workers.worker.FleetWorker`, a ``SimpleWorker``) and lends each job its
-long-lived :class:`Runtime` through :func:`using_runtime`: consecutive runs reuse the
-credentials it caches (a token until shortly before it expires). Under any other RQ worker a
+so caching them in Redis is not an option (docs/design.md#configuration). The fleet's worker
+therefore runs jobs in its own process (:class:`workers.worker.FleetWorker`, a ``SimpleWorker``) and
+lends each job its long-lived :class:`Runtime` through :func:`using_runtime`: consecutive runs reuse
+the credentials it caches (a token until shortly before it expires). Under any other RQ worker a
 job builds a runtime from the configuration file (``$THREATSHARE_CONFIG``) and discards it at
 the end: correct, only slower.
 
 Run lease. A run holds its instance's lock for one :func:`lease_for` period at a time and
 renews it while it lives (:meth:`threatshare.state.lock.RunLock.kept_alive`). A worker that dies
 (SIGKILL, OOM, a lost machine) stops renewing, so its instance is free again within one lease,
-and the next slot's job runs it (S9: "within about two intervals").
+and the next slot's job runs it (docs/design.md#the-fleet: "within about two intervals").
 """
 
 from __future__ import annotations
@@ -121,15 +121,16 @@ def activate_job(tenant_id: str) -> dict[str, Any]:
 
 
 def deliver_alerts_job() -> dict[str, int]:
-    """One delivery round of the alert outbox (S6); SMTP trouble leaves alerts queued."""
+    """One delivery round of the alert outbox (docs/design.md#alerts); SMTP trouble leaves alerts
+    queued."""
     with _job_runtime() as rt:
         delivery = Outbox(rt.redis).deliver(rt.config.smtp)
     return dataclasses.asdict(delivery)
 
 
-#: The only functions a fleet worker runs, by the dotted name RQ stores in a job (S10: Redis is
-#: trusted with state, not with code). Written out rather than derived from the functions, so a
-#: rename cannot widen the list.
+#: The only functions a fleet worker runs, by the dotted name RQ stores in a job
+#: (docs/design.md#security: Redis is trusted with state, not with code). Written out rather than
+#: derived from the functions, so a rename cannot widen the list.
 JOB_FUNCTIONS: frozenset[str] = frozenset(
     {
         "workers.jobs.sync_job",

@@ -1,4 +1,5 @@
-"""When a ZIA tenant may be activated, and when its instances run for that activation (S3, S11).
+"""When a ZIA tenant may be activated, and when its instances run for that activation
+(docs/design.md#activation, docs/design.md#pacing).
 
 ZIA allows :data:`~threatshare.zia.ratelimit.ACTIVATIONS_PER_HOUR` activations per tenant per
 hour (docs/design.md#limits-of-zia). Below half of that in the last hour a tenant is activated

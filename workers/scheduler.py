@@ -1,4 +1,4 @@
-"""``threatshare scheduler``: puts the fleet's jobs on the queue (S9).
+"""``threatshare scheduler``: puts the fleet's jobs on the queue (docs/design.md#the-fleet).
 
 Every second a tick enqueues
 

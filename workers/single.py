@@ -1,4 +1,5 @@
-"""``threatshare run`` without ``--once``: the whole product in one process (S9).
+"""``threatshare run`` without ``--once``: the whole product in one process
+(docs/design.md#the-fleet).
 
 The scheduler ticks in a background thread and a :class:`~workers.worker.FleetWorker` works in
 the main thread (RQ's job timeout and signal handling need the main thread), on the configured
@@ -7,7 +8,8 @@ keeps bookmarks, entries and queued alerts across restarts. It is the fleet with
 the same jobs, locks and rate limits, so a second machine can join later by pointing
 ``redis_url`` at a shared Redis.
 
-With ``settings.listen`` the operations endpoint (S14) serves from a thread of this process.
+With ``settings.listen`` the operations endpoint (docs/design.md#operations-endpoint) serves from a
+thread of this process.
 
 SIGTERM or SIGINT: the current run finishes, the scheduler stops after its tick, and the
 embedded Redis (if this process started it) is shut down with its data flushed to disk.

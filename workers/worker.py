@@ -1,4 +1,5 @@
-"""``threatshare worker``: an RQ worker of the fleet, on the queue ``threatshare`` (S9).
+"""``threatshare worker``: an RQ worker of the fleet, on the queue ``threatshare``
+(docs/design.md#the-fleet).
 
 It is a ``SimpleWorker``: jobs run in the worker's own process, one after the other, so one
 :class:`~threatshare.runtime.Runtime` (its cached tokens and ZIA sessions) serves every job; see
@@ -16,8 +17,8 @@ Allow-list. Anyone who can write to Redis can put a job on the queue, and RQ wou
 call whatever function it names (the JSON serializer prevents unpickling, not that). A
 :class:`FleetJob` resolves its function only when its name is one of
 :data:`workers.jobs.JOB_FUNCTIONS`, checked before anything is imported; any other job fails
-without being called, is logged, and stays in RQ's failed registry (S10). Callbacks named by a
-job are never imported either: threatshare enqueues none.
+without being called, is logged, and stays in RQ's failed registry (docs/design.md#security).
+Callbacks named by a job are never imported either: threatshare enqueues none.
 
 The worker runs no RQ scheduler: the fleet's schedule is ``threatshare scheduler``'s
 (:mod:`workers.scheduler`), and no job is enqueued for later.

@@ -1,4 +1,4 @@
-"""Configuration loading and validation (S1)."""
+"""Configuration loading and validation (docs/design.md#configuration)."""
 
 from __future__ import annotations
 
@@ -87,7 +87,8 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 class TestLoad:
     def test_valid_file_loads_with_defaults(self, tmp_path: Path) -> None:
-        """A minimal valid file gets S1's defaults and derives the ZIA API base from the cloud."""
+        """A minimal valid file gets the defaults of docs/design.md#configuration and derives the
+        ZIA API base from the cloud."""
         cfg = config.load(write(tmp_path, VALID))
         assert cfg.settings.interval == timedelta(seconds=60)
         assert cfg.settings.overlap == timedelta(minutes=5)
@@ -154,7 +155,8 @@ class TestLoad:
     def test_each_rule_reported_with_its_path(
         self, tmp_path: Path, patch: tuple[str, str], expected: str
     ) -> None:
-        """Each S1 rule is enforced and reported with its dotted path."""
+        """Each rule (docs/design.md#configuration) is enforced and reported with its dotted
+        path."""
         with pytest.raises(ConfigError) as err:
             config.load(write(tmp_path, VALID.replace(*patch)))
         assert any(expected in p for p in err.value.problems), err.value.problems
@@ -397,7 +399,8 @@ class TestLifecycleKeys:
         assert any(w.startswith("instances.urls.expire_after: 0 (never)") for w in warnings)
 
     def test_example_documents_every_lifecycle_key(self) -> None:
-        """examples/threatshare.toml sets each S13 key with a comment."""
+        """examples/threatshare.toml sets each lifecycle key (docs/design.md#expiry), with a
+        comment."""
         text = EXAMPLE.read_text()
         for key in (
             "reconcile_every",

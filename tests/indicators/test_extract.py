@@ -1,4 +1,5 @@
-"""Mimecast records turned into an instance's ZIA entries, with every outcome counted (S2)."""
+"""Mimecast records turned into an instance's ZIA entries, with every outcome counted
+(docs/design.md#entries)."""
 
 from __future__ import annotations
 
@@ -243,7 +244,8 @@ def test_tally_merge() -> None:
 
 
 def test_builtin_protected_hosts() -> None:
-    """The shipped list covers the shared platforms named in S2, each a valid host."""
+    """The shipped list covers the shared platforms named in docs/design.md#what-is-never-blocked,
+    each a valid host."""
     hosts = builtin_protected_hosts()
     assert len(hosts) >= 40
     for required in (
@@ -282,7 +284,8 @@ def test_mimecast_rewriter_hosts(host: str, expected: bool) -> None:
 
 
 def test_domain_identifiers_are_the_documented_ones() -> None:
-    """The domain-type identifiers are exactly the seven of S2, name-type ones excluded."""
+    """The domain-type identifiers are exactly the seven of docs/design.md#mimecast, name-type ones
+    excluded."""
     assert len(DOMAIN_IDENTIFIERS) == 7
     assert (
         not {

@@ -1,4 +1,4 @@
-"""URLs and hosts shaped into ZIA entries (S2; reference/zia-api.md §3)."""
+"""URLs and hosts shaped into ZIA entries (docs/design.md#entries)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def skipped(reason: str) -> Skipped:
 
 
 URL_CASES: list[tuple[str, str, str | Rejected | Skipped]] = [
-    # The four examples of S2.
+    # The four examples of docs/design.md#entries.
     ("s2-login", "https://Evil.Example.COM:443/Login?x=1#f", "evil.example.com/login"),
     ("s2-idn-port", "http://bücher.example:8080/a/", "xn--bcher-kva.example:8080/a/"),
     ("s2-trailing-dot", "https://evil.example.", "evil.example"),

@@ -1,5 +1,6 @@
 """`threatshare serve` as a real process on a real Redis after a real sync: /metrics agrees
-with `status --json`, the probes tell up from ready, and Redis going away is survived (S14)."""
+with `status --json`, the probes tell up from ready, and Redis going away is survived
+(docs/design.md#operations-endpoint)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """The status page in a real headless browser (Debian's chromium): instances, their states and
-the quota bars are rendered; with Redis stopped a banner says so (S14)."""
+the quota bars are rendered; with Redis stopped a banner says so
+(docs/design.md#operations-endpoint)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """`serve --listen` and `settings.listen`: addresses checked with a clear error, the endpoint
-inside `threatshare run`, and a page that never lets upstream text become markup (S14, S10)."""
+inside `threatshare run`, and a page that never lets upstream text become markup
+(docs/design.md#operations-endpoint, docs/design.md#security)."""
 
 from __future__ import annotations
 
@@ -161,9 +162,9 @@ def test_page_and_api_never_turn_upstream_text_into_markup_or_show_secrets(world
 def test_lifecycle_counts_and_quota_reserve_are_shown_and_exported_when_recorded(
     world: World,
 ) -> None:
-    """When the status records carry S13's lifecycle and a quota reserve, the page shows the
-    counts and a reserve segment, and /metrics exports the expiry, eviction and hand-removal
-    totals and the reserve; without them neither appears."""
+    """When the status records carry the lifecycle record (docs/design.md#expiry) and a quota
+    reserve, the page shows the counts and a reserve segment, and /metrics exports the expiry,
+    eviction and hand-removal totals and the reserve; without them neither appears."""
     config = world.config()
     world.run(config)
     client = redis.Redis.from_url(world.redis_url)

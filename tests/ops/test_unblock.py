@@ -1,5 +1,5 @@
-"""`threatshare unblock` (S7, S13): removal of an entry and everything under it, activation
-before returning, the runtime allow list every run honours, --list, --undo and --all; a
+"""`threatshare unblock` (docs/design.md#unblocking): removal of an entry and everything under it,
+activation before returning, the runtime allow list every run honours, --list, --undo and --all; a
 removal ZIA did not accept is finished by the instance's next run."""
 
 from __future__ import annotations

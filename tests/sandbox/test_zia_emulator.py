@@ -609,7 +609,7 @@ def test_latency_delays_every_answer(tenant: Tenant) -> None:
     assert time.perf_counter() - started >= 0.2
 
 
-# -- what the lifecycle needs (S13) --------------------------------------------------------------
+# -- what the lifecycle needs (docs/design.md#expiry) ----------------------------------------------
 
 
 def test_get_of_one_category_has_its_urls_and_description(tenant: Tenant) -> None:

@@ -1,4 +1,4 @@
-"""ZIA's URL-entry rules as the emulated tenant applies them (reference §3)."""
+"""ZIA's URL-entry rules as the emulated tenant applies them (docs/design.md#entries)."""
 
 from __future__ import annotations
 

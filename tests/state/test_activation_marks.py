@@ -1,4 +1,5 @@
-"""Tenant activation marks in a real Redis (S3): a clear never swallows a later mark."""
+"""Tenant activation marks in a real Redis (docs/design.md#activation): a clear never swallows a
+later mark."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The run lock in a real Redis (S5, S9): one run at a time, a lease kept alive, then lapsing."""
+"""The run lock in a real Redis (docs/design.md#the-fleet): one run at a time, a lease kept alive,
+then lapsing."""
 
 from __future__ import annotations
 

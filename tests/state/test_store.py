@@ -1,4 +1,5 @@
-"""Instance state in a real Redis (S5): the bookmark moves only under the run's lock."""
+"""Instance state in a real Redis (docs/design.md#state-in-redis): the bookmark moves only under the
+run's lock."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""A sandbox instance on a clock the test drives, for the lifecycle tests (S13)."""
+"""A sandbox instance on a clock the test drives, for the lifecycle tests
+(docs/design.md#expiry)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""Large windows are worked in chunks (S5): the deadline bounds pulling, checked between pages,
-and the bookmark moves after each fully shared chunk, so a backlog longer than one run is
-shared over a few runs, each making progress; a day too heavy for one run is worked in smaller
-chunks."""
+"""Large windows are worked in chunks (docs/design.md#the-bookmark-and-the-window): the deadline
+bounds pulling, checked between pages, and the bookmark moves after each fully shared chunk, so a
+backlog longer than one run is shared over a few runs, each making progress; a day too heavy for one
+run is worked in smaller chunks."""
 
 from __future__ import annotations
 

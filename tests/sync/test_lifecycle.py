@@ -1,5 +1,5 @@
-"""The lifecycle of a block list end to end (S13): expiry, capacity, quota warnings,
-reconciliation with hand edits, a lost Redis, category creation; against the ZIA emulator
+"""The lifecycle of a block list end to end (docs/design.md#expiry): expiry, capacity, quota
+warnings, reconciliation with hand edits, a lost Redis, category creation; against the ZIA emulator
 with its quota, limits and activation, a real Redis and SMTP, on a clock the test drives."""
 
 from __future__ import annotations

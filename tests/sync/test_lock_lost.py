@@ -1,6 +1,6 @@
-"""Runs that lose their lock (S5): a run that can no longer renew stops at once and writes
-nothing more, destructive writes are fenced by the lock's token, and two runs of one instance
-stage apart, so interleaved runs lose nothing."""
+"""Runs that lose their lock (docs/design.md#the-fleet): a run that can no longer renew stops at
+once and writes nothing more, destructive writes are fenced by the lock's token, and two runs of one
+instance stage apart, so interleaved runs lose nothing."""
 
 from __future__ import annotations
 

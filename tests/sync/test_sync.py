@@ -1,4 +1,5 @@
-"""End-to-end runs of the sync engine against the emulators, a real Redis and SMTP (S4–S6)."""
+"""End-to-end runs of the sync engine against the emulators, a real Redis and SMTP
+(docs/design.md#error-policy, docs/design.md#alerts)."""
 
 from __future__ import annotations
 

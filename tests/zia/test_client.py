@@ -298,7 +298,8 @@ class TestAdd:
         assert world.zia.activations == 1
 
     def test_nothing_to_add_makes_no_call(self, world: World) -> None:
-        """An add of no entries calls ZIA not at all (S11: nothing new, no call)."""
+        """An add of no entries calls ZIA not at all (docs/design.md#performance: nothing new, no
+        call)."""
         with world.client() as client:
             result = add(client, "CUSTOM_01", CATEGORY, [], 100)
         assert result.pushed == [] and result.rejected == {}

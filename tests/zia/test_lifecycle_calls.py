@@ -1,5 +1,6 @@
-"""The ZIA calls the lifecycle needs (S3, S13): read one category, remove in batches, create a
-category with its first batch of entries, add within a room the caller already read."""
+"""The ZIA calls the lifecycle needs (docs/design.md#pushing-to-zia, docs/design.md#expiry): read
+one category, remove in batches, create a category with its first batch of entries, add within a
+room the caller already read."""
 
 from __future__ import annotations
 

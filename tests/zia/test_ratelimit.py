@@ -56,7 +56,7 @@ class TestBuckets:
         assert bucket_for("PUT", PATH) == "PUT /urlCategories/{id}"
 
     def test_table_has_the_documented_activation_limits(self) -> None:
-        """Activation is limited to 10 a minute and 40 an hour (reference §4)."""
+        """Activation is limited to 10 a minute and 40 an hour (docs/design.md#limits-of-zia)."""
         assert ZIA_LIMITS["POST /status/activate"] == (Limit(10, 60.0), Limit(40, 3600.0))
 
     def test_method_weights_apply_elsewhere(self, redis_client: redis.Redis) -> None:

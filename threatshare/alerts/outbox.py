@@ -1,4 +1,4 @@
-"""The outbox (S6): alert e-mails wait in Redis until an SMTP server takes them.
+"""The outbox (docs/design.md#alerts): alert e-mails wait in Redis until an SMTP server takes them.
 
 :meth:`Outbox.put` queues an alert once per incident, fleet-wide: a marker key
 (``SET NX``, 30 days) and the push happen in one Lua script, so a second worker or a restarted
@@ -13,10 +13,10 @@ So an alert is sent once, and one whose sender died is tried again when the leas
 Alerts of one instance go out in the order they were queued (a "recovered" never overtakes its
 "halted"). Without ``[smtp]`` an alert is logged at warning level and dropped as *logged*.
 
-The outbox is bounded (S6): when an alert would make it hold more than ``max_pending``, the
-oldest alerts that are not halt alerts (recoveries, warnings) are dropped first, in the same
-Lua call, and logged. A halt alert is never dropped for room, so while only halt alerts wait
-the outbox may pass the bound (there is at most one per halt of an instance).
+The outbox is bounded (docs/design.md#alerts): when an alert would make it hold more than
+``max_pending``, the oldest alerts that are not halt alerts (recoveries, warnings) are dropped
+first, in the same Lua call, and logged. A halt alert is never dropped for room, so while only halt
+alerts wait the outbox may pass the bound (there is at most one per halt of an instance).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Configuration (S1): the models, loading them from TOML + secret files + environment, and the
-warnings ``check`` prints.
+"""Configuration (docs/design.md#configuration): the models, loading them from TOML + secret files +
+environment, and the warnings ``check`` prints.
 
 Built once at the edge (the CLI, a worker process) and passed down; nothing reads it from a
 global. ``from threatshare.config import Config, load`` is the whole interface most code needs.

@@ -1,4 +1,5 @@
-"""Loading the configuration (S1): TOML file, secret files and environment, merged and validated.
+"""Loading the configuration (docs/design.md#configuration): TOML file, secret files and
+environment, merged and validated.
 
 Sources, lowest priority first: the TOML file, files in ``settings.secrets_dir`` (named like
 the environment variables, lower-cased: ``threatshare_zia__prod__client_secret``), then

@@ -1,4 +1,5 @@
-"""The configuration's models (S1): every table and key, with its defaults and per-field rules.
+"""The configuration's models (docs/design.md#configuration): every table and key, with its defaults
+and per-field rules.
 
 Each model validates its own fields at construction; rules that span tables (names,
 references, shared categories, the fields each ``auth`` mode needs) are checked by
@@ -98,9 +99,11 @@ class Settings(_Model):
     log_format: Literal["auto", "json", "console"] = "auto"
     admins: list[Email] = []
     protected_hosts: list[str] = []  # added to the built-in list shipped with the package
-    # HOST:PORT of the operations endpoint inside `threatshare run` (S14); none when unset.
+    # HOST:PORT of the operations endpoint inside `threatshare run`
+    # (docs/design.md#operations-endpoint); none when unset.
     listen: str | None = None
-    #: How often each instance compares its record of entries with its category in ZIA (S13).
+    #: How often each instance compares its record of entries with its category in ZIA
+    #: (docs/design.md#reconciliation).
     reconcile_every: Duration = timedelta(hours=24)
 
     @field_validator("listen")
@@ -178,7 +181,8 @@ class Smtp(_Model):
 
     @model_validator(mode="after")
     def _no_clear_text_login(self) -> Smtp:
-        # S10: a password crosses the network only inside TLS (loopback relays excepted).
+        # docs/design.md#security: a password crosses the network only inside TLS (loopback relays
+        # excepted).
         loopback = self.host in {"localhost", "127.0.0.1", "::1"}
         if self.security == "none" and self.password is not None and not loopback:
             raise ValueError("security = 'none' would send the password in clear; use starttls")
@@ -224,9 +228,10 @@ class ZiaTenant(_Model):
     password: SecretStr | None = None
     # The legacy JSESSIONID idles out after 5 minutes; renew a little before.
     session_idle: Duration = timedelta(minutes=4, seconds=30)
-    #: Custom-URL slots threatshare never takes: a count, or a share of the quota (S13).
+    #: Custom-URL slots threatshare never takes: a count, or a share of the quota
+    #: (docs/design.md#capacity).
     quota_reserve: QuotaReserve = "5%"
-    #: Percent of the tenant's quota in use that sends one warning e-mail (S6, S13).
+    #: Percent of the tenant's quota in use that sends one warning e-mail (docs/design.md#alerts).
     quota_warn: int = Field(default=80, ge=1, le=100)
 
     @field_validator("api_base", "token_url")
@@ -270,9 +275,10 @@ class Instance(_Model):
     enabled: bool = True
     allow: list[str] = []
     batch_size: int = Field(default=5000, ge=1, le=10000)
-    #: An entry Mimecast has not reported for this long leaves the category; 0 = never (S13).
+    #: An entry Mimecast has not reported for this long leaves the category; 0 = never
+    #: (docs/design.md#expiry).
     expire_after: Duration = timedelta(days=30)
-    #: Optional cap on the number of entries in this instance's category (S13).
+    #: Optional cap on the number of entries in this instance's category (docs/design.md#expiry).
     max_entries: int | None = Field(default=None, ge=1)
 
     @field_validator("category")
@@ -317,7 +323,8 @@ class Config(_Model):
 
     def secret_values(self) -> list[str]:
         """Every secret value of the configuration (and a Redis URL's password on its own),
-        for scrubbing upstream text that echoes one (S10); never stored or shown."""
+        for scrubbing upstream text that echoes one (docs/design.md#security); never stored or
+        shown."""
         tables: list[BaseModel] = [self.settings, *self.mimecast.values(), *self.zia.values()]
         if self.smtp is not None:
             tables.append(self.smtp)

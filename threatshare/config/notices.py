@@ -17,7 +17,7 @@ from threatshare.http import is_loopback_host
 
 def redis_url_warning(url: SecretStr | None) -> str | None:
     """A warning when a Redis password would cross the network in clear text: plain
-    ``redis://`` to a host that is not loopback (S10)."""
+    ``redis://`` to a host that is not loopback (docs/design.md#security)."""
     if url is None:
         return None
     parsed = urlsplit(url.get_secret_value())

@@ -1,4 +1,4 @@
-"""From Mimecast records to ZIA entries (S2).
+"""From Mimecast records to ZIA entries (docs/design.md#entries).
 
 =============  ===============================================================
 ``normalise``  one URL or host made into a valid ZIA entry, or the reason it cannot be

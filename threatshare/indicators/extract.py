@@ -1,4 +1,5 @@
-"""From Mimecast records to the entries an instance pushes to its ZIA category (S2).
+"""From Mimecast records to the entries an instance pushes to its ZIA category
+(docs/design.md#entries).
 
 An :class:`Extractor` holds one instance's choices (sources, allow list, protected hosts) and
 turns each record into entries, counting every outcome in a :class:`Tally`:
@@ -93,7 +94,8 @@ class Extractor:
 
     ``sources``: any of ``malicious_urls``, ``url_domains``, ``malicious_domains``.
     ``allow``: hosts never pushed, nor anything under them, at every level.
-    ``extra_protected``: more hosts for which no host-level entry is pushed (S2), added to
+    ``extra_protected``: more hosts for which no host-level entry is pushed
+    (docs/design.md#what-is-never-blocked), added to
     :func:`builtin_protected_hosts`.
     """
 

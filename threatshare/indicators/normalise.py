@@ -1,8 +1,9 @@
-"""Shape URLs and hosts into entries that ZIA accepts in a custom URL category (S2).
+"""Shape URLs and hosts into entries that ZIA accepts in a custom URL category
+(docs/design.md#entries).
 
 A value is parsed as a browser parses it (the WHATWG URL Standard with UTS #46 IDNA, through
 ``ada_url``), so the entry matches what a browser will request, and then shaped to ZIA's rules
-(``reference/zia-api.md`` §3)::
+(docs/design.md#limits-of-zia)::
 
     https://Evil.Example.COM:443/Login?x=1#f   ->  evil.example.com/login
     http://bücher.example:8080/a/              ->  xn--bcher-kva.example:8080/a/
@@ -265,8 +266,9 @@ def _load_serialiser() -> Callable[[str], str]:
     """ada's serialisation (href) of a URL; raises ValueError when the URL does not parse.
 
     Straight through ada's own cffi binding when it is there: ``ada_url.normalize_url`` builds
-    a dict of attributes per call, which costs more than the parse itself (S11 asks for
-    100,000 records a second). Both give the same href; the tests hold them to it.
+    a dict of attributes per call, which costs more than the parse itself
+    (docs/design.md#performance asks for 100,000 records a second). Both give the same href; the
+    tests hold them to it.
     """
     try:
         from ada_url.ada_adapter import ffi, lib

@@ -1,4 +1,5 @@
-"""``/``: the status page for people (S14), rendered on the server from one snapshot.
+"""``/``: the status page for people (docs/design.md#operations-endpoint), rendered on the server
+from one snapshot.
 
 One row per instance (state in colour, bookmark age, entries, last error and its remedy,
 lifecycle counts when the records carry them) and each ZIA tenant's quota as a bar. The page is

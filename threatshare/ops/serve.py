@@ -1,5 +1,6 @@
-"""``threatshare serve`` and the endpoint inside ``threatshare run`` (S14): which Redis the
-endpoint reads, with what timeouts, and how it starts and stops.
+"""``threatshare serve`` and the endpoint inside ``threatshare run``
+(docs/design.md#operations-endpoint): which Redis the endpoint reads, with what timeouts, and how it
+starts and stops.
 
 ``serve`` only attaches to Redis: in single-machine mode it reads the embedded Redis that
 ``threatshare run`` owns and never starts one (that would take the ownership ``run`` needs);

@@ -1,6 +1,6 @@
 """One reading of the whole fleet's state, from which ``/metrics`` and the status page render.
 
-The instance records are :func:`threatshare.status.collect`'s, the very document of
+The instance records are :func:`threatshare.ops.status.collect`'s, the very document of
 ``status --json`` and ``/api/status``, so every view agrees with ``status`` by construction.
 Beside them: each ZIA tenant's totals, the alert outbox's depth and the workers RQ has seen.
 When Redis cannot be read the snapshot says so instead (and holds no data): the endpoint keeps

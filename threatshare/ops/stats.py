@@ -1,4 +1,5 @@
-"""Reading the totals the operations endpoint exports (S14) beside the state of S5.
+"""Reading the totals the operations endpoint exports (docs/design.md#operations-endpoint) beside
+the state of docs/design.md#state-in-redis.
 
 They are written where things happen, each in a round trip the code makes anyway: a run's
 outcome, error code and duration with its counters (:meth:`Store.record_run`), an activation

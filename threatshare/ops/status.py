@@ -1,4 +1,5 @@
-"""What ``threatshare status`` shows (S7): one record per instance, as JSON or a table.
+"""What ``threatshare status`` shows (docs/design.md#command-line): one record per instance, as JSON
+or a table.
 
 Exit code: 0 when no instance is ``retrying`` or ``halted``, 1 when one is ``retrying``, 2 when
 one is ``halted``. Nothing here reads a secret.
@@ -38,7 +39,8 @@ def _epoch_iso(epoch: float | None) -> str | None:
 
 
 def lifecycle_status(store: Store, name: str, inst: Instance) -> dict[str, Any]:
-    """S7's ``lifecycle`` record: expiry setting, oldest sighting, next expiry, and totals."""
+    """The ``lifecycle`` record of ``status`` (docs/design.md#command-line): expiry setting,
+    oldest sighting, next expiry, and totals."""
     ledger = Ledger(store.redis)
     record = LifecycleRecord(store.redis, name).load()
     oldest = ledger.oldest_last_seen(name)
@@ -67,7 +69,7 @@ def quota_status(store: Store, tenant: ZiaTenant) -> dict[str, Any] | None:
 
 
 def instance_status(config: Config, store: Store, name: str) -> dict[str, Any]:
-    """The S7 record of one configured instance."""
+    """The record (docs/design.md#command-line) of one configured instance."""
     inst = config.instances[name]
     st = store.load(name)
     state = st.state if inst.enabled else "disabled"

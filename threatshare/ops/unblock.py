@@ -1,4 +1,4 @@
-"""``threatshare unblock`` (S7, S13): the false-positive button.
+"""``threatshare unblock`` (docs/design.md#unblocking): the false-positive button.
 
 Each entry is put on the instance's runtime allow list first (so no run pushes it again from
 that moment), then it and every entry at or under it are removed from the category and the
@@ -187,7 +187,7 @@ def undo(rt: Runtime, name: str, entry: str) -> bool:
     return done
 
 
-# --- the command (S7): arguments, output, exit codes ------------------------------------------
+# --- the command (docs/design.md#unblocking): arguments, output, exit codes -----------------------
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

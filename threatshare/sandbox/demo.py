@@ -1,9 +1,9 @@
 """``threatshare demo``: the whole product on one machine with nothing configured.
 
 Starts the sandbox (Mimecast, IdP and two ZIA tenants on loopback, an SMTP sink), seeds a
-day of threats with the tricky cases S2 talks about, writes a sandbox configuration, runs every
-instance once on the embedded Redis, then shows ``status``, what landed in each category, and
-the alert e-mail of the instance whose ZIA client was revoked.
+day of threats with the tricky cases docs/design.md#entries talks about, writes a sandbox
+configuration, runs every instance once on the embedded Redis, then shows ``status``, what landed in
+each category, and the alert e-mail of the instance whose ZIA client was revoked.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """An OAuth2 authorization server that issues client-credentials tokens, on loopback.
 
-It stands in for the identity providers of ZIA (reference §1b, §1c): the third-party IdP of
-ZIA's "OAuth 2.0 Authorization Servers" (Okta, Entra, PingFederate: a ``scope`` of the form
+It stands in for the identity providers of ZIA (docs/design.md#pushing-to-zia): the third-party IdP
+of ZIA's "OAuth 2.0 Authorization Servers" (Okta, Entra, PingFederate: a ``scope`` of the form
 ``<cloud>::<orgId>::<role>``) and ZIdentity for OneAPI (``audience=https://api.zscaler.com``).
 
 ``POST .../token`` takes a form-encoded ``grant_type=client_credentials`` with the client
@@ -24,7 +24,8 @@ from urllib.parse import unquote_plus
 
 from threatshare.sandbox.server import Request, Response, json_response, sleep_latency
 
-#: Failures the token endpoint can be told to answer with (temporary ones, per S4).
+#: Failures the token endpoint can be told to answer with (temporary ones, per
+#: docs/design.md#error-policy).
 FAILURE_KINDS = frozenset({"429", "500", "503", "drop", "html"})
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}

@@ -21,7 +21,8 @@ FAILURE_KINDS = frozenset(
 )
 #: Answered before the rate limiter: they use up no allowance (401: no tenant; 429: refused).
 UNCOUNTED = frozenset({"401", "429", "429_body"})
-#: What a random temporary failure is drawn from by default (S4's temporary ZIA answers).
+#: What a random temporary failure is drawn from by default (the temporary ZIA answers of
+#: docs/design.md#error-policy).
 TEMPORARY_KINDS = ("409", "409_barrier", "429", "429_body", "500", "503", "403_readonly")
 
 _READ_ONLY = {

@@ -1,4 +1,5 @@
-"""ZIA's documented API rate limits (reference §4) and a strict sliding-window enforcer.
+"""ZIA's documented API rate limits (docs/design.md#limits-of-zia) and a strict sliding-window
+enforcer.
 
 Limits are per tenant and per endpoint: a *bucket* is a method and a path template, such as
 ``PUT /urlCategories/{id}``. Each bucket has a burst limit and an hourly ceiling. A window is

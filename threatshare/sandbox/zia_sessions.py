@@ -1,4 +1,5 @@
-"""ZIA's legacy admin login: the obfuscated API key and the ``JSESSIONID`` session (§1a).
+"""ZIA's legacy admin login: the obfuscated API key and the ``JSESSIONID`` session
+(docs/design.md#pushing-to-zia).
 
 ``POST /authenticatedSession`` carries ``apiKey`` (12 characters derived from the real key and
 the timestamp), ``username``, ``password`` and ``timestamp`` (epoch milliseconds). The server
@@ -29,7 +30,8 @@ SESSION_INFO = {
 
 
 def expected_obfuscation(api_key: str, timestamp: str) -> str:
-    """The ``apiKey`` a client must send with ``timestamp`` (the server's side of §1a)."""
+    """The ``apiKey`` a client must send with ``timestamp`` (the server's side of
+    docs/design.md#pushing-to-zia)."""
     digits = timestamp[-6:]
     halved = f"{int(digits) >> 1:06d}"
     first = [api_key[int(d)] for d in digits]

@@ -1,4 +1,5 @@
-"""ZIA's rules for the entries of a custom URL category (reference §3, URL format guidelines).
+"""ZIA's rules for the entries of a custom URL category (docs/design.md#entries, URL format
+guidelines).
 
 An entry is ``host[:port][/path]`` without a scheme, lower case, ASCII only, at most 1,024
 characters; a host of at most 255 characters in labels of at most 63; a leading ``.`` makes

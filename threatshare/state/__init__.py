@@ -1,5 +1,6 @@
-"""Redis state (S5, S13): the instance store, the ledger of entries, the run lock, activation
-marks, the lifecycle record, the tenant's quota, the runtime allow list.
+"""Redis state (docs/design.md#state-in-redis, docs/design.md#expiry): the instance store, the
+ledger of entries, the run lock, activation marks, the lifecycle record, the tenant's quota, the
+runtime allow list.
 
 =====================  ===========================================================
 ``store``              :class:`~threatshare.state.store.Store`: state, bookmark, counters

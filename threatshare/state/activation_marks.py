@@ -1,4 +1,5 @@
-"""Which ZIA tenants hold staged changes not yet activated (S3), kept in Redis.
+"""Which ZIA tenants hold staged changes not yet activated (docs/design.md#activation), kept in
+Redis.
 
 A run marks its tenant before its first change and after each one; whoever activates
 (:mod:`threatshare.sync.activation`) clears the mark only for the changes made before the

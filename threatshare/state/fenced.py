@@ -1,6 +1,7 @@
-"""Writes fenced by a run's lock token (S5): every write that could undo another run's work
-(forgetting entries, moving the bookmark) runs in one Lua call that first checks the instance's
-lock still holds the writer's token, so a run whose lock lapsed cannot clobber its successor.
+"""Writes fenced by a run's lock token (docs/design.md#the-fleet): every write that could undo
+another run's work (forgetting entries, moving the bookmark) runs in one Lua call that first checks
+the instance's lock still holds the writer's token, so a run whose lock lapsed cannot clobber its
+successor.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The ledger of one instance: what its category holds, what the current window stages, and
-what was removed from the category by hand (S5, S13).
+what was removed from the category by hand (docs/design.md#state-in-redis,
+docs/design.md#reconciliation).
 
 Every entry the category holds for the instance is in a sorted set scored by its *last
 sighting*: the record time of the newest Mimecast record that produced it (not the time it
@@ -78,8 +79,8 @@ class Ledger:
         return self.redis.zmscore(keys.instance_last_seen(name), list(entries))
 
     def split_known(self, name: str, entries: Sequence[str]) -> tuple[list[str], list[str]]:
-        """``entries`` split into those not in the category (dedupe, S2) and those already
-        there; one round trip."""
+        """``entries`` split into those not in the category (dedupe, docs/design.md#entries) and
+        those already there; one round trip."""
         fresh: list[str] = []
         known: list[str] = []
         for entry, seen in zip(entries, self.last_seen(name, entries), strict=True):
@@ -110,7 +111,8 @@ class Ledger:
         )
 
     def record_sightings(self, name: str, sightings: Mapping[str, float]) -> None:
-        """New records of entries already in the category: their clocks restart (S13)."""
+        """New records of entries already in the category: their clocks restart
+        (docs/design.md#expiry)."""
         if sightings:
             self.redis.zadd(keys.instance_last_seen(name), dict(sightings), gt=True)
 

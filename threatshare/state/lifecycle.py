@@ -1,5 +1,5 @@
-"""The lifecycle record of an instance, in Redis (S13): one small hash with the totals of
-entries expired, evicted, removed by hand and adopted; what the last reconciliation found
+"""The lifecycle record of an instance, in Redis (docs/design.md#expiry): one small hash with the
+totals of entries expired, evicted, removed by hand and adopted; what the last reconciliation found
 (``foreign`` entries, and when it was); the start of an "at capacity" incident; and whether the
 category was already looked up by name.
 """

@@ -1,4 +1,4 @@
-"""The run lock of one instance (S5, S9): one run at a time, fleet-wide.
+"""The run lock of one instance (docs/design.md#the-fleet): one run at a time, fleet-wide.
 
 A short lease renewed from a thread while the run lives, so a dead worker's instance is free
 again within one lease; its token fences the writes only the holder may make

@@ -1,5 +1,5 @@
-"""The quota of a ZIA tenant as threatshare last knew it, in Redis (S7, S13): the latest
-reading (after the last run's own changes; status shows it), hourly readings for the fill
+"""The quota of a ZIA tenant as threatshare last knew it, in Redis (docs/design.md#capacity): the
+latest reading (after the last run's own changes; status shows it), hourly readings for the fill
 forecast of the warning e-mail (a few days, so memory stays flat), and the warning's
 hysteresis (armed, crossings).
 """

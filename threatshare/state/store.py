@@ -1,5 +1,5 @@
-"""Per-instance state in Redis (S5): the state machine, bookmark, errors and counters; and the
-last quota read of each ZIA tenant.
+"""Per-instance state in Redis (docs/design.md#state-in-redis): the state machine, bookmark, errors
+and counters (a tenant's quota is :mod:`threatshare.state.quota`'s).
 
 One hash per instance holds the small fields. The bookmark only moves through
 :meth:`Store.finish_ok`, which is fenced by the run's lock token
@@ -124,8 +124,8 @@ class Store:
         duration: float | None = None,
     ) -> None:
         """The last run's counters, and the totals over every run; with ``outcome``, also the
-        run counts by outcome and error code and the last duration (S14), in the same
-        round trip."""
+        run counts by outcome and error code and the last duration
+        (docs/design.md#operations-endpoint), in the same round trip."""
         with self.redis.pipeline() as pipe:
             pipe.hset(keys.instance_state(name), "last_run", json.dumps(counters, sort_keys=True))
             for counter in COUNTERS:
@@ -141,14 +141,15 @@ class Store:
             pipe.execute()
 
     def move_bookmark(self, name: str, lock: RunLock, bookmark: datetime) -> None:
-        """The bookmark moved to ``bookmark`` after a fully shared chunk of a window (S5),
-        fenced by ``lock`` (LockLost when the run no longer holds it)."""
+        """The bookmark moved to ``bookmark`` after a fully shared chunk of a window
+        (docs/design.md#state-in-redis), fenced by ``lock`` (LockLost when the run no longer holds
+        it)."""
         self._fenced.call(
             name, lock, "HSET", keys.instance_state(name), "bookmark", to_iso(bookmark)
         )
 
     def set_chunk_span(self, name: str, lock: RunLock, span: timedelta) -> None:
-        """The chunk span the next run works with (S5), fenced by ``lock``."""
+        """The chunk span the next run works with (docs/design.md#the-fleet), fenced by ``lock``."""
         seconds = f"{span.total_seconds():g}"
         self._fenced.call(name, lock, "HSET", keys.instance_state(name), "chunk_seconds", seconds)
 
@@ -194,7 +195,7 @@ class Store:
     # --- tenants ---------------------------------------------------------------------------
 
     def record_activation(self, tenant: str, at: datetime) -> None:
-        """One more activation of the tenant, and its time (S14)."""
+        """One more activation of the tenant, and its time (docs/design.md#operations-endpoint)."""
         with self.redis.pipeline() as pipe:
             pipe.hincrby(keys.tenant_stats(tenant), "activations", 1)
             pipe.hset(keys.tenant_stats(tenant), "last_activation", to_iso(at) or "")

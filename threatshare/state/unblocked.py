@@ -1,4 +1,4 @@
-"""The runtime allow list of an instance (S7 ``unblock``, S13): entries an operator unblocked.
+"""The runtime allow list of an instance (docs/design.md#unblocking): entries an operator unblocked.
 
 Each unblocked entry is kept in Redis with when, why and by whom; every run reads the list at
 its start and never pushes an entry at or under one of them, so a false positive stays out of

@@ -1,4 +1,5 @@
-"""One run of one instance (S4, S5): the product's main job.
+"""One run of one instance (docs/design.md#error-policy,
+docs/design.md#the-bookmark-and-the-window): the product's main job.
 
 ::
 
@@ -14,7 +15,7 @@ recovery.
 ====================  =============================================================
 ``window``            the span of record times a run pulls
 ``pipeline``          :class:`~threatshare.sync.pipeline.Run`: pull, settle, withdraw
-``lifecycle``         reconcile, expire, make room and push (S13)
+``lifecycle``         reconcile, expire, make room and push (docs/design.md#reconciliation)
 ``lifecycle_alerts``  the quota warning and the "at capacity" e-mail, once per incident
 ``transitions``       :func:`sync_instance`: the state machine and its alerts
 ``activation``        activating a tenant's staged changes once, fleet-wide

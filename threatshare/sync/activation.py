@@ -1,4 +1,5 @@
-"""Activation of staged ZIA changes, once per changed tenant rather than once per run (S3).
+"""Activation of staged ZIA changes, once per changed tenant rather than once per run
+(docs/design.md#activation).
 
 A run marks its tenant "to activate" in Redis *before* its first change, so a crash between a
 change and its activation leaves a durable trace; whoever activates next (``run --once`` at its

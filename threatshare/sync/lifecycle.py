@@ -1,5 +1,5 @@
-"""What one run does to keep its category a living block list (S13): reconcile with ZIA,
-expire stale entries, make room for new threats, and push them.
+"""What one run does to keep its category a living block list (docs/design.md#reconciliation):
+reconcile with ZIA, expire stale entries, make room for new threats, and push them.
 
 ::
 
@@ -37,7 +37,7 @@ from threatshare.zia.errors import CategoryGone, EmptyCategoryRefused
 
 log = structlog.get_logger(__name__)
 
-#: The skip reason of new threats left out for lack of room (S3).
+#: The skip reason of new threats left out for lack of room (docs/design.md#capacity).
 CAPACITY = "capacity"
 #: Entries in ZIA compared against the record per round trip to Redis.
 _COMPARE = 1000
@@ -114,7 +114,8 @@ class Lifecycle:
         return self.now() - self.inst.expire_after
 
     def needs_zia(self, category_id: str | None) -> bool:
-        """Whether this run has anything to do in ZIA (else it makes no call at all, S11)."""
+        """Whether this run has anything to do in ZIA (else it makes no call at all,
+        docs/design.md#performance)."""
         if self.ledger.staged_count(self.staging):
             return True
         state = self.record.load()
@@ -162,8 +163,9 @@ class Lifecycle:
         return self.reconcile(client, found)
 
     def reconcile(self, client: ZiaClient, category_id: str) -> str | None:
-        """Compare the record with the category (one GET, S13). Returns the id, or None when
-        the category was deleted by hand: then every live entry is staged to refill a new one."""
+        """Compare the record with the category (one GET, docs/design.md#reconciliation). Returns
+        the id, or None when the category was deleted by hand: then every live entry is staged to
+        refill a new one."""
         content = client.read_category(category_id)
         now = self.now()
         if content is None:
@@ -298,7 +300,7 @@ class Lifecycle:
             self.outcome.left_out += left_out
         except CategoryGone:
             # Deleted by hand since the last look: everything it held, and what this run
-            # pushed, goes into a new one (S13), now.
+            # pushed, goes into a new one (docs/design.md#reconciliation), now.
             self.ledger.restage_all(self.name, self.staging, self.lock)
             self.set_category(None)
             self.record.forget_category()
@@ -316,7 +318,7 @@ class Lifecycle:
         landed: Callable[[list[str]], None],
         room: int,
     ) -> str | None:
-        """Create the category holding the first batch of what fits (S3)."""
+        """Create the category holding the first batch of what fits (docs/design.md#capacity)."""
         for first in stream:
             description = category_description(self.name, self.inst.description)
             created = client.create_with_entries(
@@ -330,7 +332,8 @@ class Lifecycle:
         return None
 
     def _create_empty(self, client: ZiaClient) -> str | None:
-        """Nothing to push and no category: create it empty where the tenant allows (S3)."""
+        """Nothing to push and no category: create it empty where the tenant allows
+        (docs/design.md#pushing-to-zia)."""
         description = category_description(self.name, self.inst.description)
         try:
             created = client.find_or_create_category(self.inst.category, description)
@@ -343,7 +346,8 @@ class Lifecycle:
         return created
 
     def _save_quota(self) -> None:
-        """The quota as it is after this run's own changes (S7), without reading it again."""
+        """The quota as it is after this run's own changes (docs/design.md#capacity), without
+        reading it again."""
         now = self.now()
         freed = self.outcome.removed
         quota = self.outcome.quota

@@ -1,4 +1,4 @@
-"""The warnings a run's lifecycle may queue (S6, S13): the tenant's quota crossing
+"""The warnings a run's lifecycle may queue (docs/design.md#alerts): the tenant's quota crossing
 ``quota_warn``, and the instance at capacity. One e-mail per incident, through the outbox and
 its fleet-wide marks; never a halt.
 

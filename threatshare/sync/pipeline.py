@@ -1,4 +1,5 @@
-"""The pipeline of one run of one instance (S2–S5): pull, dedupe, stage, push, withdraw.
+"""The pipeline of one run of one instance (docs/design.md#entries,
+docs/design.md#the-bookmark-and-the-window): pull, dedupe, stage, push, withdraw.
 
 ::
 
@@ -55,7 +56,7 @@ def _record_time(record: Any, field_name: str, default: float) -> float:
 
 
 def counters_of(tally: Tally, pushed: int, refused: dict[str, str], removed: int) -> dict[str, Any]:
-    """The counters of S7's ``last_run``."""
+    """The counters of ``last_run`` in ``status`` (docs/design.md#command-line)."""
     rejected = dict(tally.rejected)
     if refused:
         rejected["refused_by_zia"] = rejected.get("refused_by_zia", 0) + len(refused)
@@ -80,7 +81,7 @@ class Run:
         self.store = Store(rt.redis)
         self.ledger = Ledger(rt.redis)
         self.marks = ActivationMarks(rt.redis)
-        #: The runtime allow list as it is when the run starts (S7 unblock).
+        #: The runtime allow list as it is when the run starts (docs/design.md#unblocking).
         self.unblocked = UnblockList(rt.redis, name).matcher()
         self.dry_run = dry_run
         self.run_id = uuid.uuid4().hex[:12]
@@ -174,7 +175,8 @@ class Run:
                     self.newer.add(entry)
         buried = self.ledger.buried(self.name, {e: timed[e] for e in fresh})
         if buried:
-            # Removed from the category by hand after these records: not pushed back (S13).
+            # Removed from the category by hand after these records: not pushed back
+            # (docs/design.md#reconciliation).
             self.tally.skipped["removed_by_hand"] += len(buried)
             fresh = [e for e in fresh if e not in buried]
         if already:
@@ -245,8 +247,8 @@ class Run:
 
     def settle(self, state: InstanceState, deadline: Deadline, *, final: bool = True) -> None:
         """The push of what this chunk staged and, with the ``final`` chunk of the run, the
-        category's lifecycle (S13: reconcile, expire); no ZIA call at all when nothing is new,
-        due or to reconcile."""
+        category's lifecycle (docs/design.md#reconciliation: reconcile, expire); no ZIA call at all
+        when nothing is new, due or to reconcile."""
         assert self.lock is not None  # settling happens only under the lock
         tenant = self.rt.config.zia[self.inst.zia]
         record = LifecycleRecord(self.rt.redis, self.name)
@@ -316,7 +318,8 @@ class Run:
     def _remove(self, category_id: str, gone: list[str], deadline: Deadline) -> None:
         """Remove ``gone`` from the category (REMOVE_FROM_LIST in batches) and from the
         record, under the lock; the tenant is marked to activate before the first change (a
-        crash still leaves the mark) and after the last (S3's activation marks)."""
+        crash still leaves the mark) and after the last (the activation marks of
+        docs/design.md#activation)."""
         assert self.lock is not None  # removing happens only under the lock
         self.check_lock()
         tenant_id = self.rt.config.zia[self.inst.zia].tenant_id

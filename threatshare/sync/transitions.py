@@ -1,4 +1,5 @@
-"""The state machine of one instance (S4–S6) and its alert policy.
+"""The state machine of one instance (docs/design.md#error-policy, docs/design.md#alerts) and its
+alert policy.
 
 :func:`sync_instance` drives one :class:`~threatshare.sync.pipeline.Run` and decides what its
 end means for the instance: a clean end moves the bookmark (fenced by the run lock) and, after a
@@ -175,9 +176,10 @@ def _share_in_chunks(
     run: Run, state: InstanceState, window: Window, deadline: Deadline
 ) -> datetime | None:
     """Pull and push ``window`` chunk by chunk, oldest first, moving the bookmark after each
-    fully shared chunk (S5); stop at the deadline, checked between pages and between chunks.
-    The chunk span adapts to what a run can pull (:func:`~threatshare.sync.window.next_span`).
-    Returns the bookmark the run ends with (None: none yet, the window was not reached)."""
+    fully shared chunk (docs/design.md#the-bookmark-and-the-window); stop at the deadline, checked
+    between pages and between chunks. The chunk span adapts to what a run can pull
+    (:func:`~threatshare.sync.window.next_span`). Returns the bookmark the run ends with (None: none
+    yet, the window was not reached)."""
     assert run.lock is not None
     bookmark = state.bookmark
     if window.end <= window.start:

@@ -1,5 +1,6 @@
-"""The window of one run (S5): ``[bookmark − overlap, now − settle]``, clamped to Mimecast's
-retention; what fell out of the retention is reported as lost, never silently skipped.
+"""The window of one run (docs/design.md#the-bookmark-and-the-window): ``[bookmark − overlap, now −
+settle]``, clamped to Mimecast's retention; what fell out of the retention is reported as lost,
+never silently skipped.
 
 A window is worked in chunks of at most :data:`CHUNK_SPAN`, oldest first (:func:`chunks`), and
 the bookmark moves after each fully shared chunk: a run cut short by its deadline (a long
@@ -38,7 +39,8 @@ class Window:
 
 
 def window_for(state: InstanceState, inst: Instance, settings: Settings, now: datetime) -> Window:
-    """The window of the next run, clamped to what Mimecast keeps (S5)."""
+    """The window of the next run, clamped to what Mimecast keeps
+    (docs/design.md#the-bookmark-and-the-window)."""
     end = now - settings.settle
     start = state.bookmark - settings.overlap if state.bookmark else now - inst.fetch_from
     floor = now - MIMECAST_RETENTION

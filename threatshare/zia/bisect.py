@@ -1,8 +1,8 @@
 """Finding the entries ZIA refuses in a batch it refused as a whole.
 
-One invalid URL makes ZIA refuse a whole ADD_TO_LIST (reference §3), so a refused batch must be
-searched for its bad entries: they are rejected (S2, reason ``refused_by_zia``) and the rest is
-pushed. Two strategies, cheapest first:
+One invalid URL makes ZIA refuse a whole ADD_TO_LIST (docs/design.md#limits-of-zia), so a refused
+batch must be searched for its bad entries: they are rejected (docs/design.md#entries, reason
+``refused_by_zia``) and the rest is pushed. Two strategies, cheapest first:
 
 - ZIA's message usually names the URL it refused: that entry is sent alone (if ZIA refuses it
   again it is rejected; if it lands, ZIA named a good entry and names are trusted no further)
@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from threatshare.zia.errors import ZiaRejected, named_entry, refuses_an_entry
 
-#: Why an entry ZIA refused is rejected (S2 counts rejections by reason).
+#: Why an entry ZIA refused is rejected (docs/design.md#entries counts rejections by reason).
 REFUSED_BY_ZIA = "refused_by_zia"
 
 Put = Callable[[list[str]], None]

@@ -1,6 +1,6 @@
-"""The category calls of the ZIA client (S3, S13): find a custom category by name, create it
-(empty where the tenant allows, or holding its first batch of entries), read one with its URLs
-and description, and list the sizes of all of them.
+"""The category calls of the ZIA client (docs/design.md#pushing-to-zia, docs/design.md#expiry): find
+a custom category by name, create it (empty where the tenant allows, or holding its first batch of
+entries), read one with its URLs and description, and list the sizes of all of them.
 
 :class:`CategoryCalls` is a base of :class:`~threatshare.zia.client.ZiaClient`, which supplies
 the one way of making a call (rate limit, retries, errors) that every method here uses.
@@ -40,8 +40,9 @@ class CategoryContent:
 
 
 def category_description(instance: str, description: str = "") -> str:
-    """The description of an instance's category: it names threatshare and the instance (S3),
-    so a ZIA admin knows where the entries come from and what manages them."""
+    """The description of an instance's category: it names threatshare and the instance
+    (docs/design.md#pushing-to-zia), so a ZIA admin knows where the entries come from and what
+    manages them."""
     head = f"Managed by threatshare, instance {instance}: threats shared from Mimecast."
     return f"{head} {description}".strip()
 
@@ -112,7 +113,7 @@ class CategoryCalls:
 
     def category_sizes(self) -> list[tuple[str, int]]:
         """Every custom category of the tenant with its number of URLs, largest first (one
-        GET of counts, not of URLs): the shares of the quota warning (S6)."""
+        GET of counts, not of URLs): the shares of the quota warning (docs/design.md#alerts)."""
         sizes = []
         for category in self._custom_categories():
             counts = category.get("urlKeywordCounts")
@@ -159,10 +160,10 @@ class CategoryCalls:
         on_batch: Callable[[list[str]], None],
         refused: dict[str, str],
     ) -> str | None:
-        """Create the category holding its first ``batch`` of entries (S3: one call, never a
-        placeholder). An entry ZIA refuses is searched for as in an add: the first part that
-        lands creates the category, the rest is added to it. Returns the id, or None when ZIA
-        refused every entry (nothing was created)."""
+        """Create the category holding its first ``batch`` of entries
+        (docs/design.md#pushing-to-zia: one call, never a placeholder). An entry ZIA refuses is
+        searched for as in an add: the first part that lands creates the category, the rest is added
+        to it. Returns the id, or None when ZIA refused every entry (nothing was created)."""
         created: list[str] = []
 
         def put(urls: list[str]) -> None:

@@ -1,5 +1,5 @@
 """The ZIA API as threatshare uses it: add and remove entries in batches, read the quota,
-activate (S3); the category calls are in :mod:`threatshare.zia.categories`.
+activate (docs/design.md#activation); the category calls are in :mod:`threatshare.zia.categories`.
 
 Every request, including the legacy login and activation, first asks the tenant's
 :class:`~threatshare.zia.ratelimit.RateLimiter` (a request hook of the HTTP client, so no call can
@@ -104,7 +104,7 @@ class ZiaClient(CategoryCalls):
         self._sleep = sleep
         self._http = make_client(tenant.resolved_api_base, transport=transport)
         limit_requests(self._http, limiter, lambda: self._deadline)
-        #: The quota as last read, for status (S7).
+        #: The quota as last read, for status (docs/design.md#capacity).
         self.last_quota: Quota | None = None
         self._own_credential = credential is None
         try:

@@ -1,5 +1,6 @@
-"""The credential of each ZIA ``auth`` mode (S3): bearer tokens from a third-party IdP
-(``oauth``) or from ZIdentity (``oneapi``), or the legacy API-key session (``legacy``)."""
+"""The credential of each ZIA ``auth`` mode (docs/design.md#pushing-to-zia): bearer tokens from a
+third-party IdP (``oauth``) or from ZIdentity (``oneapi``), or the legacy API-key session
+(``legacy``)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ def build_credential(
     transport: httpx.BaseTransport | None = None,
     scrub: Scrubber = NO_SECRETS,
 ) -> Credential:
-    """The credential of a tenant's ``auth`` mode (S3). ``http`` is the ZIA client the legacy
-    login goes through; ``transport`` reaches the token endpoint (tests)."""
+    """The credential of a tenant's ``auth`` mode (docs/design.md#pushing-to-zia). ``http`` is the
+    ZIA client the legacy login goes through; ``transport`` reaches the token endpoint (tests)."""
     if tenant.auth == "legacy":
         return legacy_session(tenant, http, scrub)
     return token_credential(tenant, transport, scrub)

@@ -1,4 +1,5 @@
-"""How ZIA answers map onto threatshare's errors (S4, the ZIA rows; reference §4, §5).
+"""How ZIA answers map onto threatshare's errors (docs/design.md#error-policy, the ZIA rows;
+docs/design.md#limits-of-zia).
 
 =========================================  ==========================================
 ZIA answer                                 error
@@ -76,7 +77,7 @@ class CategoryGone(Signal):
 class EmptyCategoryRefused(Signal):
     """The tenant will not create a category without a first entry (ZIA's documentation asks
     for ``urls`` or ``keywords``). Not a failure: the category is created, holding its first
-    batch, by the first run that has entries to push (S3)."""
+    batch, by the first run that has entries to push (docs/design.md#pushing-to-zia)."""
 
     default_code = "zia_category_needs_entries"
 

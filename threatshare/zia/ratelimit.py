@@ -1,9 +1,9 @@
 """Fleet-wide rate limits of a ZIA tenant, kept in Redis.
 
-ZIA limits calls per tenant and per endpoint (reference §4): a short burst window and an hourly
-ceiling each. Every worker and process that shares a tenant shares its budget, so the budget
-lives in Redis: one sorted set per (tenant, endpoint) logs the time of each recent call, and a
-Lua script checks every window and records the call in one atomic step. The script reads
+ZIA limits calls per tenant and per endpoint (docs/design.md#limits-of-zia): a short burst window
+and an hourly ceiling each. Every worker and process that shares a tenant shares its budget, so the
+budget lives in Redis: one sorted set per (tenant, endpoint) logs the time of each recent call, and
+a Lua script checks every window and records the call in one atomic step. The script reads
 Redis ``TIME``, so all processes on all machines use one clock.
 
 When a call is not allowed yet the script answers how long to wait; :meth:`RateLimiter.acquire`
@@ -46,8 +46,8 @@ class Limit:
 HOUR = 3600.0
 MINUTE = 60.0
 
-# ZIA's weights (reference §4, RLSUM); Zscaler says the numbers are "subject to change", so they
-# are data here and nowhere else. Where two sources differ the stricter number is used.
+# ZIA's weights (docs/design.md#limits-of-zia); Zscaler says the numbers are "subject to change",
+# so they are data here and nowhere else. Where two sources differ the stricter number is used.
 LIGHT = (Limit(2, 1.0), Limit(1000, HOUR))
 MEDIUM = (Limit(1, 1.0), Limit(400, HOUR))
 HEAVY = (Limit(1, MINUTE), Limit(4, HOUR))
@@ -75,8 +75,8 @@ ZIA_METHOD_LIMITS: Mapping[str, tuple[Limit, ...]] = {
 #: arrives, so a window slightly longer than ZIA's absorbs the difference in delays (network
 #: jitter, a busy host). A quarter of a second: a busy 2-core host running a whole fleet showed
 #: one call in thousands delayed by more than a tenth of one, enough for a 429 when calls to one
-#: tenant come back to back (a tenant's round, S11). Costs a fifth of the per-second rate (a
-#: 100-PUT backlog takes 125 s instead of 110), nothing of the hourly one.
+#: tenant come back to back (a tenant's round, docs/design.md#pacing). Costs a fifth of the
+#: per-second rate (a 100-PUT backlog takes 125 s instead of 110), nothing of the hourly one.
 DEFAULT_MARGIN = 0.25
 
 _API_PREFIX = re.compile(r"^.*?/api/v1(?=/|$)")
@@ -198,8 +198,9 @@ class RateLimiter:
         return int(wait_us) / 1_000_000
 
     def note_rate_limited(self) -> None:
-        """Count one 429 answer of the tenant (S14's metric); best effort, as the count must
-        never fail the call it describes. Only 429s pay this round trip."""
+        """Count one 429 answer of the tenant (a metric, docs/design.md#operations-endpoint);
+        best effort, as the count must never fail the call it describes. Only 429s pay this round
+        trip."""
         with contextlib.suppress(redis.RedisError):
             self._redis.hincrby(keys.tenant_stats(self._tenant), "rate_limited", 1)
 
@@ -226,7 +227,7 @@ def limit_requests(
 ) -> None:
     """Make every request ``http`` sends wait for the tenant's budget first (and count in
     it); ``deadline`` gives the deadline of the wait of each request. Each 429 answer is
-    counted for the operations endpoint (S14)."""
+    counted for the operations endpoint (docs/design.md#operations-endpoint)."""
 
     def wait_for_budget(request: httpx.Request) -> None:
         limiter.acquire(request.method, request.url.path, deadline())
