@@ -20,6 +20,7 @@ REFERENCE = re.compile(r"docs/([\w./-]+?\.md)#([\w-]+)")
 _SECTIONS = r"§\s?[0-9][0-9a-z.]*"
 SECTION_TAG = re.compile(
     rf"(?<![\w/#.-])S(?:[1-9]|1[0-9])(?:\.\d)?(?![\w-])|reference §|(?<![\w/#]){_SECTIONS}"
+    r"|reference/(?:zia|mimecast)-api\.md"
 )
 RFC = re.compile(rf"RFC\s?\d+\s{_SECTIONS}(?:(?:,\s?|\sand\s|\sor\s){_SECTIONS})*")
 #: Names that look like a tag and are not one.
@@ -115,6 +116,7 @@ def test_the_checks_see_what_they_look_for() -> None:
     assert anchor("Provenance and audit") == "provenance-and-audit"
     tags = "(S13) S5, S2.1 (S7, S13) reference §4 the server's side of §1a SPEC S14"
     assert section_tags(tags) == ["S13", "S5", "S2.1", "S7", "S13", "reference §", "§1a", "S14"]
+    assert section_tags("as ``reference/zia-api.md`` describes") == ["reference/zia-api.md"]
     clean = "docs/design.md#expiry, S3Client, AWS_S3, Amazon S3, RFC 6749 §2.3.1 and §5, 1xS2"
     assert section_tags(clean) == []
     assert "expiry" in anchors(ROOT / "docs" / "design.md")

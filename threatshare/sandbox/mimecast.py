@@ -9,7 +9,7 @@ Serve it with :class:`~threatshare.sandbox.server.EmulatorServer`::
 
 Endpoints: ``POST /oauth/token`` (client credentials in the form body), ``POST
 /api/ttp/url/get-logs`` and ``POST /api/ttp/impersonation/get-logs``, with the filters, ordering,
-pagination and error envelopes described in ``reference/mimecast-api.md``; the records and
+pagination and error envelopes described in Mimecast's API documentation; the records and
 their paging live in :mod:`threatshare.sandbox.mimecast_logs`.
 
 Knobs, all safe to turn from another thread while the server runs:

@@ -1,7 +1,7 @@
 """The records behind the Mimecast emulator: realistic log builders and a paged log book.
 
 :func:`url_log` and :func:`impersonation_log` build full records with the fields of
-``reference/mimecast-api.md``. :class:`LogBook` answers ``get-logs`` queries: records are kept
+Mimecast's API documentation. :class:`LogBook` answers ``get-logs`` queries: records are kept
 sorted by time on insert, so a page costs O(page size + log n); page tokens are random ids
 mapped to a server-side cursor (the query and the key of the last record served), bound to the
 endpoint and query that created them, and a re-sent token serves the same page again. ``from``

@@ -1,7 +1,7 @@
 """An emulated ZIA tenant: URL categories, activation, auth and rate limits, on loopback.
 
 Serves the cloud-service API under both ``/api/v1`` (legacy and ZIA-native OAuth) and
-``/zia/api/v1`` (OneAPI), as ``reference/zia-api.md`` describes it: custom URL categories with
+``/zia/api/v1`` (OneAPI), as ZIA's API documentation describes it: custom URL categories with
 ZIA's URL rules and quota (:mod:`.zia_categories`, :mod:`.zia_urls`), staged changes that only
 ``POST /status/activate`` makes active, the documented per-endpoint rate limits
 (:mod:`.zia_limits`), bearer tokens of an :class:`~threatshare.sandbox.idp.IdpEmulator` and the
