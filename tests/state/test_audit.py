@@ -18,8 +18,13 @@ def test_append_and_read_back_with_filters(redis_client: redis.Redis) -> None:
     trail = AuditTrail(redis_client, timedelta(days=90))
     trail.append("urls", "added", ["a.example", "b.example"], at=T0, run_id="r1")
     trail.append(
-        "urls", "unblocked", ["a.example"], at=T0 + timedelta(hours=1), run_id="u1",
-        who="alice", reason="false positive",
+        "urls",
+        "unblocked",
+        ["a.example"],
+        at=T0 + timedelta(hours=1),
+        run_id="u1",
+        who="alice",
+        reason="false positive",
     )
     trail.append("doms", "expired", [".x.example"], at=T0 + timedelta(hours=2), run_id="r2")
     lines = list(trail.read())

@@ -11,10 +11,14 @@ from threatshare.state.provenance import KEEP, MessageKey, ProvenanceBook, Sight
 def test_sightings_merge_and_keep_the_newest_three(redis_client: redis.Redis) -> None:
     """Counts add up across runs and only the three newest sightings are kept, newest first."""
     book = ProvenanceBook(redis_client, "urls")
-    book.record({"evil.example": [Sighting(100, "Phishing", "aa"), Sighting(300, "Phishing", "bb")]},
-                {"evil.example": "malicious_urls"})
-    book.record({"evil.example": [Sighting(200, "Malware", "cc"), Sighting(400, "Phishing", "dd")]},
-                {"evil.example": "url_domains"})
+    book.record(
+        {"evil.example": [Sighting(100, "Phishing", "aa"), Sighting(300, "Phishing", "bb")]},
+        {"evil.example": "malicious_urls"},
+    )
+    book.record(
+        {"evil.example": [Sighting(200, "Malware", "cc"), Sighting(400, "Phishing", "dd")]},
+        {"evil.example": "url_domains"},
+    )
     found = book.get(["evil.example", "other.example"])
     assert set(found) == {"evil.example"}
     prov = found["evil.example"]
