@@ -74,6 +74,13 @@ class Ledger:
             return []
         return [None if s is None else float(s) for s in self._zmscore(name, entries)]
 
+    def first_seen(self, name: str, entries: Sequence[str]) -> list[float | None]:
+        """The first sighting of each of ``entries`` (None: unknown); one call."""
+        if not entries:
+            return []
+        raw = self.redis.hmget(keys.instance_first_seen(name), list(entries))
+        return [None if v is None else float(v) for v in raw]
+
     def _zmscore(self, name: str, entries: Sequence[str]) -> list[float | None]:
         return self.redis.zmscore(keys.instance_last_seen(name), list(entries))
 

@@ -306,6 +306,13 @@ class ZiaClient(CategoryCalls):
         status = answer.get("status") if isinstance(answer, dict) else None
         log.info("zia_activated", status=status if isinstance(status, str) else None)
 
+    def pending(self) -> bool:
+        """Whether the tenant has changes staged and not yet activated (``GET /status``):
+        anything but ``ACTIVE`` counts as pending."""
+        answer = self._call("GET", "/status")
+        status = answer.get("status") if isinstance(answer, dict) else None
+        return status != "ACTIVE"
+
     def check(self) -> str:
         """One read call for ``check --live``: the quota, which also proves the credentials."""
         quota = self.quota()
