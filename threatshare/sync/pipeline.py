@@ -26,6 +26,7 @@ import structlog
 
 from threatshare.alerts.outbox import Outbox
 from threatshare.http import Deadline
+from threatshare.indicators.evidence import impersonation_evidence, url_evidence
 from threatshare.indicators.extract import Extractor, Tally
 from threatshare.progress import Phase, RunProgress
 from threatshare.runtime import Runtime
@@ -33,6 +34,7 @@ from threatshare.state.activation_marks import ActivationMarks
 from threatshare.state.ledger import Ledger
 from threatshare.state.lifecycle import LifecycleRecord
 from threatshare.state.lock import RunLock
+from threatshare.state.provenance import KEEP, MessageKey, ProvenanceBook, Sighting
 from threatshare.state.quota import QuotaRecord
 from threatshare.state.store import InstanceState, Store
 from threatshare.state.unblocked import Matcher, UnblockList
@@ -101,6 +103,12 @@ class Run:
         self.known: set[str] = set()
         #: entries seen again with a newer record time, not yet written.
         self.newer: set[str] = set()
+        #: entry -> the newest sightings met in this run, written with ``flush_newer``.
+        self.sightings: dict[str, list[tuple[float, str, str]]] = {}
+        self.provenance = ProvenanceBook(rt.redis, name)
+        self.message_key = MessageKey(
+            rt.config.mimecast[self.inst.mimecast].client_secret.get_secret_value()
+        )
         self.new_in_dry_run = 0
         self.lock: RunLock | None = None
         self.started: datetime | None = None
@@ -147,19 +155,31 @@ class Run:
         extract: Callable[[Any, Tally], list[str]],
         time_field: str,
         default_time: float,
+        evidence: Callable[[Any], tuple[str, str]],
     ) -> None:
         self.check_lock()
         timed: dict[str, float] = {}
+        sightings = self.sightings
         for record in page:
             when = _record_time(record, time_field, default_time)
-            for entry in extract(record, self.tally):
+            entries = extract(record, self.tally)
+            if not entries:
+                continue
+            verdict, message = evidence(record)
+            for entry in entries:
                 if timed.get(entry, -1.0) < when:
                     timed[entry] = when
+                kept = sightings.setdefault(entry, [])
+                kept.append((when, verdict, message))
+                if len(kept) > 2 * KEEP:  # only the newest few are ever kept
+                    kept.sort(reverse=True)
+                    del kept[KEEP:]
         if not timed:
             return
         if self.unblocked:
             for entry in [e for e in timed if self.unblocked(e)]:
                 del timed[entry]
+                sightings.pop(entry, None)
                 self.tally.skipped["unblocked"] += 1
         # Entries met earlier in this run need no look-up: a known one is still known, a
         # staged one only needs its newest record time, kept here and written once at the end.
@@ -177,6 +197,8 @@ class Run:
             # Removed from the category by hand after these records: not pushed back (S13).
             self.tally.skipped["removed_by_hand"] += len(buried)
             fresh = [e for e in fresh if e not in buried]
+            for entry in buried:
+                sightings.pop(entry, None)
         if already:
             self.tally.skipped["already_in_category"] += already
         if self.dry_run:
@@ -198,30 +220,62 @@ class Run:
 
     def flush_newer(self) -> None:
         """Write the newer record times of entries seen again during the pull: a sighting for
-        those in the category, a newer stage for the others."""
+        those in the category, a newer stage for the others; and what the sightings said
+        (the entries' provenance)."""
         if self.newer and not self.dry_run:
             times = {e: self.seen[e] for e in self.newer if e in self.seen}
             known = {e: t for e, t in times.items() if e in self.known}
             staged = {e: t for e, t in times.items() if e not in self.known}
             self.ledger.record_page(self.name, self.staging, known, staged)
         self.newer.clear()
+        self.flush_provenance()
+
+    def flush_provenance(self) -> None:
+        """Merge this run's sightings into the entries' provenance; memory is freed."""
+        if self.sightings and not self.dry_run:
+            key, domains = self.message_key, "malicious_domains"
+            kinds = set(self.inst.sources)
+            host_source = "url_domains" if "url_domains" in kinds else "malicious_urls"
+            sources = {
+                e: domains if e.startswith(".") else ("malicious_urls" if "/" in e else host_source)
+                for e in self.sightings
+            }
+            self.provenance.record(
+                {
+                    e: [
+                        Sighting(int(t), v, key(m)) for t, v, m in sorted(seen, reverse=True)[:KEEP]
+                    ]
+                    for e, seen in self.sightings.items()
+                },
+                sources,
+            )
+        self.sightings.clear()
 
     def pull(self, window: Window, deadline: Deadline) -> bool:
         """Pull every enabled source over ``window``; False when the deadline passed between
         two pages and the pull stopped there (what was pulled is staged all the same)."""
         client = self.rt.mimecast_client(self.inst.mimecast, deadline)
         end_ts = window.end.timestamp()
-        sources: list[tuple[Iterator[list[Any]], Callable[[Any, Tally], list[str]], str]] = []
+        sources: list[
+            tuple[
+                Iterator[list[Any]],
+                Callable[[Any, Tally], list[str]],
+                str,
+                Callable[[Any], tuple[str, str]],
+            ]
+        ] = []
         if URL_SOURCES & set(self.inst.sources):
             pages = client.url_log_pages(window.start, window.end)
-            sources.append((pages, self.extractor.url_record, "date"))
+            sources.append((pages, self.extractor.url_record, "date", url_evidence))
         if "malicious_domains" in self.inst.sources:
             pages = client.impersonation_log_pages(window.start, window.end)
-            sources.append((pages, self.extractor.impersonation_record, "eventTime"))
+            sources.append(
+                (pages, self.extractor.impersonation_record, "eventTime", impersonation_evidence)
+            )
         try:
-            for pages, extract, time_field in sources:
+            for pages, extract, time_field, evidence in sources:
                 for page in pages:
-                    self._take_page(page, extract, time_field, end_ts)
+                    self._take_page(page, extract, time_field, end_ts, evidence)
                     self._pulled(page)
                     if deadline.expired:
                         log.info("run.deadline_reached", window_to=window.end.isoformat())
