@@ -20,6 +20,7 @@ from __future__ import annotations
 import getpass
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,19 +32,18 @@ from threatshare.config import Config
 from threatshare.errors import LockLost, ThreatshareError
 from threatshare.http import Deadline
 from threatshare.runtime import Runtime
-from threatshare.state.activation_marks import ActivationMarks
-from threatshare.state.ledger import Ledger
-from threatshare.state.lifecycle import LifecycleRecord
 from threatshare.state.lock import RunLock, try_lock
 from threatshare.state.store import Store
 from threatshare.state.unblocked import (
     MAX_REASON,
+    MAX_WHO,
     Matcher,
     NotAnEntry,
     UnblockList,
     entry_of,
     wider_than,
 )
+from threatshare.sync.change import CategoryChange
 from threatshare.sync.lifecycle import names_us
 from threatshare.timestamps import to_iso
 from threatshare.zia.activation import activate_pending
@@ -92,22 +92,22 @@ def _lock(rt: Runtime, name: str, wait: float) -> RunLock:
         rt.sleep(LOCK_POLL)
 
 
-def _remove(rt: Runtime, name: str, entries: list[str], lock: RunLock, report: Unblocked) -> None:
-    """Remove from the category every entry at or under ``entries`` (one GET, then removals)."""
+def _remove(
+    rt: Runtime, name: str, entries: list[str], change: CategoryChange, report: Unblocked
+) -> None:
+    """Remove from the category every entry at or under ``entries`` (one GET, then removals
+    through the one path of changes)."""
     inst = rt.config.instances[name]
-    store, ledger = Store(rt.redis), Ledger(rt.redis)
     matches = Matcher(entries)
-    own = [e for e in ledger.scan(name) if matches(e)]
-    category_id = store.load(name).category_id
-    if category_id is None:
-        ledger.record_removed(name, lock, own)
+    own = [e for e in change.ledger.scan(name) if matches(e)]
+    if change.category_id is None:
+        change.remove(None, own, "unblocked")
         report.removed = own
         return
-    tenant_id = rt.config.zia[inst.zia].tenant_id
     deadline = Deadline.after(rt.config.settings.run_deadline.total_seconds())
     client = rt.zia_client(inst.zia, deadline)
     try:
-        content = client.read_category(category_id)
+        content = client.read_category(change.category_id)
         targets = set(own)
         if content is not None:
             ours = names_us(content.description, name)
@@ -118,15 +118,11 @@ def _remove(rt: Runtime, name: str, entries: list[str], lock: RunLock, report: U
             for entry in entries:
                 report.wider.extend(wider_than(entry, content.urls))
             targets &= set(content.urls)
-        if targets:
-            ActivationMarks(rt.redis).mark_unactivated(tenant_id)
-            client.remove(category_id, inst.category, sorted(targets), inst.batch_size)
-            ActivationMarks(rt.redis).mark_unactivated(tenant_id)
+        change.remove(client, sorted(targets), "unblocked")
     finally:
         client.close()
-    ledger.record_removed(name, lock, own)
+    change.forget([e for e in own if e not in targets])  # in the record, not in ZIA
     report.removed = sorted(targets)
-    LifecycleRecord(rt.redis, name).add(unblocked_removed=len(report.removed))
 
 
 def unblock_instance(
@@ -141,8 +137,21 @@ def unblock_instance(
             unblocks.add(entries, rt.now(), reason, who)
             why = clean_text(reason, MAX_REASON)
             log.info("unblock", instance=name, entries=len(entries), who=who, reason=why)
+            inst = rt.config.instances[name]
+            change = CategoryChange(
+                rt.redis,
+                name=name,
+                inst=inst,
+                tenant_id=rt.config.zia[inst.zia].tenant_id,
+                lock=lock,
+                run_id=uuid.uuid4().hex[:12],
+                now=rt.now,
+                category_id=Store(rt.redis).load(name).category_id,
+                who=clean_text(who, MAX_WHO) or "unknown",
+                why=why,
+            )
             try:
-                _remove(rt, name, entries, lock, report)
+                _remove(rt, name, entries, change, report)
             except LockLost:
                 raise
             except ThreatshareError as exc:

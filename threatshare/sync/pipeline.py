@@ -18,7 +18,7 @@ activates each changed tenant once (:mod:`threatshare.zia.activation`), which is
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -30,14 +30,12 @@ from threatshare.indicators.evidence import impersonation_evidence, url_evidence
 from threatshare.indicators.extract import Extractor, Tally
 from threatshare.progress import Phase, RunProgress
 from threatshare.runtime import Runtime
-from threatshare.state.activation_marks import ActivationMarks
 from threatshare.state.ledger import Ledger
-from threatshare.state.lifecycle import LifecycleRecord
 from threatshare.state.lock import RunLock
 from threatshare.state.provenance import KEEP, MessageKey, ProvenanceBook, Sighting
-from threatshare.state.quota import QuotaRecord
 from threatshare.state.store import InstanceState, Store
 from threatshare.state.unblocked import Matcher, UnblockList
+from threatshare.sync.change import Accepted, CategoryChange, Reason
 from threatshare.sync.lifecycle import Lifecycle
 from threatshare.sync.lifecycle_alerts import report_capacity, warn_about_quota
 from threatshare.sync.window import Window
@@ -81,7 +79,6 @@ class Run:
         self.inst = rt.config.instances[name]
         self.store = Store(rt.redis)
         self.ledger = Ledger(rt.redis)
-        self.marks = ActivationMarks(rt.redis)
         #: The runtime allow list as it is when the run starts (S7 unblock).
         self.unblocked = UnblockList(rt.redis, name).matcher()
         self.dry_run = dry_run
@@ -94,7 +91,8 @@ class Run:
             self.inst.sources, self.inst.allow, rt.config.settings.protected_hosts
         )
         self.pushed = 0
-        self.removed = 0
+        #: The one path of this run's changes to the category (made once the lock is held).
+        self.change: CategoryChange | None = None
         self.refused: dict[str, str] = {}
         self.sample: list[str] = []
         #: entry -> the newest record time met in this run.
@@ -142,10 +140,33 @@ class Run:
         if self.lock is not None:
             self.lock.check()
 
-    def _checked(self, batches: Iterable[list[str]]) -> Iterator[list[str]]:
-        for batch in batches:
-            self.check_lock()
-            yield batch
+    @property
+    def removed(self) -> int:
+        """Entries this run removed from the category, for every reason."""
+        return 0 if self.change is None else self.change.tally.removed_total
+
+    def changing(self, state: InstanceState) -> CategoryChange:
+        """The run's one path of changes to the category (under the lock)."""
+        if self.change is None:
+            assert self.lock is not None  # changing happens only under the lock
+
+            def set_category(category_id: str | None) -> None:
+                state.category_id = category_id
+
+            self.change = CategoryChange(
+                self.rt.redis,
+                name=self.name,
+                inst=self.inst,
+                tenant_id=self.rt.config.zia[self.inst.zia].tenant_id,
+                lock=self.lock,
+                run_id=self.run_id,
+                now=self.rt.now,
+                category_id=state.category_id,
+                staging=self.staging,
+                on_category=set_category,
+            )
+            self.change.listeners.append(self._landed)
+        return self.change
 
     # --- pulling -------------------------------------------------------------------------
 
@@ -303,31 +324,16 @@ class Run:
         due or to reconcile."""
         assert self.lock is not None  # settling happens only under the lock
         tenant = self.rt.config.zia[self.inst.zia]
-        record = LifecycleRecord(self.rt.redis, self.name)
-        quota_record = QuotaRecord(self.rt.redis, tenant.tenant_id)
-
-        def set_category(category_id: str | None) -> None:
-            state.category_id = category_id
-            self.store.set_category(self.name, category_id)
-
+        change = self.changing(state)
         lifecycle = Lifecycle(
-            name=self.name,
             inst=self.inst,
             tenant=tenant,
-            ledger=self.ledger,
-            record=record,
-            quota_record=quota_record,
+            change=change,
             tally=self.tally,
-            now=self.rt.now,
             reconcile_every=self.rt.config.settings.reconcile_every,
-            mark_changed=lambda: self.marks.mark_unactivated(tenant.tenant_id),
-            set_category=set_category,
-            on_pushed=self._landed,
-            staging=self.staging,
-            lock=self.lock,
             final=final,
         )
-        if not lifecycle.needs_zia(state.category_id):
+        if not lifecycle.needs_zia(change.category_id):
             return
         self.check_lock()
         client = self.rt.zia_client(self.inst.zia, deadline)
@@ -336,24 +342,24 @@ class Run:
         if self.to_push:
             self.report("pushing")
         try:
-            lifecycle.work(client, state.category_id)
+            lifecycle.work(client)
             outbox = Outbox(self.rt.redis)
             if outcome.quota is not None or outcome.removed:  # a removal may re-arm it
                 warn_about_quota(
-                    self.rt.config, self.name, outbox, quota_record, client, self.rt.now()
+                    self.rt.config, self.name, outbox, change.quota_record, client, self.rt.now()
                 )
             entries = self.ledger.entry_count(self.name)
             report_capacity(
-                self.rt.config, self.name, outbox, record, outcome, entries, self.rt.now()
+                self.rt.config, self.name, outbox, change.record, outcome, entries, self.rt.now()
             )
         finally:
-            self.removed += outcome.removed
             self.refused.update(outcome.refused)
             client.close()
 
-    def _landed(self, count: int) -> None:
-        self.pushed += count
-        self.report("pushing")
+    def _landed(self, change: Accepted) -> None:
+        if change.action == "added":
+            self.pushed += len(change.entries)
+            self.report("pushing")
 
     def withdraw(self, state: InstanceState, deadline: Deadline) -> None:
         """Remove from the category what the configuration now says must not be there (an
@@ -364,26 +370,24 @@ class Run:
         gone = [e for e in self.ledger.scan(self.name) if self.extractor.withdrawn(e)]
         if not gone:
             return
-        self._remove(state.category_id, gone, deadline)
+        self._remove(state, gone, "withdrawn", deadline)
         log.info("run.withdrawn", removed=len(gone))
 
-    def _remove(self, category_id: str, gone: list[str], deadline: Deadline) -> None:
-        """Remove ``gone`` from the category (REMOVE_FROM_LIST in batches) and from the
-        record, under the lock; the tenant is marked to activate before the first change (a
-        crash still leaves the mark) and after the last (S3's activation marks)."""
-        assert self.lock is not None  # removing happens only under the lock
+    def _remove(
+        self, state: InstanceState, gone: list[str], reason: Reason, deadline: Deadline
+    ) -> None:
+        """Remove ``gone`` from the category for ``reason`` (forgotten only, when there is no
+        category), through the run's one path of changes."""
+        change = self.changing(state)
         self.check_lock()
-        tenant_id = self.rt.config.zia[self.inst.zia].tenant_id
-        self.marks.mark_unactivated(tenant_id)
+        if change.category_id is None:
+            change.remove(None, gone, reason)
+            return
         client = self.rt.zia_client(self.inst.zia, deadline)
         try:
-            self.removed += client.remove(
-                category_id, self.inst.category, gone, self.inst.batch_size
-            )
+            change.remove(client, gone, reason)
         finally:
             client.close()
-        self.marks.mark_unactivated(tenant_id)
-        self.ledger.record_removed(self.name, self.lock, gone)
 
     def honour_unblocks(self, state: InstanceState, deadline: Deadline) -> None:
         """Under the lock: read the runtime allow list again (an unblock that ran while this
@@ -399,12 +403,8 @@ class Run:
         assert self.lock is not None  # removing happens only under the lock
         covered = Matcher(pending)
         gone = [e for e in self.ledger.scan(self.name) if covered(e)]
-        if gone and state.category_id is not None:
-            self._remove(state.category_id, gone, deadline)
-        else:
-            self.ledger.record_removed(self.name, self.lock, gone)
+        self._remove(state, gone, "unblocked", deadline)
         unblocks.removed(self.lock, pending)
-        LifecycleRecord(self.rt.redis, self.name).add(unblocked_removed=len(gone))
         log.info("run.unblock_finished", removed=len(gone))
 
     def counters(self) -> dict[str, Any]:
