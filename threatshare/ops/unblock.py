@@ -147,6 +147,7 @@ def unblock_instance(
                 run_id=uuid.uuid4().hex[:12],
                 now=rt.now,
                 category_id=Store(rt.redis).load(name).category_id,
+                audit_retention=rt.config.settings.audit_retention,
                 who=clean_text(who, MAX_WHO) or "unknown",
                 why=why,
             )

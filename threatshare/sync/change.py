@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 import redis
@@ -29,9 +29,11 @@ import structlog
 
 from threatshare.config import Instance
 from threatshare.state.activation_marks import ActivationMarks
+from threatshare.state.audit import AuditTrail
 from threatshare.state.ledger import Ledger
 from threatshare.state.lifecycle import LifecycleRecord
 from threatshare.state.lock import RunLock
+from threatshare.state.provenance import ProvenanceBook
 from threatshare.state.quota import QuotaRecord
 from threatshare.state.store import Store
 from threatshare.zia.categories import category_description
@@ -40,12 +42,14 @@ from threatshare.zia.errors import CategoryGone, EmptyCategoryRefused
 
 log = structlog.get_logger(__name__)
 
-#: What a change did to the entries it carries.
-Action = Literal["added", "removed"]
+#: What a change did to the entries it carries: pushed them, took them out, or took over
+#: entries found in a category of its own that its record lacked (adopted).
+Action = Literal["added", "removed", "adopted"]
 #: Why entries leave the category: no longer reported (expiry), making room for newer ones
-#: (eviction), excluded by a changed configuration (withdrawal), or unblocked by an operator.
-Reason = Literal["expired", "evicted", "withdrawn", "unblocked"]
-REASONS: tuple[Reason, ...] = ("expired", "evicted", "withdrawn", "unblocked")
+#: (eviction), excluded by a changed configuration (withdrawal), unblocked by an operator, or
+#: found gone from the category (removed by hand in ZIA).
+Reason = Literal["expired", "evicted", "withdrawn", "unblocked", "removed_by_hand"]
+REASONS: tuple[Reason, ...] = ("expired", "evicted", "withdrawn", "unblocked", "removed_by_hand")
 
 #: The lifecycle total each removal reason adds to (a withdrawal has none of its own).
 _TOTAL_OF: dict[Reason, str] = {
@@ -99,6 +103,7 @@ class CategoryChange:
         run_id: str,
         now: Callable[[], datetime],
         category_id: str | None,
+        audit_retention: timedelta,
         staging: str | None = None,
         who: str | None = None,
         why: str | None = None,
@@ -122,6 +127,10 @@ class CategoryChange:
         self._marks = ActivationMarks(client)
         self._store = Store(client)
         self._on_category = on_category
+        self._trail = AuditTrail(client, audit_retention)
+        self._provenance = ProvenanceBook(client, name)
+        #: Set when the category was deleted by hand: what is pushed next refills a new one.
+        self._recreating = False
         self.tally = Tally()
         #: Hear of every accepted change, after the ledger recorded it.
         self.listeners: list[Listener] = []
@@ -146,8 +155,32 @@ class CategoryChange:
                 self.record.add(**{total: count})
             self.quota_record.shift(-count, self.now())
         self._marks.mark_unactivated(self.tenant_id)
+        self._explain(change)
         for listener in self.listeners:
             listener(change)
+
+    def _explain(self, change: Accepted) -> None:
+        """The audit trail's line for each entry, and the entries' provenance kept in step:
+        the time of a push is remembered, the provenance of what left is forgotten."""
+        now = self.now()
+        if change.action == "added":
+            self._provenance.pushed(change.entries, int(now.timestamp()))
+            action = "recreated" if self._recreating else "added"
+        elif change.action == "adopted":
+            action = "adopted"
+        else:
+            self._provenance.forget(change.entries)
+            assert change.reason is not None
+            action = change.reason
+        self._trail.append(
+            self.name,
+            action,
+            change.entries,
+            at=now,
+            run_id=self.run_id,
+            who=change.who or "",
+            reason=change.why or "",
+        )
 
     def _change(self, action: Action, batch: Iterable[str], reason: Reason | None) -> Accepted:
         return Accepted(self.name, action, tuple(batch), self.run_id, reason, self.who, self.why)
@@ -197,6 +230,20 @@ class CategoryChange:
             return len(removed)
         self.forget([e for e in entries if e not in removed])
         return len(removed)
+
+    def removed_by_hand(self, entries: Sequence[str]) -> None:
+        """Entries an admin removed from the category in ZIA (found by reconciliation): dropped
+        from the record and tombstoned, so that only a newer record pushes them again."""
+        if entries:
+            self.ledger.tombstone(self.name, self.lock, entries, self.now())
+            self._explain(self._change("removed", entries, "removed_by_hand"))
+
+    def adopted(self, entries: Sequence[str]) -> None:
+        """Entries found in the category that the record lacks, in a category whose
+        description names this instance: they are its own from now on and age from now."""
+        if entries:
+            self.ledger.adopt(self.name, entries, self.now())
+            self._explain(self._change("adopted", entries, None))
 
     def forget(self, entries: Sequence[str]) -> None:
         """Forget ``entries`` the category does not hold (nothing in ZIA changes)."""
@@ -289,6 +336,7 @@ class CategoryChange:
         look finds or creates it. How many entries were staged again."""
         assert self.staging is not None  # only a run, which stages, meets a deleted category
         staged = self.ledger.restage_all(self.name, self.staging, self.lock)
+        self._recreating = True
         self._set_category(None)
         self.record.forget_category()
         log.warning("lifecycle.category_deleted_by_hand", restaged=staged)

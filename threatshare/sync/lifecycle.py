@@ -165,7 +165,7 @@ class Lifecycle:
             return
         in_zia = set(content.urls)
         gone = [e for e in self.ledger.scan(self.name) if e not in in_zia]
-        self.ledger.tombstone(self.name, self.change.lock, gone, now)
+        self.change.removed_by_hand(gone)
         adopted, foreign = self._adopt(content, now)
         self.outcome.removed_by_hand += len(gone)
         self.outcome.adopted += adopted
@@ -183,7 +183,7 @@ class Lifecycle:
             chunk = content.urls[start : start + _COMPARE]
             unknown = self.ledger.split_known(self.name, chunk)[0]
             if ours:
-                self.ledger.adopt(self.name, unknown, now)
+                self.change.adopted(unknown)
                 adopted += len(unknown)
             else:
                 foreign += len(unknown)

@@ -162,6 +162,7 @@ class Run:
                 run_id=self.run_id,
                 now=self.rt.now,
                 category_id=state.category_id,
+                audit_retention=self.rt.config.settings.audit_retention,
                 staging=self.staging,
                 on_category=set_category,
             )
