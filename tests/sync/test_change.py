@@ -76,9 +76,7 @@ def test_only_the_change_path_calls_the_zia_client_writes() -> None:
 def _reason_parameters(function: ast.FunctionDef) -> set[str]:
     args = function.args.args + function.args.kwonlyargs
     return {
-        a.arg
-        for a in args
-        if isinstance(a.annotation, ast.Name) and a.annotation.id == "Reason"
+        a.arg for a in args if isinstance(a.annotation, ast.Name) and a.annotation.id == "Reason"
     }
 
 
