@@ -29,6 +29,7 @@ import redis
 from threatshare import keys
 from threatshare.alerts.message import clean_text
 from threatshare.indicators.normalise import Rejected, Skipped, normalise_host, split_url
+from threatshare.state.chunks import chunked_map
 from threatshare.state.fenced import FencedWriter
 from threatshare.state.lock import RunLock
 from threatshare.timestamps import from_iso, to_iso
@@ -142,10 +143,10 @@ class UnblockList:
         reason = clean_text(reason, MAX_REASON)
         who = clean_text(who, MAX_WHO) or "unknown"
         mapping = {e: Unblock(e, at, reason, who).to_json() for e in entries}
-        if mapping:
+        for chunk in chunked_map(mapping):
             with self.redis.pipeline() as pipe:
-                pipe.hset(self.key, mapping=mapping)
-                pipe.sadd(self.pending_key, *mapping)
+                pipe.hset(self.key, mapping=chunk)
+                pipe.sadd(self.pending_key, *chunk)
                 pipe.execute()
 
     def undo(self, entry: str) -> bool:
@@ -166,9 +167,7 @@ class UnblockList:
 
     def removed(self, lock: RunLock, entries: Iterable[str]) -> None:
         """``entries`` are out of the category: no longer pending (fenced by ``lock``)."""
-        done = list(entries)
-        if done:
-            FencedWriter(self.redis).call(self.name, lock, "SREM", self.pending_key, *done)
+        FencedWriter(self.redis).call_each(self.name, lock, "SREM", self.pending_key, entries)
 
     def count(self) -> int:
         return int(self.redis.hlen(self.key))
