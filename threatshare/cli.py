@@ -68,7 +68,16 @@ def _parser() -> argparse.ArgumentParser:
     unblock.add_argument("--reason", default="", metavar="TEXT", help="why (kept and logged)")
     unblock.add_argument("--list", action="store_true", help="show the runtime allow list")
     unblock.add_argument("--undo", metavar="ENTRY", help="take ENTRY off the runtime allow list")
-    unblock.add_argument("--all", action="store_true", help="every instance")
+    unblock.add_argument("--all", action="store_true", help="every instance (asks for --yes)")
+    unblock.add_argument(
+        "--wider",
+        action="store_true",
+        help="also unblock the entries that block ENTRY from above (its host, a wildcard, a "
+        "shorter path)",
+    )
+    unblock.add_argument(
+        "--yes", action="store_true", help="go ahead with --all or more than 100 removals"
+    )
 
     explain = sub.add_parser(
         "explain",

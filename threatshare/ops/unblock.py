@@ -21,6 +21,7 @@ import getpass
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +32,9 @@ from threatshare.alerts.message import clean_text
 from threatshare.config import Config
 from threatshare.errors import LockLost, ThreatshareError
 from threatshare.http import Deadline
+from threatshare.indicators.matching import blocks
 from threatshare.runtime import Runtime
+from threatshare.state.ledger import Ledger
 from threatshare.state.lock import RunLock, try_lock
 from threatshare.state.store import Store
 from threatshare.state.unblocked import (
@@ -41,7 +44,6 @@ from threatshare.state.unblocked import (
     NotAnEntry,
     UnblockList,
     entry_of,
-    wider_than,
 )
 from threatshare.sync.change import CategoryChange
 from threatshare.sync.lifecycle import names_us
@@ -66,7 +68,10 @@ class Unblocked:
     entries: list[str]
     removed: list[str] = field(default_factory=list)
     left_alone: list[str] = field(default_factory=list)
+    #: Entries that still block one of ``entries`` from above (not removed).
     wider: list[str] = field(default_factory=list)
+    #: Entries above that ``--wider`` unblocked too.
+    widened: list[str] = field(default_factory=list)
     #: The removal is active in ZIA (the tenant was activated).
     activated: bool = False
     #: ZIA did not accept the removal: it waits for the instance's next run.
@@ -92,43 +97,83 @@ def _lock(rt: Runtime, name: str, wait: float) -> RunLock:
         rt.sleep(LOCK_POLL)
 
 
+def _above(entries: list[str], candidates: list[str]) -> list[str]:
+    """Those of ``candidates`` that block one of ``entries`` from above (its host, a wildcard
+    over it, a shorter path), as ZIA matches them."""
+    under = Matcher(entries)
+    return sorted(
+        c
+        for c in set(candidates)
+        if not under(c) and any(blocks(c, e.lstrip(".")) for e in entries)
+    )
+
+
 def _remove(
-    rt: Runtime, name: str, entries: list[str], change: CategoryChange, report: Unblocked
+    rt: Runtime,
+    name: str,
+    entries: list[str],
+    change: CategoryChange,
+    report: Unblocked,
+    wider: Callable[[list[str]], None] | None = None,
 ) -> None:
     """Remove from the category every entry at or under ``entries`` (one GET, then removals
-    through the one path of changes)."""
+    through the one path of changes). Entries that still block them from above (their host, a
+    wildcard, a shorter path) are named in the report; with ``wider`` those of this instance
+    are handed to it (put on the runtime allow list) and removed too."""
     inst = rt.config.instances[name]
+    asked = entries
+    recorded = list(change.ledger.scan(name))
+    if wider is not None:
+        above = _above(asked, recorded)
+        if above:
+            wider(above)
+            entries = entries + above
     matches = Matcher(entries)
-    own = [e for e in change.ledger.scan(name) if matches(e)]
+    own = [e for e in recorded if matches(e)]
     if change.category_id is None:
         change.remove(None, own, "unblocked")
         report.removed = own
+        report.wider = _above(asked, [e for e in recorded if e not in set(own)])
         return
     deadline = Deadline.after(rt.config.settings.run_deadline.total_seconds())
     client = rt.zia_client(inst.zia, deadline)
     try:
         content = client.read_category(change.category_id)
         targets = set(own)
+        in_zia: list[str] = []
         if content is not None:
+            in_zia = content.urls
             ours = names_us(content.description, name)
+            extra = _above(asked, in_zia) if wider is not None and ours else []
+            lost = [e for e in extra if e not in set(entries)]
+            if lost:  # wider entries in ZIA that the record had lost
+                wider(lost)
+                matches = Matcher([*entries, *lost])
             known = set(own)
-            for entry in content.urls:
+            for entry in in_zia:
                 if matches(entry) and entry not in known:
                     (targets.add if ours else report.left_alone.append)(entry)
-            for entry in entries:
-                report.wider.extend(wider_than(entry, content.urls))
-            targets &= set(content.urls)
+            targets &= set(in_zia)
         change.remove(client, sorted(targets), "unblocked")
     finally:
         client.close()
     change.forget([e for e in own if e not in targets])  # in the record, not in ZIA
     report.removed = sorted(targets)
+    report.wider = [e for e in _above(asked, in_zia) if e not in targets]
 
 
 def unblock_instance(
-    rt: Runtime, name: str, entries: list[str], *, reason: str, who: str, lock_wait: float
+    rt: Runtime,
+    name: str,
+    entries: list[str],
+    *,
+    reason: str,
+    who: str,
+    lock_wait: float,
+    wider: bool = False,
 ) -> Unblocked:
-    """Unblock ``entries`` (already normalised) in instance ``name``; see the module."""
+    """Unblock ``entries`` (already normalised) in instance ``name``; see the module. With
+    ``wider``, the entries that block them from above are unblocked too."""
     report = Unblocked(name, entries)
     lock = _lock(rt, name, lock_wait)
     try:
@@ -151,8 +196,15 @@ def unblock_instance(
                 who=clean_text(who, MAX_WHO) or "unknown",
                 why=why,
             )
+            listed = list(entries)
+
+            def also(more: list[str]) -> None:
+                unblocks.add(more, rt.now(), reason, who)
+                listed.extend(more)
+                report.widened.extend(more)
+
             try:
-                _remove(rt, name, entries, change, report)
+                _remove(rt, name, entries, change, report, also if wider else None)
             except LockLost:
                 raise
             except ThreatshareError as exc:
@@ -164,20 +216,28 @@ def unblock_instance(
                     "allow list, and the next run of the instance retries the removal"
                 )
                 return report
-            unblocks.removed(lock, entries)
+            unblocks.removed(lock, listed)
     finally:
         lock.release()
     return report
 
 
 def unblock(
-    rt: Runtime, names: list[str], entries: list[str], *, reason: str, lock_wait: float
+    rt: Runtime,
+    names: list[str],
+    entries: list[str],
+    *,
+    reason: str,
+    lock_wait: float,
+    wider: bool = False,
 ) -> list[Unblocked]:
     """Unblock ``entries`` in each instance of ``names``, then activate each changed tenant
     once: the entries are gone from what ZIA enforces when this returns."""
     who = who_am_i()
     reports = [
-        unblock_instance(rt, name, entries, reason=reason, who=who, lock_wait=lock_wait)
+        unblock_instance(
+            rt, name, entries, reason=reason, who=who, lock_wait=lock_wait, wider=wider
+        )
         for name in names
     ]
     failed = {a.tenant: a for a in activate_pending(rt) if a.error}
@@ -188,6 +248,19 @@ def unblock(
             report.error = f"activation failed ({code}); the next run activates the tenant"
         report.activated = bool(report.removed) and tenant not in failed
     return reports
+
+
+def preview(rt: Runtime, names: list[str], entries: list[str], *, wider: bool) -> dict[str, int]:
+    """How many entries of its record an unblock would remove from each instance (before
+    acting: a large unblock asks for confirmation)."""
+    ledger = Ledger(rt.redis)
+    counts: dict[str, int] = {}
+    for name in names:
+        recorded = list(ledger.scan(name))
+        chosen = entries + (_above(entries, recorded) if wider else [])
+        matches = Matcher(chosen)
+        counts[name] = sum(1 for e in recorded if matches(e))
+    return counts
 
 
 def undo(rt: Runtime, name: str, entry: str) -> bool:
@@ -201,6 +274,8 @@ def undo(rt: Runtime, name: str, entry: str) -> bool:
 # --- the command (S7): arguments, output, exit codes ------------------------------------------
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: An unblock removing more entries than this (or any --all) asks for --yes first.
+CONFIRM_ABOVE = 100
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> int:
@@ -245,8 +320,13 @@ def _print_report(report: Unblocked, category: str) -> None:
             f"{report.instance}: {len(report.left_alone)} matching entries were left alone: the "
             "category's description does not name threatshare and this instance"
         )
+    for wider in sorted(set(report.widened)):
+        print(f"{report.instance}: also unblocked the wider entry {wider}")
     for wider in sorted(set(report.wider)):
-        print(f"{report.instance}: still blocked by the wider entry {wider}")
+        print(
+            f"{report.instance}: still blocked by the wider entry {wider} "
+            "(threatshare unblock --wider removes it too)"
+        )
     if report.error:
         print(f"{report.instance}: {report.error}", file=sys.stderr)
 
@@ -271,8 +351,18 @@ def unblock_command(args: Any, config: Config, client: redis.Redis) -> int:
         if not arguments:
             return _fail("unblock: give at least one ENTRY (a URL, a host or a ZIA entry)")
         entries = list(dict.fromkeys(entry_of(a) for a in arguments))
+        wider = bool(getattr(args, "wider", False))
+        counts = preview(rt, names, entries, wider=wider)
+        total = sum(counts.values())
+        if (args.all or total > CONFIRM_ABOVE) and not getattr(args, "yes", False):
+            where = ", ".join(f"{n} ({c})" for n, c in counts.items() if c) or "no instance"
+            return _fail(
+                f"unblock: this would remove {total} entries from {where}; "
+                "run it again with --yes to go ahead",
+                EXIT_FAILED,
+            )
         wait = config.settings.run_deadline.total_seconds() + rt.lock_lease
-        reports = unblock(rt, names, entries, reason=args.reason, lock_wait=wait)
+        reports = unblock(rt, names, entries, reason=args.reason, lock_wait=wait, wider=wider)
     except NotAnEntry as exc:
         return _fail(f"unblock: {exc}")
     except Busy as exc:
@@ -287,4 +377,4 @@ def unblock_command(args: Any, config: Config, client: redis.Redis) -> int:
         rt.close()
     for report in reports:
         _print_report(report, config.instances[report.instance].category)
-    return EXIT_FAILED if any(r.error for r in reports) else EXIT_OK
+    return EXIT_FAILED if any(r.error or r.wider for r in reports) else EXIT_OK

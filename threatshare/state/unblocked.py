@@ -79,14 +79,6 @@ def covers(unblocked: str, entry: str) -> bool:
     return e_path == path or e_path.startswith(path.rstrip("/") + "/")
 
 
-def wider_than(unblocked: str, entries: Iterable[str]) -> list[str]:
-    """Wildcard entries above ``unblocked`` (``.parent.example``) that still block it."""
-    host = _authority(unblocked)[0]
-    labels = host.split(".")
-    parents = {"." + ".".join(labels[i:]) for i in range(1, len(labels) - 1)}
-    return sorted(e for e in entries if e in parents)
-
-
 @dataclass(frozen=True)
 class Unblock:
     """One entry of the runtime allow list."""
