@@ -5,7 +5,8 @@ Measurements: ``throughput`` (normalisation and dedupe, records/s on one core), 
 (the 30-day backlog: wall time and peak memory of the sync process), ``calls`` (ZIA calls per
 run), ``fleet`` (200 instances on 10 tenants, from a warm start and in the steady state: 429s,
 activations per rolling hour and p95 threat-to-active latency), ``lifecycle`` (a simulated year:
-category size, Redis memory, calls per expiry). The full run takes about 35-40 minutes;
+category size, Redis memory, calls per expiry; the provenance and the audit trail), ``explain``
+(why-is-this-blocked look-ups against 100,000 entries). The full run takes about 35-40 minutes;
 ``--quick`` uses small sizes (about 10). Everything runs on
 127.0.0.1: emulators in this process, Redis and the product in their own.
 """
@@ -22,11 +23,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import backlog, calls, fleet, lifecycle, throughput
+from bench import backlog, calls, explain, fleet, lifecycle, throughput
 from threatshare import logs
 from threatshare.embedded import EmbeddedRedis
 
-NAMES = ("throughput", "calls", "backlog", "fleet", "lifecycle")
+NAMES = ("throughput", "calls", "backlog", "fleet", "lifecycle", "explain")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,6 +67,7 @@ def _plans(args: argparse.Namespace, redis_url: str) -> dict[str, Callable[[], d
         "backlog": lambda: backlog.measure(redis_url, sizes),
         "fleet": lambda: fleet.measure_regimes(redis_url, shapes),
         "lifecycle": lambda: lifecycle.measure(redis_url, days=args.days or (75 if quick else 365)),
+        "explain": lambda: explain.measure(redis_url, 10_000 if quick else 100_000),
     }
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import redis
 
 from bench.common import BENCH_POLICY, Stopwatch, load, write_config
+from threatshare import keys
 from threatshare.runtime import Runtime
 from threatshare.sandbox.mimecast_logs import url_log
 from threatshare.sandbox.world import Sandbox
@@ -35,6 +36,10 @@ from threatshare.zia.ratelimit import Limit
 
 CATEGORY = "Bench Year"
 LOOSE = {method: (Limit(1000, 1.0),) for method in ("GET", "POST", "PUT", "DELETE")}
+#: The default audit_retention, in days: the trail is flat once it has passed.
+AUDIT_RETENTION_DAYS = 90
+#: Redis in all (ledger, provenance, audit trail, state) stays under this.
+MEMORY_LIMIT = 100 * 1024 * 1024
 RESIGHT_SPAN = 7  # days: re-sightings are of entries first seen this recently
 
 
@@ -59,6 +64,11 @@ def _day_records(
     spacing = timedelta(hours=20) / max(1, len(names))
     base = start + timedelta(days=day)
     return [(name, base + spacing * i) for i, name in enumerate(names)]
+
+
+def _bytes(client: redis.Redis, key: str) -> int:
+    """Redis's own count of what one key takes (every element counted, not sampled)."""
+    return int(client.memory_usage(key, samples=0) or 0)
 
 
 def measure(
@@ -89,6 +99,8 @@ def measure(
     call_checks: list[bool] = []
     sizes: dict[int, int] = {}
     memory: dict[int, int] = {}
+    provenance: dict[int, int] = {}
+    audit: dict[int, int] = {}
     totals: Counter[str] = Counter()
     last_day_calls: dict[str, Any] = {}
     quota = rate * (expire_days + RESIGHT_SPAN + 10) * 2
@@ -129,13 +141,24 @@ def measure(
                 if day % 30 == 29 or day == days - 1:
                     sizes[day + 1] = size
                     memory[day + 1] = int(client.info("memory")["used_memory"])
+                    provenance[day + 1] = _bytes(client, keys.instance_provenance("year"))
+                    audit[day + 1] = _bytes(client, keys.audit_trail())
             rt.close()
     finally:
         sandbox.stop()
     client.flushall()
     client.close()
-    steady = {d: m for d, m in memory.items() if d > expire_days + RESIGHT_SPAN}
+    # Everything but the audit trail is flat once expire_after has passed; the trail, once
+    # audit_retention has.
+    steady = {
+        d: m - audit.get(d, 0) for d, m in memory.items() if d > expire_days + RESIGHT_SPAN
+    }
     flat = bool(steady) and max(steady.values()) <= 1.1 * min(steady.values())
+    # The trail keeps audit_retention (90 days by default): flat once that much has passed.
+    retention_days = AUDIT_RETENTION_DAYS + 1
+    audit_steady = [b for d, b in audit.items() if d > retention_days + 30]
+    audit_flat = not audit_steady or max(audit_steady) <= 1.1 * min(audit_steady)
+    under = bool(memory) and max(memory.values()) < MEMORY_LIMIT
     steady_sizes = [s for d, s in sizes.items() if d > expire_days + RESIGHT_SPAN]
     return {
         "days": days,
@@ -149,10 +172,14 @@ def measure(
         "category_matches_model_every_day": not mismatches,
         "days_not_matching": mismatches[:10],
         "redis_used_memory_by_day": memory,
-        "redis_memory_flat": flat,
+        "redis_memory_flat_but_audit_trail": flat,
+        "provenance_bytes_by_day": provenance,
+        "audit_trail_bytes_by_day": audit,
+        "audit_trail_flat_after_retention": audit_flat,
+        "redis_under_100_mb": under,
         "remove_puts_are_ceil_e_over_batch": all(call_checks),
         "calls_of_the_last_day": last_day_calls,
         "totals": dict(totals),
         "wall_s": round(watch.seconds, 1),
-        "meets_target": not mismatches and flat and all(call_checks),
+        "meets_target": not mismatches and flat and all(call_checks) and audit_flat and under,
     }

@@ -25,6 +25,7 @@ from typing import Any
 import redis
 
 from bench.common import load, write_config
+from threatshare.indicators.evidence import impersonation_evidence, url_evidence
 from threatshare.indicators.extract import Extractor, Tally
 from threatshare.runtime import Runtime
 from threatshare.sandbox.mimecast_logs import impersonation_log, url_log
@@ -101,11 +102,15 @@ def _with_dedupe(
 ) -> dict[str, Any]:
     run = Run(rt, name, dry_run=False)
     extractor = run.extractor
-    extract = extractor.url_record if time_field == "date" else extractor.impersonation_record
+    if time_field == "date":
+        extract, evidence = extractor.url_record, url_evidence
+    else:
+        extract, evidence = extractor.impersonation_record, impersonation_evidence
     end = datetime.now(UTC).timestamp()
     started, cpu = time.perf_counter(), time.process_time()
     for page in _pages(records):
-        run._take_page(page, extract, time_field, end)
+        run._take_page(page, extract, time_field, end, evidence)
+    run.flush_newer()  # the sightings' provenance is part of the work
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     return {
         "records_per_s": _rate(len(records), wall),

@@ -68,7 +68,37 @@ def _parser() -> argparse.ArgumentParser:
     unblock.add_argument("--reason", default="", metavar="TEXT", help="why (kept and logged)")
     unblock.add_argument("--list", action="store_true", help="show the runtime allow list")
     unblock.add_argument("--undo", metavar="ENTRY", help="take ENTRY off the runtime allow list")
-    unblock.add_argument("--all", action="store_true", help="every instance")
+    unblock.add_argument("--all", action="store_true", help="every instance (asks for --yes)")
+    unblock.add_argument(
+        "--wider",
+        action="store_true",
+        help="also unblock the entries that block ENTRY from above (its host, a wildcard, a "
+        "shorter path)",
+    )
+    unblock.add_argument(
+        "--yes", action="store_true", help="go ahead with --all or more than 100 removals"
+    )
+
+    explain = sub.add_parser(
+        "explain",
+        help="why is this URL or host blocked? (exit 0: blocked, 1: not blocked)",
+        description="Find every entry of every instance's category that blocks URL or HOST, "
+        "with its provenance, expiry, whether ZIA enforces it now and the unblock command. "
+        "Example: threatshare explain https://login.evil.example/reset",
+    )
+    explain.add_argument("target", metavar="URL|HOST")
+    explain.add_argument("--json", action="store_true", help="machine-readable output")
+
+    audit = sub.add_parser(
+        "audit",
+        help="what threatshare changed in its categories, newest last",
+        description="Every entry threatshare added to or removed from a category, with why. "
+        "Example: threatshare audit --instance urls --since 24h --json",
+    )
+    audit.add_argument("--instance", metavar="NAME", help="only this instance")
+    audit.add_argument("--entry", metavar="E", help="only this entry (as ZIA shows it)")
+    audit.add_argument("--since", metavar="DURATION", help="only changes this recent (e.g. 24h)")
+    audit.add_argument("--json", action="store_true", help="one JSON object a line (for a SIEM)")
 
     check = sub.add_parser("check", help="validate the configuration")
     check.add_argument(
@@ -177,6 +207,56 @@ def cmd_unblock(args: argparse.Namespace, config: Config) -> int:
         return unblock_command(args, config, client)
 
 
+def cmd_explain(args: argparse.Namespace, config: Config) -> int:
+    import json
+    from datetime import UTC, datetime
+
+    from threatshare.ops.explain import NotExplainable, explain, zia_pending_reader
+    from threatshare.ops.explain_text import render_explanation
+    from threatshare.runtime import Runtime
+
+    now = datetime.now(UTC)
+    try:
+        with redis_for(config) as client:
+            rt = Runtime(config, client)
+            try:
+                result = explain(
+                    config, client, args.target, now=now, pending=zia_pending_reader(rt)
+                )
+            finally:
+                rt.close()
+    except NotExplainable as exc:
+        print(f"explain: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(json.dumps(result.to_json(), indent=2) if args.json else render_explanation(result, now))
+    return EXIT_OK if result.blocked else EXIT_FAILED
+
+
+def cmd_audit(args: argparse.Namespace, config: Config) -> int:
+    from datetime import UTC, datetime
+
+    from threatshare.durations import parse_duration
+    from threatshare.ops.explain_text import render_audit
+    from threatshare.state.audit import AuditTrail
+
+    since = None
+    if args.since:
+        try:
+            since = datetime.now(UTC) - parse_duration(args.since)
+        except ValueError as exc:
+            print(f"audit: --since {args.since!r}: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+    if args.instance and args.instance not in config.instances:
+        print(f"no instance {args.instance!r} in the configuration", file=sys.stderr)
+        return EXIT_CONFIG
+    with redis_for(config) as client:
+        trail = AuditTrail(client, config.settings.audit_retention)
+        lines = trail.read(instance=args.instance, entry=args.entry, since=since)
+        for text in render_audit(lines, as_json=args.json):
+            print(text)
+    return EXIT_OK
+
+
 def cmd_run(args: argparse.Namespace, config: Config) -> int:
     unknown = [n for n in args.instance if n not in config.instances]
     if unknown:
@@ -228,6 +308,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Any], int]] = {
     "resume": cmd_resume,
     "unblock": cmd_unblock,
     "check": cmd_check,
+    "explain": cmd_explain,
+    "audit": cmd_audit,
     "serve": cmd_serve,
     "demo": cmd_demo,
 }

@@ -81,6 +81,20 @@ def instance_run_stats(name: str) -> str:
     return f"{_instance(name)}:runstats"
 
 
+def instance_provenance(name: str) -> str:
+    """Hash: entry of the category -> JSON of its provenance (sources, sightings, when pushed,
+    the newest sightings' record time, verdict and keyed message hash); forgotten with the
+    entry (docs/design.md#provenance-and-audit)."""
+    return f"{_instance(name)}:provenance"
+
+
+def audit_trail() -> str:
+    """Stream: one item per change threatshare made to a category (added, expired, evicted,
+    withdrawn, unblocked, removed_by_hand, adopted, recreated), ids from the product's clock;
+    capped in length and trimmed by age (docs/design.md#provenance-and-audit)."""
+    return f"{PREFIX}audit"
+
+
 def instances_index() -> str:
     """Set of instance names that have state; `status` lists them."""
     return f"{PREFIX}instances"

@@ -109,7 +109,10 @@ def test_all_applies_to_every_instance(life: Life, capsys: pytest.CaptureFixture
     path = life.world.tmp / "threatshare.toml"
     assert cli.main(["--config", str(path), "run", "--once", "--instance", "second"]) == 0
     assert "shared.example/a" in life.zia.active_urls("Second URLs")
-    assert unblock(path, "--all", "shared.example") == 0
+    assert unblock(path, "--all", "shared.example") == 1  # --all asks for --yes first
+    assert "would remove 2 entries from life (1), second (1)" in capsys.readouterr().err
+    assert life.active() == {"shared.example/a"}
+    assert unblock(path, "--all", "shared.example", "--yes") == 0
     assert life.active() == set() and life.zia.active_urls("Second URLs") == set()
     store = Store(life.redis)
     assert instance_status(life.config, store, "second")["lifecycle"]["unblocked"] == 1
@@ -137,15 +140,66 @@ def test_a_wider_wildcard_that_still_blocks_is_named(
     life: Life,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """An entry still blocked by a wildcard above it (".evil.example") is said to be."""
+    """An entry still blocked by a wildcard above it (".evil.example") is said to be, and the
+    command exits 1; in a category that is not threatshare's, even --wider leaves it alone."""
     life.zia.admin_create(CATEGORY, [".evil.example"], "managed by hand")
     life.threats(["https://a.evil.example/x"])
     life.run()
     path = life.world.tmp / "threatshare.toml"
-    assert unblock(path, "life", "a.evil.example") == 0
+    assert unblock(path, "life", "a.evil.example") == 1
     out = capsys.readouterr().out
     assert "still blocked by the wider entry .evil.example" in out
     assert ".evil.example" in life.zia.staged_urls(CATEGORY)
+    assert unblock(path, "life", "a.evil.example", "--wider") == 1
+    assert ".evil.example" in life.zia.staged_urls(CATEGORY)
+
+
+def test_a_url_under_blocked_entries_names_them_and_wider_removes_them(
+    life: Life, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Unblocking a URL below a blocked host and a blocked shorter path names both and exits
+    1; --wider removes them too, puts them on the runtime allow list, and exits 0."""
+    life.threats(["https://login.partner.example/", "https://login.partner.example/account/reset"])
+    life.run()
+    assert life.active() == {"login.partner.example", "login.partner.example/account/reset"}
+    path = life.world.tmp / "threatshare.toml"
+    target = "https://login.partner.example/account/reset/step2"
+    assert unblock(path, "life", target) == 1
+    out = capsys.readouterr().out
+    assert "still blocked by the wider entry login.partner.example " in out
+    assert "still blocked by the wider entry login.partner.example/account/reset " in out
+    assert len(life.active()) == 2
+    assert unblock(path, "life", target, "--wider", "--reason", "partner login") == 0
+    out = capsys.readouterr().out
+    assert "also unblocked the wider entry login.partner.example" in out
+    assert life.active() == set()
+    listed = {u.entry for u in UnblockList(life.redis, "life").entries()}
+    assert listed == {
+        "login.partner.example/account/reset/step2",
+        "login.partner.example",
+        "login.partner.example/account/reset",
+    }
+    life.clock.advance(timedelta(minutes=5))
+    life.threats(["https://login.partner.example/account/reset"], ago=timedelta(minutes=1))
+    life.run()
+    assert life.active() == set()
+
+
+def test_more_than_a_hundred_removals_ask_for_yes(
+    life: Life, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unblock that would remove more than 100 entries says how many and where, changes
+    nothing, and goes ahead only with --yes."""
+    life.threats([f"https://bulk.example/p{i}" for i in range(101)])
+    life.run()
+    path = life.world.tmp / "threatshare.toml"
+    assert unblock(path, "life", "bulk.example") == 1
+    err = capsys.readouterr().err
+    assert "this would remove 101 entries from life (101)" in err and "--yes" in err
+    assert len(life.active()) == 101
+    assert UnblockList(life.redis, "life").entries() == []
+    assert unblock(path, "life", "bulk.example", "--yes") == 0
+    assert life.active() == set()
 
 
 @pytest.fixture

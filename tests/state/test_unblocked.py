@@ -13,7 +13,6 @@ from threatshare.state.unblocked import (
     Matcher,
     UnblockList,
     covers,
-    wider_than,
 )
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -41,12 +40,6 @@ def test_at_or_under(unblocked: str, entry: str, expected: bool) -> None:
     below it, at a segment boundary."""
     assert covers(unblocked, entry) is expected
     assert Matcher([unblocked])(entry) is expected
-
-
-def test_wider_wildcards_that_still_block_are_named() -> None:
-    """A wildcard over a parent domain still blocks an unblocked host: it is named."""
-    found = wider_than("a.b.evil.example", [".evil.example", ".b.evil.example", "evil.example"])
-    assert found == [".b.evil.example", ".evil.example"]
 
 
 def test_the_list_keeps_who_when_and_why(redis_client: redis.Redis) -> None:

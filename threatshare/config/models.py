@@ -105,6 +105,8 @@ class Settings(_Model):
     #: How often each instance compares its record of entries with its category in ZIA
     #: (docs/design.md#reconciliation).
     reconcile_every: Duration = timedelta(hours=24)
+    #: How long the audit trail keeps a change (docs/design.md#provenance-and-audit).
+    audit_retention: Duration = timedelta(days=90)
 
     @field_validator("listen")
     @classmethod
@@ -139,6 +141,13 @@ class Settings(_Model):
     def _reconcile_every(cls, value: timedelta) -> timedelta:
         if value < MIN_RECONCILE:
             raise ValueError("must be at least 1m (one GET of the category each time)")
+        return value
+
+    @field_validator("audit_retention")
+    @classmethod
+    def _audit_retention(cls, value: timedelta) -> timedelta:
+        if value < timedelta(days=1):
+            raise ValueError("must be at least 1d (the help desk looks back days, not minutes)")
         return value
 
     @property

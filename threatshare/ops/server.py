@@ -25,6 +25,8 @@ from waitress.server import create_server
 from threatshare.config import Config
 from threatshare.errors import StoreUnavailable
 from threatshare.ops import status
+from threatshare.ops.explain import NotExplainable
+from threatshare.ops.explain_page import ExplainPage, explain_query, query_of
 from threatshare.ops.metrics import registry
 from threatshare.ops.page import StatusPage
 from threatshare.ops.snapshot import Snapshot, WorkerCount, take
@@ -64,11 +66,14 @@ class OperationsApp:
         self._workers = workers
         self._metrics = make_wsgi_app(registry(self.snapshot))
         self._page = StatusPage()
+        self._explain_page_template = ExplainPage()
         self._routes: dict[str, Callable[[dict[str, Any], StartResponse], Iterable[bytes]]] = {
             "/metrics": self._metrics,
             "/healthz": self._healthz,
             "/readyz": self._readyz,
             "/api/status": self._api_status,
+            "/api/explain": self._api_explain,
+            "/explain": self._explain_page,
             "/": self._status_page,
         }
 
@@ -114,6 +119,37 @@ class OperationsApp:
             )
         body = status.render_json(records).encode()
         return _send(start_response, "200 OK", "application/json", body)
+
+    def _api_explain(
+        self, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        try:
+            result = explain_query(self._config, self._client, query_of(environ), self._now())
+        except NotExplainable as exc:
+            body = json.dumps({"error": str(exc)}).encode()
+            return _send(start_response, "400 Bad Request", "application/json", body)
+        except (redis.RedisError, StoreUnavailable, OSError) as exc:
+            body = json.dumps({"error": f"Redis cannot be reached ({type(exc).__name__})"})
+            return _send(
+                start_response, "503 Service Unavailable", "application/json", body.encode()
+            )
+        body = json.dumps(result.to_json()).encode()
+        return _send(start_response, "200 OK", "application/json", body)
+
+    def _explain_page(
+        self, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        query = query_of(environ)
+        result, error = None, None
+        if query:
+            try:
+                result = explain_query(self._config, self._client, query, self._now())
+            except NotExplainable as exc:
+                error = str(exc)
+            except (redis.RedisError, StoreUnavailable, OSError) as exc:
+                error = f"Redis cannot be reached ({type(exc).__name__})"
+        body = self._explain_page_template.render(query, result, error).encode()
+        return _send(start_response, "200 OK", "text/html; charset=utf-8", body, PAGE_HEADERS)
 
     def _status_page(
         self, environ: dict[str, Any], start_response: StartResponse

@@ -20,6 +20,8 @@ from __future__ import annotations
 import getpass
 import sys
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,20 +32,20 @@ from threatshare.config import Config
 from threatshare.errors import LockLost, ThreatshareError
 from threatshare.http import Deadline
 from threatshare.indicators.entry import NotAnEntry, entry_of
+from threatshare.indicators.matching import blocks
 from threatshare.runtime import Runtime
 from threatshare.scrub import clean_text
-from threatshare.state.activation_marks import ActivationMarks
 from threatshare.state.ledger import Ledger
-from threatshare.state.lifecycle import LifecycleRecord
 from threatshare.state.lock import RunLock, try_lock
 from threatshare.state.store import Store
 from threatshare.state.unblocked import (
     MAX_REASON,
+    MAX_WHO,
     Matcher,
     UnblockList,
-    wider_than,
 )
 from threatshare.sync.activation import activate_pending
+from threatshare.sync.change import CategoryChange
 from threatshare.timestamps import to_iso
 from threatshare.zia.categories import names_us
 
@@ -65,7 +67,10 @@ class Unblocked:
     entries: list[str]
     removed: list[str] = field(default_factory=list)
     left_alone: list[str] = field(default_factory=list)
+    #: Entries that still block one of ``entries`` from above (not removed).
     wider: list[str] = field(default_factory=list)
+    #: Entries above that ``--wider`` unblocked too.
+    widened: list[str] = field(default_factory=list)
     #: The removal is active in ZIA (the tenant was activated).
     activated: bool = False
     #: ZIA did not accept the removal: it waits for the instance's next run.
@@ -91,47 +96,83 @@ def _lock(rt: Runtime, name: str, wait: float) -> RunLock:
         rt.sleep(LOCK_POLL)
 
 
-def _remove(rt: Runtime, name: str, entries: list[str], lock: RunLock, report: Unblocked) -> None:
-    """Remove from the category every entry at or under ``entries`` (one GET, then removals)."""
+def _above(entries: list[str], candidates: list[str]) -> list[str]:
+    """Those of ``candidates`` that block one of ``entries`` from above (its host, a wildcard
+    over it, a shorter path), as ZIA matches them."""
+    under = Matcher(entries)
+    return sorted(
+        c
+        for c in set(candidates)
+        if not under(c) and any(blocks(c, e.lstrip(".")) for e in entries)
+    )
+
+
+def _remove(
+    rt: Runtime,
+    name: str,
+    entries: list[str],
+    change: CategoryChange,
+    report: Unblocked,
+    wider: Callable[[list[str]], None] | None = None,
+) -> None:
+    """Remove from the category every entry at or under ``entries`` (one GET, then removals
+    through the one path of changes). Entries that still block them from above (their host, a
+    wildcard, a shorter path) are named in the report; with ``wider`` those of this instance
+    are handed to it (put on the runtime allow list) and removed too."""
     inst = rt.config.instances[name]
-    store, ledger = Store(rt.redis), Ledger(rt.redis)
+    asked = entries
+    recorded = list(change.ledger.scan(name))
+    if wider is not None:
+        above = _above(asked, recorded)
+        if above:
+            wider(above)
+            entries = entries + above
     matches = Matcher(entries)
-    own = [e for e in ledger.scan(name) if matches(e)]
-    category_id = store.load(name).category_id
-    if category_id is None:
-        ledger.record_removed(name, lock, own)
+    own = [e for e in recorded if matches(e)]
+    if change.category_id is None:
+        change.remove(None, own, "unblocked")
         report.removed = own
+        report.wider = _above(asked, [e for e in recorded if e not in set(own)])
         return
-    tenant_id = rt.config.zia[inst.zia].tenant_id
     deadline = Deadline.after(rt.config.settings.run_deadline.total_seconds())
     client = rt.zia_client(inst.zia, deadline)
     try:
-        content = client.read_category(category_id)
+        content = client.read_category(change.category_id)
         targets = set(own)
+        in_zia: list[str] = []
         if content is not None:
+            in_zia = content.urls
             ours = names_us(content.description, name)
+            extra = _above(asked, in_zia) if wider is not None and ours else []
+            lost = [e for e in extra if e not in set(entries)]
+            if lost:  # wider entries in ZIA that the record had lost
+                wider(lost)
+                matches = Matcher([*entries, *lost])
             known = set(own)
-            for entry in content.urls:
+            for entry in in_zia:
                 if matches(entry) and entry not in known:
                     (targets.add if ours else report.left_alone.append)(entry)
-            for entry in entries:
-                report.wider.extend(wider_than(entry, content.urls))
-            targets &= set(content.urls)
-        if targets:
-            ActivationMarks(rt.redis).mark_unactivated(tenant_id)
-            client.remove(category_id, inst.category, sorted(targets), inst.batch_size)
-            ActivationMarks(rt.redis).mark_unactivated(tenant_id)
+            targets &= set(in_zia)
+        change.remove(client, sorted(targets), "unblocked")
     finally:
         client.close()
-    ledger.record_removed(name, lock, own)
+    change.forget([e for e in own if e not in targets])  # in the record, not in ZIA
     report.removed = sorted(targets)
-    LifecycleRecord(rt.redis, name).add(unblocked_removed=len(report.removed))
+    report.wider = [e for e in _above(asked, in_zia) if e not in targets]
 
 
 def unblock_instance(
-    rt: Runtime, name: str, entries: list[str], *, reason: str, who: str, lock_wait: float
+    rt: Runtime,
+    name: str,
+    entries: list[str],
+    *,
+    reason: str,
+    who: str,
+    lock_wait: float,
+    wider: bool = False,
 ) -> Unblocked:
-    """Unblock ``entries`` (already normalised) in instance ``name``; see the module."""
+    """Unblock ``entries`` (already normalised) in instance ``name``; see the module. With
+    ``wider``, the entries that block them from above are unblocked too."""
     report = Unblocked(name, entries)
     lock = _lock(rt, name, lock_wait)
     try:
@@ -140,8 +181,29 @@ def unblock_instance(
             unblocks.add(entries, rt.now(), reason, who)
             why = clean_text(reason, MAX_REASON)
             log.info("unblock", instance=name, entries=len(entries), who=who, reason=why)
+            inst = rt.config.instances[name]
+            change = CategoryChange(
+                rt.redis,
+                name=name,
+                inst=inst,
+                tenant_id=rt.config.zia[inst.zia].tenant_id,
+                lock=lock,
+                run_id=uuid.uuid4().hex[:12],
+                now=rt.now,
+                category_id=Store(rt.redis).load(name).category_id,
+                audit_retention=rt.config.settings.audit_retention,
+                who=clean_text(who, MAX_WHO) or "unknown",
+                why=why,
+            )
+            listed = list(entries)
+
+            def also(more: list[str]) -> None:
+                unblocks.add(more, rt.now(), reason, who)
+                listed.extend(more)
+                report.widened.extend(more)
+
             try:
-                _remove(rt, name, entries, lock, report)
+                _remove(rt, name, entries, change, report, also if wider else None)
             except LockLost:
                 raise
             except ThreatshareError as exc:
@@ -153,20 +215,28 @@ def unblock_instance(
                     "allow list, and the next run of the instance retries the removal"
                 )
                 return report
-            unblocks.removed(lock, entries)
+            unblocks.removed(lock, listed)
     finally:
         lock.release()
     return report
 
 
 def unblock(
-    rt: Runtime, names: list[str], entries: list[str], *, reason: str, lock_wait: float
+    rt: Runtime,
+    names: list[str],
+    entries: list[str],
+    *,
+    reason: str,
+    lock_wait: float,
+    wider: bool = False,
 ) -> list[Unblocked]:
     """Unblock ``entries`` in each instance of ``names``, then activate each changed tenant
     once: the entries are gone from what ZIA enforces when this returns."""
     who = who_am_i()
     reports = [
-        unblock_instance(rt, name, entries, reason=reason, who=who, lock_wait=lock_wait)
+        unblock_instance(
+            rt, name, entries, reason=reason, who=who, lock_wait=lock_wait, wider=wider
+        )
         for name in names
     ]
     failed = {a.tenant: a for a in activate_pending(rt) if a.error}
@@ -177,6 +247,19 @@ def unblock(
             report.error = f"activation failed ({code}); the next run activates the tenant"
         report.activated = bool(report.removed) and tenant not in failed
     return reports
+
+
+def preview(rt: Runtime, names: list[str], entries: list[str], *, wider: bool) -> dict[str, int]:
+    """How many entries of its record an unblock would remove from each instance (before
+    acting: a large unblock asks for confirmation)."""
+    ledger = Ledger(rt.redis)
+    counts: dict[str, int] = {}
+    for name in names:
+        recorded = list(ledger.scan(name))
+        chosen = entries + (_above(entries, recorded) if wider else [])
+        matches = Matcher(chosen)
+        counts[name] = sum(1 for e in recorded if matches(e))
+    return counts
 
 
 def undo(rt: Runtime, name: str, entry: str) -> bool:
@@ -190,6 +273,8 @@ def undo(rt: Runtime, name: str, entry: str) -> bool:
 # --- the command (docs/design.md#unblocking): arguments, output, exit codes -----------------------
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: An unblock removing more entries than this (or any --all) asks for --yes first.
+CONFIRM_ABOVE = 100
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> int:
@@ -234,8 +319,13 @@ def _print_report(report: Unblocked, category: str) -> None:
             f"{report.instance}: {len(report.left_alone)} matching entries were left alone: the "
             "category's description does not name threatshare and this instance"
         )
+    for wider in sorted(set(report.widened)):
+        print(f"{report.instance}: also unblocked the wider entry {wider}")
     for wider in sorted(set(report.wider)):
-        print(f"{report.instance}: still blocked by the wider entry {wider}")
+        print(
+            f"{report.instance}: still blocked by the wider entry {wider} "
+            "(threatshare unblock --wider removes it too)"
+        )
     if report.error:
         print(f"{report.instance}: {report.error}", file=sys.stderr)
 
@@ -260,8 +350,18 @@ def unblock_command(args: Any, config: Config, client: redis.Redis) -> int:
         if not arguments:
             return _fail("unblock: give at least one ENTRY (a URL, a host or a ZIA entry)")
         entries = list(dict.fromkeys(entry_of(a) for a in arguments))
+        wider = bool(getattr(args, "wider", False))
+        counts = preview(rt, names, entries, wider=wider)
+        total = sum(counts.values())
+        if (args.all or total > CONFIRM_ABOVE) and not getattr(args, "yes", False):
+            where = ", ".join(f"{n} ({c})" for n, c in counts.items() if c) or "no instance"
+            return _fail(
+                f"unblock: this would remove {total} entries from {where}; "
+                "run it again with --yes to go ahead",
+                EXIT_FAILED,
+            )
         wait = config.settings.run_deadline.total_seconds() + rt.lock_lease
-        reports = unblock(rt, names, entries, reason=args.reason, lock_wait=wait)
+        reports = unblock(rt, names, entries, reason=args.reason, lock_wait=wait, wider=wider)
     except NotAnEntry as exc:
         return _fail(f"unblock: {exc}")
     except Busy as exc:
@@ -276,4 +376,4 @@ def unblock_command(args: Any, config: Config, client: redis.Redis) -> int:
         rt.close()
     for report in reports:
         _print_report(report, config.instances[report.instance].category)
-    return EXIT_FAILED if any(r.error for r in reports) else EXIT_OK
+    return EXIT_FAILED if any(r.error or r.wider for r in reports) else EXIT_OK

@@ -15,7 +15,9 @@ never holds a window in memory and can push newest first. That *staging* key is 
 run's staging expires by itself.
 
 Writes that forget entries are fenced by the run's lock (:mod:`threatshare.state.fenced`): a
-run whose lock lapsed cannot undo what its successor recorded.
+run whose lock lapsed cannot undo what its successor recorded. Every write that carries entries
+is cut into calls of a bounded size (:mod:`threatshare.state.chunks`), and so is every read of
+many entries by name, whatever the number of entries.
 
 Entries an admin removed from the category by hand get a tombstone (when it was noticed): they
 are pushed again only for a record newer than that. Tombstones older than Mimecast's 30 days
@@ -30,6 +32,7 @@ from datetime import datetime, timedelta
 import redis
 
 from threatshare import keys
+from threatshare.state.chunks import WRITE_CHUNK, chunked, chunked_map
 from threatshare.state.fenced import FencedWriter
 from threatshare.state.lock import RunLock
 
@@ -75,8 +78,19 @@ class Ledger:
             return []
         return [None if s is None else float(s) for s in self._zmscore(name, entries)]
 
+    def first_seen(self, name: str, entries: Sequence[str]) -> list[float | None]:
+        """The first sighting of each of ``entries`` (None: unknown); one call."""
+        if not entries:
+            return []
+        raw = self.redis.hmget(keys.instance_first_seen(name), list(entries))
+        return [None if v is None else float(v) for v in raw]
+
     def _zmscore(self, name: str, entries: Sequence[str]) -> list[float | None]:
-        return self.redis.zmscore(keys.instance_last_seen(name), list(entries))
+        key = keys.instance_last_seen(name)
+        scores: list[float | None] = []
+        for chunk in chunked(entries):
+            scores.extend(self.redis.zmscore(key, chunk))
+        return scores
 
     def split_known(self, name: str, entries: Sequence[str]) -> tuple[list[str], list[str]]:
         """``entries`` split into those not in the category (dedupe, docs/design.md#entries) and
@@ -113,40 +127,38 @@ class Ledger:
     def record_sightings(self, name: str, sightings: Mapping[str, float]) -> None:
         """New records of entries already in the category: their clocks restart
         (docs/design.md#expiry)."""
-        if sightings:
-            self.redis.zadd(keys.instance_last_seen(name), dict(sightings), gt=True)
+        for chunk in chunked_map(sightings):
+            self.redis.zadd(keys.instance_last_seen(name), chunk, gt=True)
 
     def record_pushed(self, name: str, sightings: Mapping[str, float]) -> None:
         """Entries ZIA accepted, with the record time that produced each: first and last seen
         then; a tombstone of theirs is lifted (a newer record brought them back)."""
-        if not sightings:
-            return
-        with self.redis.pipeline(transaction=False) as pipe:
-            # GT also adds new members: a new entry gets its record time, a known one keeps
-            # the newer of the two.
-            pipe.zadd(keys.instance_last_seen(name), dict(sightings), gt=True)
-            for entry, seen in sightings.items():
-                pipe.hsetnx(keys.instance_first_seen(name), entry, int(seen))
-            pipe.zrem(keys.instance_tombstones(name), *sightings)
-            pipe.execute()
+        for chunk in chunked_map(sightings):
+            with self.redis.pipeline(transaction=False) as pipe:
+                # GT also adds new members: a new entry gets its record time, a known one
+                # keeps the newer of the two.
+                pipe.zadd(keys.instance_last_seen(name), chunk, gt=True)
+                for entry, seen in chunk.items():
+                    pipe.hsetnx(keys.instance_first_seen(name), entry, int(seen))
+                pipe.zrem(keys.instance_tombstones(name), *chunk)
+                pipe.execute()
 
     def adopt(self, name: str, entries: Sequence[str], at: datetime) -> None:
         """Entries found in the category that the record lacks (Redis was wiped): they age
         from ``at``, like entries of its own, and expire on schedule."""
-        if not entries:
-            return
         stamp = at.timestamp()
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(keys.instance_last_seen(name), dict.fromkeys(entries, stamp), nx=True)
-            for entry in entries:
-                pipe.hsetnx(keys.instance_first_seen(name), entry, int(stamp))
-            pipe.execute()
+        for chunk in chunked(entries):
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zadd(keys.instance_last_seen(name), dict.fromkeys(chunk, stamp), nx=True)
+                for entry in chunk:
+                    pipe.hsetnx(keys.instance_first_seen(name), entry, int(stamp))
+                pipe.execute()
 
     def record_removed(self, name: str, lock: RunLock, entries: Sequence[str]) -> None:
         """Forget entries taken out of the category (fenced by ``lock``)."""
-        if entries:
-            self._fenced.call(name, lock, "ZREM", keys.instance_last_seen(name), *entries)
-            self._fenced.call(name, lock, "HDEL", keys.instance_first_seen(name), *entries)
+        for chunk in chunked(entries):
+            self._fenced.call(name, lock, "ZREM", keys.instance_last_seen(name), *chunk)
+            self._fenced.call(name, lock, "HDEL", keys.instance_first_seen(name), *chunk)
 
     def forget_all(self, name: str, lock: RunLock) -> None:
         """Forget every entry (the category is gone), fenced by ``lock``."""
@@ -161,10 +173,9 @@ class Ledger:
         if not entries:
             return
         key = keys.instance_tombstones(name)
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(key, dict.fromkeys(entries, at.timestamp()))
-            pipe.zremrangebyscore(key, "-inf", f"({(at - TOMBSTONE_KEEP).timestamp()}")
-            pipe.execute()
+        for chunk in chunked(entries):
+            self.redis.zadd(key, dict.fromkeys(chunk, at.timestamp()))
+        self.redis.zremrangebyscore(key, "-inf", f"({(at - TOMBSTONE_KEEP).timestamp()}")
         self.record_removed(name, lock, entries)
 
     def buried(self, name: str, sightings: Mapping[str, float]) -> set[str]:
@@ -172,7 +183,9 @@ class Ledger:
         if not sightings:
             return set()
         entries = list(sightings)
-        stones = self.redis.zmscore(keys.instance_tombstones(name), entries)
+        stones: list[float | None] = []
+        for chunk in chunked(entries):
+            stones.extend(self.redis.zmscore(keys.instance_tombstones(name), chunk))
         return {
             entry
             for entry, stone in zip(entries, stones, strict=True)
@@ -186,10 +199,10 @@ class Ledger:
 
     def stage(self, staging: str, timed_entries: Mapping[str, float]) -> None:
         """Queue entries of the current window in the run's ``staging``, by record time."""
-        if timed_entries:
+        for chunk in chunked_map(timed_entries):
             with self.redis.pipeline(transaction=False) as pipe:
                 # GT: an entry seen twice keeps its newest record time (new ones are added).
-                pipe.zadd(staging, dict(timed_entries), gt=True)
+                pipe.zadd(staging, chunk, gt=True)
                 pipe.expire(staging, STAGING_TTL)
                 pipe.execute()
 
@@ -202,6 +215,10 @@ class Ledger:
     ) -> None:
         """One page's dedupe outcome in one round trip: entries already in the category get
         their newer sighting, new ones are staged."""
+        if len(known) + len(staged) > WRITE_CHUNK:  # a page is smaller; a flush may not be
+            self.record_sightings(name, known)
+            self.stage(staging, staged)
+            return
         if not known and not staged:
             return
         with self.redis.pipeline(transaction=False) as pipe:
@@ -229,8 +246,8 @@ class Ledger:
         return [(e.decode(), float(s)) for e, s in raw]
 
     def unstage(self, staging: str, entries: Sequence[str]) -> None:
-        if entries:
-            self.redis.zrem(staging, *entries)
+        for chunk in chunked(entries):
+            self.redis.zrem(staging, *chunk)
 
     def clear_staged(self, staging: str) -> None:
         """Forget a run's staging (its own key: no other run's is touched)."""

@@ -51,14 +51,15 @@ class QuotaRecord:
             return None
         return {"used": int(raw["used"]), "remaining": int(raw["remaining"]), "at": raw["at"]}
 
-    def adjust(self, freed: int, at: datetime) -> None:
-        """A run removed ``freed`` entries without reading the quota: the stored reading is
-        moved by as much, so status shows the quota after the run's own changes."""
+    def shift(self, added: int, at: datetime) -> None:
+        """The category took ``added`` entries (fewer when negative) since the stored reading:
+        the reading moves by as much, so status shows the quota after every change without
+        reading it again. Nothing when there is no reading yet."""
         current = self.latest()
-        if current is None or not freed:
+        if current is None or not added:
             return
-        used = max(0, current["used"] - freed)
-        self.save(used, current["remaining"] + (current["used"] - used), at)
+        used = max(0, current["used"] + added)
+        self.save(used, max(0, current["remaining"] - (used - current["used"])), at)
 
     def history(self) -> list[tuple[float, int]]:
         raw = self.redis.zrange(keys.tenant_quota_history(self.tenant_id), 0, -1)

@@ -28,6 +28,7 @@ import redis
 
 from threatshare import keys
 from threatshare.scrub import clean_text
+from threatshare.state.chunks import chunked_map
 from threatshare.state.fenced import FencedWriter
 from threatshare.state.lock import RunLock
 from threatshare.timestamps import from_iso, to_iso
@@ -57,14 +58,6 @@ def covers(unblocked: str, entry: str) -> bool:
     if (e_host, e_port) != (host, port) or e_path is None:
         return False
     return e_path == path or e_path.startswith(path.rstrip("/") + "/")
-
-
-def wider_than(unblocked: str, entries: Iterable[str]) -> list[str]:
-    """Wildcard entries above ``unblocked`` (``.parent.example``) that still block it."""
-    host = _authority(unblocked)[0]
-    labels = host.split(".")
-    parents = {"." + ".".join(labels[i:]) for i in range(1, len(labels) - 1)}
-    return sorted(e for e in entries if e in parents)
 
 
 @dataclass(frozen=True)
@@ -123,10 +116,10 @@ class UnblockList:
         reason = clean_text(reason, MAX_REASON)
         who = clean_text(who, MAX_WHO) or "unknown"
         mapping = {e: Unblock(e, at, reason, who).to_json() for e in entries}
-        if mapping:
+        for chunk in chunked_map(mapping):
             with self.redis.pipeline() as pipe:
-                pipe.hset(self.key, mapping=mapping)
-                pipe.sadd(self.pending_key, *mapping)
+                pipe.hset(self.key, mapping=chunk)
+                pipe.sadd(self.pending_key, *chunk)
                 pipe.execute()
 
     def undo(self, entry: str) -> bool:
@@ -147,9 +140,7 @@ class UnblockList:
 
     def removed(self, lock: RunLock, entries: Iterable[str]) -> None:
         """``entries`` are out of the category: no longer pending (fenced by ``lock``)."""
-        done = list(entries)
-        if done:
-            FencedWriter(self.redis).call(self.name, lock, "SREM", self.pending_key, *done)
+        FencedWriter(self.redis).call_each(self.name, lock, "SREM", self.pending_key, entries)
 
     def count(self) -> int:
         return int(self.redis.hlen(self.key))

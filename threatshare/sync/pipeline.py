@@ -19,7 +19,7 @@ ZIA's hourly activation limit asks for.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -27,16 +27,16 @@ import structlog
 
 from threatshare.alerts.outbox import Outbox
 from threatshare.http import Deadline
+from threatshare.indicators.evidence import impersonation_evidence, url_evidence
 from threatshare.indicators.extract import Extractor, Tally
 from threatshare.progress import Phase, RunProgress
 from threatshare.runtime import Runtime
-from threatshare.state.activation_marks import ActivationMarks
 from threatshare.state.ledger import Ledger
-from threatshare.state.lifecycle import LifecycleRecord
 from threatshare.state.lock import RunLock
-from threatshare.state.quota import QuotaRecord
+from threatshare.state.provenance import KEEP, MessageKey, ProvenanceBook, Sighting
 from threatshare.state.store import InstanceState, Store
 from threatshare.state.unblocked import Matcher, UnblockList
+from threatshare.sync.change import Accepted, CategoryChange, Reason
 from threatshare.sync.lifecycle import Lifecycle
 from threatshare.sync.lifecycle_alerts import report_capacity, warn_about_quota
 from threatshare.sync.window import Window
@@ -80,7 +80,6 @@ class Run:
         self.inst = rt.config.instances[name]
         self.store = Store(rt.redis)
         self.ledger = Ledger(rt.redis)
-        self.marks = ActivationMarks(rt.redis)
         #: The runtime allow list as it is when the run starts (docs/design.md#unblocking).
         self.unblocked = UnblockList(rt.redis, name).matcher()
         self.dry_run = dry_run
@@ -93,7 +92,8 @@ class Run:
             self.inst.sources, self.inst.allow, rt.config.settings.protected_hosts
         )
         self.pushed = 0
-        self.removed = 0
+        #: The one path of this run's changes to the category (made once the lock is held).
+        self.change: CategoryChange | None = None
         self.refused: dict[str, str] = {}
         self.sample: list[str] = []
         #: entry -> the newest record time met in this run.
@@ -102,6 +102,12 @@ class Run:
         self.known: set[str] = set()
         #: entries seen again with a newer record time, not yet written.
         self.newer: set[str] = set()
+        #: entry -> the newest sightings met in this run, written with ``flush_newer``.
+        self.sightings: dict[str, list[tuple[float, str, str]]] = {}
+        self.provenance = ProvenanceBook(rt.redis, name)
+        self.message_key = MessageKey(
+            rt.config.mimecast[self.inst.mimecast].client_secret.get_secret_value()
+        )
         self.new_in_dry_run = 0
         self.lock: RunLock | None = None
         self.started: datetime | None = None
@@ -135,10 +141,34 @@ class Run:
         if self.lock is not None:
             self.lock.check()
 
-    def _checked(self, batches: Iterable[list[str]]) -> Iterator[list[str]]:
-        for batch in batches:
-            self.check_lock()
-            yield batch
+    @property
+    def removed(self) -> int:
+        """Entries this run removed from the category, for every reason."""
+        return 0 if self.change is None else self.change.tally.removed_total
+
+    def changing(self, state: InstanceState) -> CategoryChange:
+        """The run's one path of changes to the category (under the lock)."""
+        if self.change is None:
+            assert self.lock is not None  # changing happens only under the lock
+
+            def set_category(category_id: str | None) -> None:
+                state.category_id = category_id
+
+            self.change = CategoryChange(
+                self.rt.redis,
+                name=self.name,
+                inst=self.inst,
+                tenant_id=self.rt.config.zia[self.inst.zia].tenant_id,
+                lock=self.lock,
+                run_id=self.run_id,
+                now=self.rt.now,
+                category_id=state.category_id,
+                audit_retention=self.rt.config.settings.audit_retention,
+                staging=self.staging,
+                on_category=set_category,
+            )
+            self.change.listeners.append(self._landed)
+        return self.change
 
     # --- pulling -------------------------------------------------------------------------
 
@@ -148,19 +178,31 @@ class Run:
         extract: Callable[[Any, Tally], list[str]],
         time_field: str,
         default_time: float,
+        evidence: Callable[[Any], tuple[str, str]],
     ) -> None:
         self.check_lock()
         timed: dict[str, float] = {}
+        sightings = self.sightings
         for record in page:
             when = _record_time(record, time_field, default_time)
-            for entry in extract(record, self.tally):
+            entries = extract(record, self.tally)
+            if not entries:
+                continue
+            verdict, message = evidence(record)
+            for entry in entries:
                 if timed.get(entry, -1.0) < when:
                     timed[entry] = when
+                kept = sightings.setdefault(entry, [])
+                kept.append((when, verdict, message))
+                if len(kept) > 2 * KEEP:  # only the newest few are ever kept
+                    kept.sort(reverse=True)
+                    del kept[KEEP:]
         if not timed:
             return
         if self.unblocked:
             for entry in [e for e in timed if self.unblocked(e)]:
                 del timed[entry]
+                sightings.pop(entry, None)
                 self.tally.skipped["unblocked"] += 1
         # Entries met earlier in this run need no look-up: a known one is still known, a
         # staged one only needs its newest record time, kept here and written once at the end.
@@ -179,6 +221,8 @@ class Run:
             # (docs/design.md#reconciliation).
             self.tally.skipped["removed_by_hand"] += len(buried)
             fresh = [e for e in fresh if e not in buried]
+            for entry in buried:
+                sightings.pop(entry, None)
         if already:
             self.tally.skipped["already_in_category"] += already
         if self.dry_run:
@@ -200,30 +244,62 @@ class Run:
 
     def flush_newer(self) -> None:
         """Write the newer record times of entries seen again during the pull: a sighting for
-        those in the category, a newer stage for the others."""
+        those in the category, a newer stage for the others; and what the sightings said
+        (the entries' provenance)."""
         if self.newer and not self.dry_run:
             times = {e: self.seen[e] for e in self.newer if e in self.seen}
             known = {e: t for e, t in times.items() if e in self.known}
             staged = {e: t for e, t in times.items() if e not in self.known}
             self.ledger.record_page(self.name, self.staging, known, staged)
         self.newer.clear()
+        self.flush_provenance()
+
+    def flush_provenance(self) -> None:
+        """Merge this run's sightings into the entries' provenance; memory is freed."""
+        if self.sightings and not self.dry_run:
+            key, domains = self.message_key, "malicious_domains"
+            kinds = set(self.inst.sources)
+            host_source = "url_domains" if "url_domains" in kinds else "malicious_urls"
+            sources = {
+                e: domains if e.startswith(".") else ("malicious_urls" if "/" in e else host_source)
+                for e in self.sightings
+            }
+            self.provenance.record(
+                {
+                    e: [
+                        Sighting(int(t), v, key(m)) for t, v, m in sorted(seen, reverse=True)[:KEEP]
+                    ]
+                    for e, seen in self.sightings.items()
+                },
+                sources,
+            )
+        self.sightings.clear()
 
     def pull(self, window: Window, deadline: Deadline) -> bool:
         """Pull every enabled source over ``window``; False when the deadline passed between
         two pages and the pull stopped there (what was pulled is staged all the same)."""
         client = self.rt.mimecast_client(self.inst.mimecast, deadline)
         end_ts = window.end.timestamp()
-        sources: list[tuple[Iterator[list[Any]], Callable[[Any, Tally], list[str]], str]] = []
+        sources: list[
+            tuple[
+                Iterator[list[Any]],
+                Callable[[Any, Tally], list[str]],
+                str,
+                Callable[[Any], tuple[str, str]],
+            ]
+        ] = []
         if URL_SOURCES & set(self.inst.sources):
             pages = client.url_log_pages(window.start, window.end)
-            sources.append((pages, self.extractor.url_record, "date"))
+            sources.append((pages, self.extractor.url_record, "date", url_evidence))
         if "malicious_domains" in self.inst.sources:
             pages = client.impersonation_log_pages(window.start, window.end)
-            sources.append((pages, self.extractor.impersonation_record, "eventTime"))
+            sources.append(
+                (pages, self.extractor.impersonation_record, "eventTime", impersonation_evidence)
+            )
         try:
-            for pages, extract, time_field in sources:
+            for pages, extract, time_field, evidence in sources:
                 for page in pages:
-                    self._take_page(page, extract, time_field, end_ts)
+                    self._take_page(page, extract, time_field, end_ts, evidence)
                     self._pulled(page)
                     if deadline.expired:
                         log.info("run.deadline_reached", window_to=window.end.isoformat())
@@ -251,31 +327,16 @@ class Run:
         when nothing is new, due or to reconcile."""
         assert self.lock is not None  # settling happens only under the lock
         tenant = self.rt.config.zia[self.inst.zia]
-        record = LifecycleRecord(self.rt.redis, self.name)
-        quota_record = QuotaRecord(self.rt.redis, tenant.tenant_id)
-
-        def set_category(category_id: str | None) -> None:
-            state.category_id = category_id
-            self.store.set_category(self.name, category_id)
-
+        change = self.changing(state)
         lifecycle = Lifecycle(
-            name=self.name,
             inst=self.inst,
             tenant=tenant,
-            ledger=self.ledger,
-            record=record,
-            quota_record=quota_record,
+            change=change,
             tally=self.tally,
-            now=self.rt.now,
             reconcile_every=self.rt.config.settings.reconcile_every,
-            mark_changed=lambda: self.marks.mark_unactivated(tenant.tenant_id),
-            set_category=set_category,
-            on_pushed=self._landed,
-            staging=self.staging,
-            lock=self.lock,
             final=final,
         )
-        if not lifecycle.needs_zia(state.category_id):
+        if not lifecycle.needs_zia(change.category_id):
             return
         self.check_lock()
         client = self.rt.zia_client(self.inst.zia, deadline)
@@ -284,24 +345,24 @@ class Run:
         if self.to_push:
             self.report("pushing")
         try:
-            lifecycle.work(client, state.category_id)
+            lifecycle.work(client)
             outbox = Outbox(self.rt.redis)
             if outcome.quota is not None or outcome.removed:  # a removal may re-arm it
                 warn_about_quota(
-                    self.rt.config, self.name, outbox, quota_record, client, self.rt.now()
+                    self.rt.config, self.name, outbox, change.quota_record, client, self.rt.now()
                 )
             entries = self.ledger.entry_count(self.name)
             report_capacity(
-                self.rt.config, self.name, outbox, record, outcome, entries, self.rt.now()
+                self.rt.config, self.name, outbox, change.record, outcome, entries, self.rt.now()
             )
         finally:
-            self.removed += outcome.removed
             self.refused.update(outcome.refused)
             client.close()
 
-    def _landed(self, count: int) -> None:
-        self.pushed += count
-        self.report("pushing")
+    def _landed(self, change: Accepted) -> None:
+        if change.action == "added":
+            self.pushed += len(change.entries)
+            self.report("pushing")
 
     def withdraw(self, state: InstanceState, deadline: Deadline) -> None:
         """Remove from the category what the configuration now says must not be there (an
@@ -312,27 +373,24 @@ class Run:
         gone = [e for e in self.ledger.scan(self.name) if self.extractor.withdrawn(e)]
         if not gone:
             return
-        self._remove(state.category_id, gone, deadline)
+        self._remove(state, gone, "withdrawn", deadline)
         log.info("run.withdrawn", removed=len(gone))
 
-    def _remove(self, category_id: str, gone: list[str], deadline: Deadline) -> None:
-        """Remove ``gone`` from the category (REMOVE_FROM_LIST in batches) and from the
-        record, under the lock; the tenant is marked to activate before the first change (a
-        crash still leaves the mark) and after the last (the activation marks of
-        docs/design.md#activation)."""
-        assert self.lock is not None  # removing happens only under the lock
+    def _remove(
+        self, state: InstanceState, gone: list[str], reason: Reason, deadline: Deadline
+    ) -> None:
+        """Remove ``gone`` from the category for ``reason`` (forgotten only, when there is no
+        category), through the run's one path of changes."""
+        change = self.changing(state)
         self.check_lock()
-        tenant_id = self.rt.config.zia[self.inst.zia].tenant_id
-        self.marks.mark_unactivated(tenant_id)
+        if change.category_id is None:
+            change.remove(None, gone, reason)
+            return
         client = self.rt.zia_client(self.inst.zia, deadline)
         try:
-            self.removed += client.remove(
-                category_id, self.inst.category, gone, self.inst.batch_size
-            )
+            change.remove(client, gone, reason)
         finally:
             client.close()
-        self.marks.mark_unactivated(tenant_id)
-        self.ledger.record_removed(self.name, self.lock, gone)
 
     def honour_unblocks(self, state: InstanceState, deadline: Deadline) -> None:
         """Under the lock: read the runtime allow list again (an unblock that ran while this
@@ -348,12 +406,8 @@ class Run:
         assert self.lock is not None  # removing happens only under the lock
         covered = Matcher(pending)
         gone = [e for e in self.ledger.scan(self.name) if covered(e)]
-        if gone and state.category_id is not None:
-            self._remove(state.category_id, gone, deadline)
-        else:
-            self.ledger.record_removed(self.name, self.lock, gone)
+        self._remove(state, gone, "unblocked", deadline)
         unblocks.removed(self.lock, pending)
-        LifecycleRecord(self.rt.redis, self.name).add(unblocked_removed=len(gone))
         log.info("run.unblock_finished", removed=len(gone))
 
     def counters(self) -> dict[str, Any]:

@@ -270,20 +270,35 @@ class ZiaClient(CategoryCalls):
             raise _short_quota(why, pushed, pending, stream, rejected)
         return pushed, rejected
 
-    def remove(self, category_id: str, name: str, entries: Sequence[str], batch_size: int) -> int:
-        """Remove ``entries`` from the category, ``batch_size`` per request; how many went."""
+    def remove(
+        self,
+        category_id: str,
+        name: str,
+        entries: Sequence[str],
+        batch_size: int,
+        on_batch: Callable[[list[str]], None] | None = None,
+    ) -> int:
+        """Remove ``entries`` from the category, ``batch_size`` per request; how many went.
+        ``on_batch`` hears of every batch ZIA accepted, as soon as it did, so the caller can
+        record each removal durably even when a later batch fails."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        removed: list[str] = []
+        removed = 0
         refused: dict[str, str] = {}
 
         def put(urls: list[str]) -> None:
             self._put(category_id, name, REMOVE, urls)
 
+        def done(batch: list[str]) -> None:
+            nonlocal removed
+            removed += len(batch)
+            if on_batch is not None:
+                on_batch(batch)
+
         for batch in _chunks(list(dict.fromkeys(entries)), batch_size):
-            push_isolating_refused(put, batch, removed.extend, refused)
-        log.info("zia_removed", removed=len(removed), refused=len(refused))
-        return len(removed)
+            push_isolating_refused(put, batch, done, refused)
+        log.info("zia_removed", removed=removed, refused=len(refused))
+        return removed
 
     # -- tenant --------------------------------------------------------------------------------
 
@@ -305,6 +320,13 @@ class ZiaClient(CategoryCalls):
         answer = self._call("POST", "/status/activate")
         status = answer.get("status") if isinstance(answer, dict) else None
         log.info("zia_activated", status=status if isinstance(status, str) else None)
+
+    def pending(self) -> bool:
+        """Whether the tenant has changes staged and not yet activated (``GET /status``):
+        anything but ``ACTIVE`` counts as pending."""
+        answer = self._call("GET", "/status")
+        status = answer.get("status") if isinstance(answer, dict) else None
+        return status != "ACTIVE"
 
     def check(self) -> str:
         """One read call for ``check --live``: the quota, which also proves the credentials."""

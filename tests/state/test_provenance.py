@@ -1,0 +1,68 @@
+"""The provenance of entries in Redis: merged sightings, bounded evidence, forgotten with the
+entry (docs/design.md#provenance-and-audit)."""
+
+from __future__ import annotations
+
+import redis
+
+from threatshare.state.provenance import KEEP, MessageKey, ProvenanceBook, Sighting
+
+
+def test_sightings_merge_and_keep_the_newest_three(redis_client: redis.Redis) -> None:
+    """Counts add up across runs and only the three newest sightings are kept, newest first."""
+    book = ProvenanceBook(redis_client, "urls")
+    book.record(
+        {"evil.example": [Sighting(100, "Phishing", "aa"), Sighting(300, "Phishing", "bb")]},
+        {"evil.example": "malicious_urls"},
+    )
+    book.record(
+        {"evil.example": [Sighting(200, "Malware", "cc"), Sighting(400, "Phishing", "dd")]},
+        {"evil.example": "url_domains"},
+    )
+    found = book.get(["evil.example", "other.example"])
+    assert set(found) == {"evil.example"}
+    prov = found["evil.example"]
+    assert prov.sightings == 4
+    assert [s.at for s in prov.evidence] == [400, 300, 200]
+    assert len(prov.evidence) == KEEP
+    assert prov.sources == ["malicious_urls", "url_domains"]
+    assert prov.pushed_at is None
+
+
+def test_a_reread_record_is_not_a_new_sighting(redis_client: redis.Redis) -> None:
+    """The window's overlap reads a record twice; it counts once."""
+    book = ProvenanceBook(redis_client, "urls")
+    seen = {"evil.example": [Sighting(100, "Phishing", "aa")]}
+    book.record(seen, {})
+    book.record(seen, {})
+    assert book.get(["evil.example"])["evil.example"].sightings == 1
+
+
+def test_pushed_time_is_set_once_and_forget_drops(redis_client: redis.Redis) -> None:
+    """The first push time stays; forgetting an entry removes its provenance."""
+    book = ProvenanceBook(redis_client, "urls")
+    book.pushed(["a.example", "b.example"], 1000)
+    book.pushed(["a.example"], 2000)
+    assert book.get(["a.example"])["a.example"].pushed_at == 1000
+    book.forget(["a.example"])
+    assert set(book.get(["a.example", "b.example"])) == {"b.example"}
+
+
+def test_sweep_forgets_what_the_category_does_not_hold(redis_client: redis.Redis) -> None:
+    """Provenance of entries never pushed (left out for lack of room) is swept away."""
+    book = ProvenanceBook(redis_client, "urls")
+    entries = [f"e{i}.example" for i in range(1200)]
+    book.record({e: [Sighting(1, "Phishing", "")] for e in entries}, {})
+    held = set(entries[:700])
+    assert book.sweep(lambda chunk: [e in held for e in chunk]) == 500
+    assert set(book.get(entries)) == held
+
+
+def test_message_ids_are_hashed_with_a_key() -> None:
+    """The message id is stored only as a keyed hash, different per account secret."""
+    one, two = MessageKey("secret-one"), MessageKey("secret-two")
+    message = "<CAF=abc@mail.example>"
+    assert one(message) != two(message)
+    assert one(message) == one(message) and len(one(message)) == 16
+    assert message not in one(message)
+    assert one(None) == "" and one("") == ""

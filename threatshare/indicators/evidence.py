@@ -1,0 +1,54 @@
+"""What a Mimecast record says about the threat it reports, kept as an entry's provenance
+(docs/design.md#provenance-and-audit): the verdict and the message it came in.
+
+Only these two facts are read, and both are treated as untrusted text: cleaned of control
+characters and cut short. The message id is returned as Mimecast sent it; it is stored only as a
+keyed hash (:class:`threatshare.state.provenance.MessageKey`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from threatshare.indicators.extract import DOMAIN_IDENTIFIERS
+from threatshare.scrub import clean_line
+
+#: Longest verdict kept: Mimecast's categories are a few words.
+MAX_VERDICT = 80
+#: Longest message id hashed (an id is a few dozen characters; anything longer is cut).
+MAX_MESSAGE_ID = 512
+
+
+def url_evidence(record: object) -> tuple[str, str]:
+    """(verdict, message id) of a URL-log record: its ``category``, else its scan result."""
+    if not isinstance(record, dict):
+        return "", ""
+    verdict = record.get("category") or record.get("scanResult") or ""
+    return _text(verdict, MAX_VERDICT), _text(record.get("messageId"), MAX_MESSAGE_ID)
+
+
+def impersonation_evidence(record: object) -> tuple[str, str]:
+    """(verdict, message id) of an impersonation record: the domain-type identifiers that
+    fired, in Mimecast's own words."""
+    if not isinstance(record, dict):
+        return "", ""
+    fired = _identifiers(record.get("identifiers"))
+    results = record.get("impersonationResults")
+    if isinstance(results, list):
+        fired += _identifiers(
+            [r.get("impersonationDomainSource") for r in results if isinstance(r, dict)]
+        )
+    verdict = ",".join(sorted(set(fired) & DOMAIN_IDENTIFIERS))
+    return _text(verdict, MAX_VERDICT), _text(record.get("messageId"), MAX_MESSAGE_ID)
+
+
+def _identifiers(values: object) -> list[str]:
+    if not isinstance(values, Sequence) or isinstance(values, str):
+        return []
+    return [v for v in values if isinstance(v, str)]
+
+
+def _text(value: object, limit: int) -> str:
+    if not isinstance(value, str) or not value:
+        return ""
+    return clean_line(value, limit)

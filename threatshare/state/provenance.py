@@ -1,0 +1,183 @@
+"""Why each entry of a category is there: its provenance (docs/design.md#provenance-and-audit).
+
+ZIA keeps one description per category and nothing per entry, so the answer to "why is this
+blocked?" is kept here, beside the ledger: for each entry of an instance, the sources that
+produced it, how many Mimecast records did (its sightings), when it was pushed, and the newest
+three sightings, each as (record time, Mimecast's verdict, a keyed hash of the message id).
+
+Nothing that names a person or a message is stored: no address, no subject, no query string,
+and the message id only as an HMAC whose key is derived from the Mimecast account's secret, so
+a help desk can match it against a message it already holds but Redis alone reveals nothing.
+
+One hash per instance, entry -> a small JSON object; bounded by the category's own size, since
+an entry's provenance is forgotten with the entry. Sightings merge in Redis (one Lua call per
+chunk), so concurrent writers never lose a count and a run never reads before it writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import redis
+
+from threatshare import keys
+
+#: Sightings kept per entry: enough to show a pattern, few enough to keep memory flat.
+KEEP = 3
+#: Entries merged per Lua call: bounds the script's argument list (Lua's unpack stops near 8,000).
+CHUNK = 500
+
+# KEYS[1] the hash; ARGV[1] how many sightings to keep, then pairs (entry, JSON of new facts).
+# A sighting already kept (same time and message) is a re-read of the window's overlap, not a
+# new one; so is one older than every kept sighting once the list is full.
+_MERGE = """
+local keep = tonumber(ARGV[1])
+for i = 2, #ARGV, 2 do
+  local entry, new = ARGV[i], cjson.decode(ARGV[i + 1])
+  local raw = redis.call('HGET', KEYS[1], entry)
+  local old = raw and cjson.decode(raw) or {src = '', n = 0, ev = {}}
+  if type(old.ev) ~= 'table' then old.ev = {} end
+  for s in string.gmatch(new.src, '[^,]+') do
+    if not string.find(',' .. old.src .. ',', ',' .. s .. ',', 1, true) then
+      old.src = (old.src == '') and s or (old.src .. ',' .. s)
+    end
+  end
+  for _, e in ipairs(new.ev) do
+    local known = false
+    for _, k in ipairs(old.ev) do
+      if k[1] == e[1] and k[3] == e[3] then known = true end
+    end
+    local stale = #old.ev >= keep and e[1] < old.ev[#old.ev][1]
+    if not known and not stale then
+      old.n = old.n + 1
+      table.insert(old.ev, e)
+      table.sort(old.ev, function(a, b) return a[1] > b[1] end)
+      while #old.ev > keep do table.remove(old.ev) end
+    end
+  end
+  if (old.at == nil or old.at == cjson.null) and new.at ~= cjson.null then old.at = new.at end
+  redis.call('HSET', KEYS[1], entry, cjson.encode(old))
+end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """One Mimecast record that produced an entry: when, Mimecast's verdict, the message."""
+
+    at: int  # the record's time, epoch seconds
+    verdict: str  # a URL log's category, or the impersonation identifiers that fired
+    message: str  # keyed hash of the message id ("" when the record carried none)
+
+
+@dataclass
+class Provenance:
+    """What is known of one entry."""
+
+    sources: list[str] = field(default_factory=list)
+    sightings: int = 0
+    pushed_at: int | None = None
+    evidence: list[Sighting] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Provenance:
+        data = json.loads(raw)
+        evidence = data.get("ev") if isinstance(data.get("ev"), list) else []
+        return cls(
+            sources=[s for s in str(data.get("src") or "").split(",") if s],
+            sightings=int(data.get("n") or 0),
+            pushed_at=int(data["at"]) if isinstance(data.get("at"), int | float) else None,
+            evidence=[Sighting(int(e[0]), str(e[1]), str(e[2])) for e in evidence],
+        )
+
+
+class MessageKey:
+    """The keyed hash of message ids for one Mimecast account."""
+
+    def __init__(self, secret: str) -> None:
+        # A key of its own, derived from the account's secret: the hashes are no use to whoever
+        # reads Redis without the configuration, and the secret itself is never used twice.
+        self._key = hmac.new(secret.encode(), b"threatshare message id", hashlib.sha256).digest()
+
+    def __call__(self, message_id: object) -> str:
+        if not isinstance(message_id, str) or not message_id:
+            return ""
+        return hmac.new(self._key, message_id.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+class ProvenanceBook:
+    """The provenance of every entry of one instance."""
+
+    def __init__(self, client: redis.Redis, name: str) -> None:
+        self.redis = client
+        self.key = keys.instance_provenance(name)
+        self._merge = client.register_script(_MERGE)
+
+    def record(
+        self, sightings: Mapping[str, Sequence[Sighting]], sources: Mapping[str, str]
+    ) -> None:
+        """Merge new sightings (entry -> its sightings in this run) and each entry's source."""
+        items = list(sightings.items())
+        for start in range(0, len(items), CHUNK):
+            args: list[object] = [KEEP]
+            for entry, seen in items[start : start + CHUNK]:
+                newest = sorted(seen, key=lambda s: s.at, reverse=True)[:KEEP]
+                facts = {
+                    "src": sources.get(entry, ""),
+                    "at": None,
+                    "ev": [[s.at, s.verdict, s.message] for s in newest],
+                }
+                args += [entry, json.dumps(facts)]
+            self._merge(keys=[self.key], args=args)
+
+    def pushed(self, entries: Iterable[str], at: int) -> None:
+        """Mark when entries were pushed (the time an entry became part of the category)."""
+        for chunk in _chunks(list(entries)):
+            facts = json.dumps({"src": "", "at": at, "ev": []})
+            args: list[object] = [KEEP]
+            for entry in chunk:
+                args += [entry, facts]
+            self._merge(keys=[self.key], args=args)
+
+    def get(self, entries: Sequence[str]) -> dict[str, Provenance]:
+        """The provenance of those of ``entries`` that have one; one round trip per chunk."""
+        found: dict[str, Provenance] = {}
+        for chunk in _chunks(list(entries)):
+            for entry, raw in zip(chunk, self.redis.hmget(self.key, chunk), strict=True):
+                if raw is not None:
+                    found[entry] = Provenance.from_json(raw)
+        return found
+
+    def forget(self, entries: Sequence[str]) -> None:
+        """Forget the provenance of entries that left the category."""
+        for chunk in _chunks(list(entries)):
+            self.redis.hdel(self.key, *chunk)
+
+    def forget_all(self) -> None:
+        self.redis.delete(self.key)
+
+    def sweep(self, held: Callable[[list[str]], list[bool]]) -> int:
+        """Forget the provenance of entries the category does not hold (``held`` answers for a
+        chunk): sightings of threats left out for lack of room, or of a run that died before
+        pushing. Run with reconciliation; how many were forgotten."""
+        orphans: list[str] = []
+        chunk: list[str] = []
+        for raw, _ in self.redis.hscan_iter(self.key, count=CHUNK):
+            chunk.append(raw.decode() if isinstance(raw, bytes) else raw)
+            if len(chunk) >= CHUNK:
+                orphans += [e for e, h in zip(chunk, held(chunk), strict=True) if not h]
+                chunk = []
+        if chunk:
+            orphans += [e for e, h in zip(chunk, held(chunk), strict=True) if not h]
+        self.forget(orphans)
+        return len(orphans)
+
+
+def _chunks(items: list[str], size: int = CHUNK) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
