@@ -150,7 +150,7 @@ def test_100_000_entries_adopted_removed_by_hand_expired_withdrawn_and_unblocked
     unblocked = _entries("u", HUNDRED_K, "unblocked.example")
     _fill(life, unblocked)
     path = life.world.tmp / "threatshare.toml"
-    assert cli.main(["--config", str(path), "unblock", "life", "unblocked.example"]) == 0
+    assert cli.main(["--config", str(path), "unblock", "life", "unblocked.example", "--yes"]) == 0
     assert life.active() == set() and _ledger(life) == set()
     assert life.zia.quota()["uniqueUrlsProvisioned"] == 0
 
