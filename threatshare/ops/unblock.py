@@ -29,7 +29,7 @@ import structlog
 from threatshare.alerts.message import clean_text
 from threatshare.config import Config
 from threatshare.errors import LockLost, ThreatshareError
-from threatshare.http import Deadline
+from threatshare.http import Deadline, RetryPolicy, interactive
 from threatshare.runtime import Runtime
 from threatshare.state.activation_marks import ActivationMarks
 from threatshare.state.ledger import Ledger
@@ -247,7 +247,9 @@ def unblock_command(args: Any, config: Config, client: redis.Redis) -> int:
     if isinstance(chosen, str):
         return _fail(chosen)
     names, arguments = chosen
-    rt = Runtime(config, client)
+    # Someone waits for the answer: an unreachable ZIA is given up on within 30 s, and the
+    # entries listed by then are removed by the next run.
+    rt = Runtime(config, client, policy=interactive(RetryPolicy()))
     try:
         if args.list:
             _print_list(rt, names)
