@@ -260,9 +260,13 @@ class _Owner:
         self._file.flush()
 
     def holder(self) -> Holder:
+        return self.read(self._path)
+
+    @staticmethod
+    def read(path: Path) -> Holder:
         """Who holds the lock, as it wrote; an unreadable or half-written line says nothing."""
         try:
-            line = json.loads(self._path.read_text().strip().splitlines()[-1])
+            line = json.loads(path.read_text().strip().splitlines()[-1])
             return Holder(int(line["pid"]), bool(line["long_lived"]), bool(line["serving"]))
         except (OSError, ValueError, IndexError, KeyError, TypeError):
             return Holder()
@@ -290,6 +294,20 @@ class OwnedRedis:
                     client.shutdown(save=False, nosave=False)
         finally:
             self._owner.release()
+
+
+def holder_of(data_dir: Path) -> Holder | None:
+    """Who owns ``data_dir``'s embedded Redis, as it wrote; None while nobody does."""
+    lock = data_dir / LOCK_NAME
+    try:
+        with lock.open("a") as probe:
+            try:
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return _Owner.read(lock)
+            return None  # closing the file releases the probe's lock
+    except OSError:  # no state_dir, or not ours to open
+        return None
 
 
 def connect_or_start(

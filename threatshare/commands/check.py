@@ -16,14 +16,21 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def counted(count: int, noun: str) -> str:
+    """``1 instance``, ``2 instances``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _check(args: argparse.Namespace, config: Config) -> int:
     path = config_module.resolve_path(args.config)
     for warning in config_module.warnings_for(path, config):
         print(f"warning: {warning}")
-    print(
-        f"{path}: valid ({len(config.instances)} instances, {len(config.mimecast)} Mimecast "
-        f"accounts, {len(config.zia)} ZIA tenants)"
+    counts = (
+        counted(len(config.instances), "instance"),
+        counted(len(config.mimecast), "Mimecast account"),
+        counted(len(config.zia), "ZIA tenant"),
     )
+    print(f"{path}: valid ({', '.join(counts)})")
     if not args.live:
         return EXIT_OK
     from threatshare.ops.live_check import check_live

@@ -36,12 +36,14 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace, config: Config) -> int:
-    from threatshare.embedded import running_url
+    from threatshare.embedded import StateDirInUse, holder_of, running_url
     from threatshare.ops.serve import endpoint_client, endpoint_url, serve
     from workers.worker import workers_seen
 
     state_dir = config.settings.resolved_state_dir
     if config.settings.redis_url is None and running_url(state_dir) is None:
+        if (holder := holder_of(state_dir)) is not None:
+            raise StateDirInUse(state_dir, holder.pid, "its Redis does not answer")
         print(
             f"serve: no `threatshare run` is running on state_dir {state_dir} (its embedded "
             "Redis is not up); start it first, or set redis_url",
