@@ -23,6 +23,7 @@ EXIT_CONFIG = 2
 EXIT_UNREACHABLE = 3
 
 CONFIG_CODE = (EXIT_CONFIG, "the configuration is invalid, or an argument is wrong")
+UNEXPECTED_CODE = (EXIT_FAILED, "an unexpected error (said in one line)")
 REDIS_CODE = (
     EXIT_UNREACHABLE,
     "Redis cannot be reached, or state_dir's embedded Redis is in use by another process",

@@ -30,6 +30,7 @@ COMMAND = Command(
     exit_codes=(
         (EXIT_OK, "the demo ran"),
         (EXIT_FAILED, "the demo could not run (an emulator or a file could not be set up)"),
+        (2, "an argument is wrong"),
         REDIS_CODE,
     ),
     handler=_demo,

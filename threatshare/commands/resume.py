@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from threatshare.commands.base import CONFIG_CODE, EXIT_CONFIG, EXIT_OK, REDIS_CODE, Command
+from threatshare.commands.base import (
+    CONFIG_CODE,
+    EXIT_CONFIG,
+    EXIT_OK,
+    REDIS_CODE,
+    UNEXPECTED_CODE,
+    Command,
+)
 from threatshare.commands.reach import reached
 from threatshare.config import Config
 
@@ -36,7 +43,7 @@ COMMAND = Command(
     "scheduled run (or run --once) syncs it, sharing what Mimecast saw meanwhile. A change "
     "of the instance's configuration (a new secret counts) resumes it by itself.",
     examples=("threatshare resume impersonation",),
-    exit_codes=((EXIT_OK, "resumed, or was not halted"), CONFIG_CODE, REDIS_CODE),
+    exit_codes=((EXIT_OK, "resumed, or was not halted"), UNEXPECTED_CODE, CONFIG_CODE, REDIS_CODE),
     handler=_resume,
     arguments=_arguments,
 )

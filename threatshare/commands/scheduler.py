@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from threatshare.commands.base import CONFIG_CODE, EXIT_OK, REDIS_CODE, Command
+from threatshare.commands.base import CONFIG_CODE, EXIT_OK, REDIS_CODE, UNEXPECTED_CODE, Command
 from threatshare.commands.reach import ensure_reachable
 from threatshare.config import Config
 
@@ -26,6 +26,7 @@ COMMAND = Command(
     examples=("threatshare scheduler",),
     exit_codes=(
         (EXIT_OK, "stopped cleanly"),
+        UNEXPECTED_CODE,
         CONFIG_CODE,
         (REDIS_CODE[0], REDIS_CODE[1] + " (at the start; later it waits for Redis)"),
     ),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from threatshare.commands.base import CONFIG_CODE, EXIT_OK, REDIS_CODE, Command
+from threatshare.commands.base import CONFIG_CODE, EXIT_OK, REDIS_CODE, UNEXPECTED_CODE, Command
 from threatshare.commands.reach import ensure_reachable
 from threatshare.config import Config
 
@@ -29,6 +29,7 @@ COMMAND = Command(
     examples=("threatshare worker", "threatshare worker --burst"),
     exit_codes=(
         (EXIT_OK, "stopped cleanly (with --burst: the queue is empty)"),
+        UNEXPECTED_CODE,
         CONFIG_CODE,
         REDIS_CODE,
     ),
