@@ -227,3 +227,30 @@ def test_interactive_commands_give_up_on_a_refusing_host_within_30s(
     assert time.monotonic() - started < 30
     assert code == 1 and "Traceback" not in out + err, err
     assert f"127.0.0.1:{mimecast_port}: connection refused" in out
+
+
+def test_unblock_gives_up_on_an_unreachable_zia_within_30s(tmp_path: Path, redis_url: str) -> None:
+    """`unblock` against a ZIA that refuses connections ends within 30 s with exit 1, one
+    line naming the host, port and cause, and leaves the entry for the next run."""
+    from tests.sync.lifecycle_world import make_life
+    from threatshare.state.unblocked import UnblockList
+
+    with make_life(tmp_path, redis_url) as life:
+        life.threats(["https://evil.example/login", "https://other.example/p"])
+        assert life.run().state == "ok"
+        path = tmp_path / "threatshare.toml"
+        port = closed_port()
+        base = life.config.zia["prod"].resolved_api_base
+        path.write_text(path.read_text().replace(base, f"http://127.0.0.1:{port}/api/v1"))
+        started = time.monotonic()
+        results = finish_all({("unblock",): start(path, "unblock", "life", "evil.example")})
+        elapsed = time.monotonic() - started
+        code, out, err = results[("unblock",)]
+        assert elapsed < 30, f"unblock took {elapsed:.0f}s"
+        assert code == 1 and "Traceback" not in out + err, err
+        # Beside its JSON log lines (it logs the unblock and the retries), one line says it.
+        lines = [line for line in err.strip().splitlines() if not line.startswith("{")]
+        assert len(lines) == 1, err
+        assert f"127.0.0.1:{port}: connection refused" in lines[0]
+        assert "the next run of the instance retries the removal" in lines[0]
+        assert [e.entry for e in UnblockList(life.redis, "life").entries()] == ["evil.example"]

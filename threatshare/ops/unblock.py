@@ -150,8 +150,9 @@ def unblock_instance(
                 log.warning("unblock.removal_failed", instance=name, code=exc.code)
                 report.pending = True
                 report.error = (
-                    f"the removal from ZIA failed ({exc.code}); the entries are on the runtime "
-                    "allow list, and the next run of the instance retries the removal"
+                    f"the removal from ZIA failed ({exc.code}): {rt.scrub(exc.message, 200)}; "
+                    "the entries are on the runtime allow list, and the next run of the "
+                    "instance retries the removal"
                 )
                 return report
             unblocks.removed(lock, entries)
