@@ -151,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.configure(config.settings.log_format if config else "auto")
         return command.handler(args, config)
     except SystemExit as exc:
+        if isinstance(exc.code, str):  # sys.exit("message"), as a library may do
+            print(exc.code, file=sys.stderr)
         return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     except KeyboardInterrupt:
         return 130
