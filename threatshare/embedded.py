@@ -300,14 +300,16 @@ def holder_of(data_dir: Path) -> Holder | None:
     """Who owns ``data_dir``'s embedded Redis, as it wrote; None while nobody does."""
     lock = data_dir / LOCK_NAME
     try:
-        with lock.open("a") as probe:
-            try:
-                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return _Owner.read(lock)
-            return None  # closing the file releases the probe's lock
-    except OSError:  # no state_dir, or not ours to open
+        probe = os.open(lock, os.O_WRONLY | os.O_APPEND)  # never created here
+    except OSError:  # no state_dir or lock file yet, or not ours to open
         return None
+    try:
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _Owner.read(lock)
+    finally:
+        os.close(probe)  # closing it releases the probe's own lock
+    return None
 
 
 def connect_or_start(
