@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from threatshare.embedded import connect_or_start, running_url
+from threatshare.embedded import StateDirInUse, connect_or_start, holder_of, running_url
 
 HOLD_AND_WAIT = """
 import sys, time
@@ -75,6 +75,27 @@ class TestOwnership:
         finally:
             short.wait(timeout=20)
             short.stdout.close()
+
+    def test_a_second_long_lived_owner_is_told_at_once_who_holds_it(self, tmp_path: Path) -> None:
+        """While a long-lived process owns state_dir, another long-lived one is refused at
+        once, naming the owner's pid, instead of waiting for it; a short one attaches."""
+        state = tmp_path / "state"
+        url, owned = connect_or_start(state, own=True)
+        assert owned is not None
+        try:
+            holder = holder_of(state)
+            assert holder is not None and holder.pid == os.getpid()
+            assert holder.long_lived and holder.serving
+            started = time.monotonic()
+            with pytest.raises(
+                StateDirInUse, match=rf"state_dir {state}: in use by pid {os.getpid()}$"
+            ):
+                connect_or_start(state, own=True, wait=30)
+            assert time.monotonic() - started < 5
+            assert connect_or_start(state) == (url, None)
+        finally:
+            owned.stop()
+        assert holder_of(state) is None
 
     def test_server_of_a_dead_owner_is_adopted(self, tmp_path: Path) -> None:
         """A server left running by an owner that was killed is adopted, and stopped by its

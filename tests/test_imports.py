@@ -45,8 +45,10 @@ RANKS: dict[str, int] = {
     "threatshare.ops": 8,
     "threatshare.sandbox": 9,
     "workers": 9,
-    "threatshare.cli": 10,
-    "threatshare.__main__": 11,
+    # The commands, each a module the CLI lists; then the CLI itself.
+    "threatshare.commands": 10,
+    "threatshare.cli": 11,
+    "threatshare.__main__": 12,
 }
 
 

@@ -1,131 +1,134 @@
 """The ``threatshare`` command (docs/design.md#command-line).
 
-``threatshare [--config PATH] COMMAND``: run, worker, scheduler, status, resume, unblock, check,
-serve, demo. Configuration is loaded once here and passed down; an invalid one prints one line
-per problem and exits 2. The fleet runtime (``workers``) is imported only by the commands that
-need it.
+``threatshare [--config PATH] COMMAND [--config PATH]``. Each command is a module of
+:mod:`threatshare.commands` (its help, arguments and handler); this module lists them, builds
+the parser, loads the configuration once and passes it down, and turns whatever fails under a
+command into one line and the command's exit code (:mod:`threatshare.commands.failures`).
+An invalid configuration prints one line per problem and exits 2. Nothing imports this module.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
+import textwrap
+from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
-
-import structlog
 
 from threatshare import config as config_module
 from threatshare import logs
-from threatshare.config import Config
-from threatshare.connection import redis_for
-from threatshare.errors import ConfigError, StoreUnavailable, redis_errors
+from threatshare.commands import (
+    audit,
+    check,
+    completion,
+    demo,
+    explain,
+    init,
+    resume,
+    run,
+    scheduler,
+    serve,
+    status,
+    unblock,
+    worker,
+)
+from threatshare.commands.base import EXIT_CONFIG, EXIT_UNREACHABLE, Command
+from threatshare.commands.failures import one_line
+from threatshare.commands.version import version_text
+from threatshare.config import ENV_PREFIX, Config
+from threatshare.errors import ConfigError
 
-log = structlog.get_logger(__name__)
+#: Every command, in the order ``--help`` lists them. A new command: its module, one line here.
+COMMANDS: tuple[Command, ...] = (
+    run.COMMAND,
+    worker.COMMAND,
+    scheduler.COMMAND,
+    status.COMMAND,
+    resume.COMMAND,
+    unblock.COMMAND,
+    explain.COMMAND,
+    audit.COMMAND,
+    check.COMMAND,
+    serve.COMMAND,
+    demo.COMMAND,
+    init.COMMAND,
+    completion.COMMAND,
+)
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
-#: ``status`` could not reach Redis (docs/design.md#command-line).
-EXIT_UNREACHABLE = 3
+#: Set to show a Python traceback instead of the one line (for a bug report).
+TRACEBACK_VARIABLE = "THREATSHARE_TRACEBACK"
+#: What shtab completes a --config PATH with (its FILE), without importing shtab here.
+_COMPLETE_FILES = {"bash": "_shtab_compgen_files", "zsh": "_files"}
+_WIDTH = 78
 
 
-def _parser() -> argparse.ArgumentParser:
+class _Version(argparse.Action):
+    """``--version``: computed only when asked (it reads the shipped data files' heads)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        print(version_text())
+        parser.exit()
+
+
+def _config_option(parser: argparse.ArgumentParser, default: Any) -> None:
+    option = parser.add_argument(
+        "--config",
+        metavar="PATH",
+        default=default,
+        help="configuration file (TOML); default $THREATSHARE_CONFIG, else ./threatshare.toml",
+    )
+    option.complete = _COMPLETE_FILES  # type: ignore[attr-defined]
+
+
+def _fill(text: str) -> str:
+    return textwrap.fill(text, _WIDTH)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command (also what the completion scripts are made from)."""
+    common = "\n".join(
+        f"  {code}  {meaning}"
+        for code, meaning in (
+            (0, "success"),
+            (1, "the command ran and reports a failure"),
+            (EXIT_CONFIG, "the configuration is invalid, or an argument is wrong"),
+            (EXIT_UNREACHABLE, "Redis cannot be reached, or state_dir is in use"),
+        )
+    )
     parser = argparse.ArgumentParser(
         prog="threatshare",
-        description="Share Mimecast threats with a Zscaler ZIA custom URL category.",
+        description=_fill("Share Mimecast threats with a Zscaler ZIA custom URL category."),
+        epilog="first steps:\n  threatshare demo\n  threatshare init\n\n"
+        f"exit codes (each command's help has its own):\n{common}\n\n"
+        "Whatever fails prints one line naming the cause and the place;\n"
+        f"{TRACEBACK_VARIABLE}=1 shows the traceback instead.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", metavar="PATH", help="configuration file (TOML)")
+    parser.add_argument(
+        "--version", action=_Version, nargs=0, help="the version and the shipped data's dates"
+    )
+    _config_option(parser, None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    run = sub.add_parser("run", help="sync instances (once, or scheduler + worker until stopped)")
-    run.add_argument("--once", action="store_true", help="sync each instance once, then exit")
-    run.add_argument(
-        "--instance", action="append", default=[], metavar="NAME", help="only this instance"
-    )
-    run.add_argument(
-        "--dry-run", action="store_true", help="pull and normalise; change nothing in ZIA or state"
-    )
-
-    worker = sub.add_parser("worker", help="an RQ worker of the fleet")
-    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
-    sub.add_parser("scheduler", help="the fleet's scheduler: one job per instance per interval")
-
-    status = sub.add_parser("status", help="state of every instance")
-    status.add_argument("name", nargs="?", metavar="NAME")
-    status.add_argument("--json", action="store_true", help="machine-readable output")
-
-    resume = sub.add_parser("resume", help="clear 'halted' so the next run tries again")
-    resume.add_argument("name", metavar="NAME")
-
-    unblock = sub.add_parser(
-        "unblock",
-        help="remove a false positive from a category now, and never push it again",
-        description="unblock NAME ENTRY... [--reason TEXT] | NAME --list | NAME --undo ENTRY; "
-        "with --all, every instance (and no NAME)",
-    )
-    unblock.add_argument("args", nargs="*", metavar="NAME ENTRY", help="instance, then entries")
-    unblock.add_argument("--reason", default="", metavar="TEXT", help="why (kept and logged)")
-    unblock.add_argument("--list", action="store_true", help="show the runtime allow list")
-    unblock.add_argument("--undo", metavar="ENTRY", help="take ENTRY off the runtime allow list")
-    unblock.add_argument("--all", action="store_true", help="every instance (asks for --yes)")
-    unblock.add_argument(
-        "--wider",
-        action="store_true",
-        help="also unblock the entries that block ENTRY from above (its host, a wildcard, a "
-        "shorter path)",
-    )
-    unblock.add_argument(
-        "--yes", action="store_true", help="go ahead with --all or more than 100 removals"
-    )
-
-    explain = sub.add_parser(
-        "explain",
-        help="why is this URL or host blocked? (exit 0: blocked, 1: not blocked)",
-        description="Find every entry of every instance's category that blocks URL or HOST, "
-        "with its provenance, expiry, whether ZIA enforces it now and the unblock command. "
-        "Example: threatshare explain https://login.evil.example/reset",
-    )
-    explain.add_argument("target", metavar="URL|HOST")
-    explain.add_argument("--json", action="store_true", help="machine-readable output")
-
-    audit = sub.add_parser(
-        "audit",
-        help="what threatshare changed in its categories, newest last",
-        description="Every entry threatshare added to or removed from a category, with why. "
-        "Example: threatshare audit --instance urls --since 24h --json",
-    )
-    audit.add_argument("--instance", metavar="NAME", help="only this instance")
-    audit.add_argument("--entry", metavar="E", help="only this entry (as ZIA shows it)")
-    audit.add_argument("--since", metavar="DURATION", help="only changes this recent (e.g. 24h)")
-    audit.add_argument("--json", action="store_true", help="one JSON object a line (for a SIEM)")
-
-    check = sub.add_parser("check", help="validate the configuration")
-    check.add_argument(
-        "--live", action="store_true", help="also get tokens and make one read call each"
-    )
-
-    serve = sub.add_parser("serve", help="the read-only operations endpoint (metrics, page)")
-    serve.add_argument(
-        "--listen",
-        type=_listen,
-        metavar="HOST:PORT",
-        help="address to bind (default: settings.listen, else 127.0.0.1:9410)",
-    )
-
-    demo = sub.add_parser("demo", help="the whole product on sandbox emulators, on this machine")
-    demo.add_argument("--state-dir", metavar="DIR", help="where the demo keeps its files")
+    for command in COMMANDS:
+        command_parser = sub.add_parser(
+            command.name,
+            help=command.summary,
+            description=_fill(command.description),
+            epilog=command.epilog(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        # Also after the command; SUPPRESS keeps a --config given before it.
+        _config_option(command_parser, argparse.SUPPRESS)
+        command.arguments(command_parser)
     return parser
 
 
-def _listen(value: str) -> str:
-    from threatshare.config.listen import parse_listen
-
-    try:
-        parse_listen(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return value
+def _problems_header(path: object, problems: list[str]) -> str:
+    count = f"{len(problems)} problem{'' if len(problems) == 1 else 's'}"
+    if all(problem.startswith(ENV_PREFIX) for problem in problems):
+        return f"the environment: invalid configuration ({count})"
+    return f"{path}: invalid configuration ({count})"
 
 
 def load_config(path: str | None) -> Config:
@@ -134,198 +137,35 @@ def load_config(path: str | None) -> Config:
     try:
         return config_module.load(resolved)
     except ConfigError as exc:
-        print(f"{resolved}: invalid configuration ({len(exc.problems)} problems)", file=sys.stderr)
+        print(_problems_header(resolved, exc.problems), file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
 
 
-def cmd_check(args: argparse.Namespace, config: Config) -> int:
-    path = config_module.resolve_path(args.config)
-    for warning in config_module.warnings_for(path, config):
-        print(f"warning: {warning}")
-    print(
-        f"{path}: valid ({len(config.instances)} instances, {len(config.mimecast)} Mimecast "
-        f"accounts, {len(config.zia)} ZIA tenants)"
-    )
-    if not args.live:
-        return EXIT_OK
-    from threatshare.ops.live_check import check_live
-
-    with redis_for(config) as client:
-        results = check_live(config, client)
-    for line in results.lines:
-        print(line)
-    return EXIT_OK if results.ok else EXIT_FAILED
-
-
-def cmd_status(args: argparse.Namespace, config: Config) -> int:
-    from threatshare.ops import status
-    from threatshare.state.store import Store
-
-    if args.name and args.name not in config.instances:
-        print(f"no instance {args.name!r} in the configuration", file=sys.stderr)
-        return EXIT_CONFIG
-    try:
-        with redis_errors("status"), redis_for(config) as client:
-            records = status.collect(config, Store(client), args.name)
-    except StoreUnavailable as exc:
-        cause = type(exc.__cause__).__name__
-        print(f"status: cannot reach Redis at {_redis_place(config)} ({cause})")
-        return EXIT_UNREACHABLE
-    print(status.render_json(records) if args.json else status.render_table(records))
-    return status.exit_code(records)
-
-
-def _redis_place(config: Config) -> str:
-    """Where Redis was looked for, without the URL's password."""
-    if config.settings.redis_url is None:
-        return f"the embedded Redis of {config.settings.resolved_state_dir}"
-    parsed = urlsplit(config.settings.redis_url.get_secret_value())
-    return f"{parsed.hostname or parsed.path}:{parsed.port or 6379}"
-
-
-def cmd_resume(args: argparse.Namespace, config: Config) -> int:
-    from threatshare.state.store import Store
-
-    if args.name not in config.instances:
-        print(f"no instance {args.name!r} in the configuration", file=sys.stderr)
-        return EXIT_CONFIG
-    with redis_for(config) as client:
-        resumed = Store(client).resume(args.name)
-    if resumed:
-        print(f"{args.name}: resumed; the next run tries again")
-    else:
-        print(f"{args.name}: was not halted; nothing to do")
-    return EXIT_OK
-
-
-def cmd_unblock(args: argparse.Namespace, config: Config) -> int:
-    from threatshare.ops.unblock import unblock_command
-
-    with redis_for(config) as client:
-        return unblock_command(args, config, client)
-
-
-def cmd_explain(args: argparse.Namespace, config: Config) -> int:
-    import json
-    from datetime import UTC, datetime
-
-    from threatshare.ops.explain import NotExplainable, explain, zia_pending_reader
-    from threatshare.ops.explain_text import render_explanation
-    from threatshare.runtime import Runtime
-
-    now = datetime.now(UTC)
-    try:
-        with redis_for(config) as client:
-            rt = Runtime(config, client)
-            try:
-                result = explain(
-                    config, client, args.target, now=now, pending=zia_pending_reader(rt)
-                )
-            finally:
-                rt.close()
-    except NotExplainable as exc:
-        print(f"explain: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    print(json.dumps(result.to_json(), indent=2) if args.json else render_explanation(result, now))
-    return EXIT_OK if result.blocked else EXIT_FAILED
-
-
-def cmd_audit(args: argparse.Namespace, config: Config) -> int:
-    from datetime import UTC, datetime
-
-    from threatshare.durations import parse_duration
-    from threatshare.ops.explain_text import render_audit
-    from threatshare.state.audit import AuditTrail
-
-    since = None
-    if args.since:
-        try:
-            since = datetime.now(UTC) - parse_duration(args.since)
-        except ValueError as exc:
-            print(f"audit: --since {args.since!r}: {exc}", file=sys.stderr)
-            return EXIT_CONFIG
-    if args.instance and args.instance not in config.instances:
-        print(f"no instance {args.instance!r} in the configuration", file=sys.stderr)
-        return EXIT_CONFIG
-    with redis_for(config) as client:
-        trail = AuditTrail(client, config.settings.audit_retention)
-        lines = trail.read(instance=args.instance, entry=args.entry, since=since)
-        for text in render_audit(lines, as_json=args.json):
-            print(text)
-    return EXIT_OK
-
-
-def cmd_run(args: argparse.Namespace, config: Config) -> int:
-    unknown = [n for n in args.instance if n not in config.instances]
-    if unknown:
-        print(f"no such instance: {', '.join(unknown)}", file=sys.stderr)
-        return EXIT_CONFIG
-    if not args.once and not args.dry_run:
-        from workers.single import run_forever
-
-        if args.instance:  # only the named instances, for as long as it runs
-            chosen = {n: config.instances[n] for n in args.instance}
-            config = config.model_copy(update={"instances": chosen})
-        return run_forever(config)
-    from threatshare.ops.run_once import run_once
-
-    with redis_for(config) as client:
-        return run_once(config, client, args.instance or None, dry_run=args.dry_run)
-
-
-def cmd_worker(args: argparse.Namespace, config: Config) -> int:
-    from workers.worker import run_worker
-
-    return run_worker(config, burst=args.burst)
-
-
-def cmd_scheduler(args: argparse.Namespace, config: Config) -> int:
-    from workers.scheduler import run_scheduler
-
-    return run_scheduler(config)
-
-
-def cmd_serve(args: argparse.Namespace, config: Config) -> int:
-    from threatshare.ops.serve import serve
-    from workers.worker import workers_seen
-
-    return serve(config, args.listen, workers_seen)
-
-
-def cmd_demo(args: argparse.Namespace, config: Config | None) -> int:
-    from threatshare.sandbox.demo import run_demo
-
-    return run_demo(Path(args.state_dir) if args.state_dir else None)
-
-
-COMMANDS: dict[str, Callable[[argparse.Namespace, Any], int]] = {
-    "run": cmd_run,
-    "worker": cmd_worker,
-    "scheduler": cmd_scheduler,
-    "status": cmd_status,
-    "resume": cmd_resume,
-    "unblock": cmd_unblock,
-    "check": cmd_check,
-    "explain": cmd_explain,
-    "audit": cmd_audit,
-    "serve": cmd_serve,
-    "demo": cmd_demo,
-}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.parser = parser  # `completion` prints the script of this very parser
+    command = next(c for c in COMMANDS if c.name == args.command)
+    config: Config | None = None
     try:
-        # The demo writes its own configuration; every other command reads one.
-        config = None if args.command == "demo" else load_config(args.config)
+        if command.needs_config:
+            config = load_config(args.config)
         logs.configure(config.settings.log_format if config else "auto")
-        return COMMANDS[args.command](args, config)
+        return command.handler(args, config)
     except SystemExit as exc:
-        return int(exc.code or 0)
+        if isinstance(exc.code, str):  # sys.exit("message"), as a library may do
+            print(exc.code, file=sys.stderr)
+        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if os.environ.get(TRACEBACK_VARIABLE):
+            raise
+        line, code = one_line(exc, config, command.name)
+        print(line, file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":  # pragma: no cover

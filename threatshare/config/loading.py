@@ -9,12 +9,14 @@ reported at once, one line each, as ``dotted.path: message``; a secret's value i
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from pydantic import (
+    BaseModel,
     ValidationError,
 )
 from pydantic_settings import (
@@ -25,7 +27,18 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from threatshare.config.models import DEFAULT_CONFIG_PATH, ENV_PREFIX, NAME_PATTERN, Config
+from threatshare.config.models import (
+    DEFAULT_CONFIG_PATH,
+    ENV_PREFIX,
+    NAME_PATTERN,
+    Config,
+    Instance,
+    MimecastAccount,
+    Settings,
+    Smtp,
+    ZiaTenant,
+)
+from threatshare.config.placeholders import placeholder_problems
 from threatshare.errors import ConfigError
 
 
@@ -136,38 +149,102 @@ def _structure_problems(raw: dict[str, Any]) -> list[str]:
     return problems
 
 
+_TABLES: dict[str, type[BaseModel]] = {"settings": Settings, "smtp": Smtp}
+_NAMED_TABLES: dict[str, type[BaseModel]] = {
+    "mimecast": MimecastAccount,
+    "zia": ZiaTenant,
+    "instances": Instance,
+}
+
+
+def _known_keys(parent: tuple[str, ...]) -> list[str]:
+    """The keys the table at ``parent`` accepts."""
+    if not parent:
+        return list(Config.model_fields)
+    if len(parent) == 1 and parent[0] in _TABLES:
+        return list(_TABLES[parent[0]].model_fields)
+    if len(parent) == 2 and parent[0] in _NAMED_TABLES:
+        return list(_NAMED_TABLES[parent[0]].model_fields)
+    return []
+
+
 def _format(error: dict[str, Any]) -> str:
     path = ".".join(str(part) for part in error["loc"])
     message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        loc = tuple(str(part) for part in error["loc"])
+        close = difflib.get_close_matches(loc[-1], _known_keys(loc[:-1]), n=1, cutoff=0.6)
+        message = "unknown key" + (f"; did you mean {close[0]!r}?" if close else "")
     # Never error["input"]: it may be a secret.
     return f"{path}: {message}"
 
 
+def _leaves(data: Any, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
+    """The paths of ``data``'s values (not of its tables)."""
+    if not isinstance(data, dict):
+        return {prefix}
+    found: set[tuple[str, ...]] = set()
+    for key, value in data.items():
+        found |= _leaves(value, (*prefix, str(key).lower()))
+    return found
+
+
+class _Origins:
+    """Where each overridden value came from, so that a problem names the environment variable
+    or the secret file that holds it, not the TOML file that does not."""
+
+    def __init__(self, env: dict[str, Any], secrets: dict[str, Any], secrets_dir: Path) -> None:
+        self._env = _leaves(env)
+        self._secrets = _leaves(secrets)
+        self._secrets_dir = secrets_dir
+
+    def name(self, problem: str) -> str:
+        path, sep, message = problem.partition(": ")
+        loc = tuple(path.lower().split("."))
+        prefixes = [loc[:n] for n in range(len(loc), 0, -1)]
+        for leaf in prefixes:
+            if leaf in self._env:
+                return f"{ENV_PREFIX}{'__'.join(leaf).upper()}{sep}{message}"
+        for leaf in prefixes:
+            if leaf in self._secrets:
+                file = self._secrets_dir / f"{ENV_PREFIX.lower()}{'__'.join(leaf)}"
+                return f"{file}{sep}{message}"
+        return problem
+
+
 def load(path: Path, environ_overrides: bool = True) -> Config:
     """Read, merge and validate the configuration at ``path``; raise :class:`ConfigError` with
-    every problem found."""
+    every problem found, each named after where its value came from (the TOML file's dotted
+    path, the environment variable, or the secret file)."""
     raw = _read_toml(path)
     env: dict[str, Any] = {}
     secrets: dict[str, Any] = {}
     problems: list[str] = []
     if environ_overrides:
-        env = _environment()
+        env = _lower_keys(_environment())
     settings_raw = _merge(raw.get("settings") or {}, env.get("settings") or {})
     secrets_dir = settings_raw.get("secrets_dir")
+    secrets_path = Path(str(secrets_dir)).expanduser() if secrets_dir else Path()
     if secrets_dir:
-        secrets_path = Path(str(secrets_dir)).expanduser()
         if secrets_path.is_dir():
-            secrets = _secret_files(secrets_path)
+            secrets = _lower_keys(_secret_files(secrets_path))
         else:
             problems.append("settings.secrets_dir: directory does not exist")
-    merged = _merge(_merge(raw, _lower_keys(secrets)), _lower_keys(env))
+    merged = _merge(_merge(raw, secrets), env)
     problems.extend(_structure_problems(merged))
+    placeholders = placeholder_problems(merged)
+    problems.extend(placeholders)
+    named = {problem.partition(": ")[0] for problem in placeholders}
     try:
         config = Config.model_validate(merged)
     except ValidationError as exc:
-        problems.extend(_format(e) for e in exc.errors(include_url=False, include_input=False))
+        for error in exc.errors(include_url=False, include_input=False):
+            line = _format(error)
+            if line.partition(": ")[0] not in named:  # a placeholder says it better
+                problems.append(line)
         config = None
     if problems:
-        raise ConfigError(list(dict.fromkeys(problems)))
+        origins = _Origins(env, secrets, secrets_path)
+        raise ConfigError(list(dict.fromkeys(origins.name(p) for p in problems)))
     assert config is not None
     return config

@@ -41,6 +41,7 @@ MIN_RECONCILE = timedelta(minutes=1)
 MIN_EXPIRE_AFTER = timedelta(hours=1)
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
 ENV_PREFIX = "THREATSHARE_"
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 DEFAULT_CONFIG_PATH = "threatshare.toml"
 
 Source = Literal["malicious_domains", "malicious_urls", "url_domains"]
@@ -107,6 +108,15 @@ class Settings(_Model):
     reconcile_every: Duration = timedelta(hours=24)
     #: How long the audit trail keeps a change (docs/design.md#provenance-and-audit).
     audit_retention: Duration = timedelta(days=90)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        # Checked here, not at the first connection: `status` would fail on an http:// URL.
+        # The message never repeats the URL (it may carry a password).
+        if value is not None and urlsplit(value.get_secret_value()).scheme not in REDIS_SCHEMES:
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
 
     @field_validator("listen")
     @classmethod

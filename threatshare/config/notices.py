@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+import tomllib
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -11,7 +12,7 @@ from pydantic import (
     SecretStr,
 )
 
-from threatshare.config.models import Config
+from threatshare.config.models import ENV_PREFIX, Config
 from threatshare.http import is_loopback_host
 
 
@@ -36,15 +37,9 @@ def warnings_for(path: Path, config: Config) -> list[str]:
     out: list[str] = []
     if config.smtp is None:
         out.append("smtp: not configured; alerts will only be logged")
-    has_secret = any(t.client_secret or t.password or t.api_key for t in config.zia.values()) or (
-        bool(config.mimecast) or (config.smtp is not None and config.smtp.password is not None)
-    )
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        mode = 0
-    if has_secret and mode & stat.S_IROTH:
+    if _file_holds_secrets(path) and _world_readable(path):
         out.append(f"{path}: holds secrets and is world-readable; chmod o-r it")
+    out.extend(_readable_secret_files(config))
     if problem := redis_url_warning(config.settings.redis_url):
         out.append(problem)
     for name, inst in config.instances.items():
@@ -56,3 +51,60 @@ def warnings_for(path: Path, config: Config) -> list[str]:
                 "only grows, until the tenant's quota_reserve stops it"
             )
     return out
+
+
+#: Keys whose value is a secret, by table kind (a Redis URL only when it carries a password).
+_SECRET_KEYS = {
+    "smtp": ("password",),
+    "mimecast": ("client_secret",),
+    "zia": ("client_secret", "api_key", "password"),
+}
+
+
+def _file_holds_secrets(path: Path) -> bool:
+    """Whether the TOML file itself holds a secret value (not merely a table that needs one,
+    its secret coming from the environment or a secret file)."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    redis_url = (raw.get("settings") or {}).get("redis_url")
+    if isinstance(redis_url, str) and urlsplit(redis_url).password:
+        return True
+    tables: list[tuple[str, object]] = [("smtp", raw.get("smtp"))]
+    for kind in ("mimecast", "zia"):
+        named = raw.get(kind)
+        if isinstance(named, dict):
+            tables.extend((kind, table) for table in named.values())
+    return any(
+        isinstance(table, dict) and any(table.get(key) for key in _SECRET_KEYS[kind])
+        for kind, table in tables
+    )
+
+
+def _world_readable(path: Path) -> bool:
+    try:
+        return bool(path.stat().st_mode & stat.S_IROTH)
+    except OSError:
+        return False
+
+
+def _readable_secret_files(config: Config) -> list[str]:
+    """A warning for each secret file other users can read: the file is readable by all and
+    its directory lets them in."""
+    directory = config.settings.secrets_dir
+    if directory is None:
+        return []
+    directory = directory.expanduser()
+    try:
+        if not directory.stat().st_mode & stat.S_IXOTH:
+            return []
+        prefix = ENV_PREFIX.lower()
+        files = sorted(p for p in directory.iterdir() if p.name.lower().startswith(prefix))
+    except OSError:
+        return []
+    return [
+        f"{file}: a secret file readable by every user; chmod o-r it"
+        for file in files
+        if file.is_file() and _world_readable(file)
+    ]

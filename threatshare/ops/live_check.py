@@ -10,7 +10,7 @@ import redis
 
 from threatshare.config import Config
 from threatshare.errors import ThreatshareError
-from threatshare.http import Deadline, RetryPolicy
+from threatshare.http import Deadline, RetryPolicy, interactive
 from threatshare.runtime import Runtime
 
 CHECK_DEADLINE = 30.0
@@ -49,7 +49,7 @@ def _probe(result: LiveCheck, what: str, client: _Checkable) -> None:
 def check_live(config: Config, client: redis.Redis) -> LiveCheck:
     """One line per account and tenant; ZIA calls go through the fleet's rate limiter too."""
     result = LiveCheck()
-    rt = Runtime(config, client, policy=CHECK_POLICY)
+    rt = Runtime(config, client, policy=interactive(CHECK_POLICY))
     try:
         for name in sorted(config.mimecast):
             _probe(

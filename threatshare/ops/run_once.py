@@ -7,6 +7,7 @@ import redis
 
 from threatshare.alerts.outbox import Outbox
 from threatshare.config import Config
+from threatshare.http import RetryPolicy
 from threatshare.ops.table import render_rows
 from threatshare.ops.terminal_progress import progress_for
 from threatshare.runtime import Runtime
@@ -42,9 +43,16 @@ def dry_run_report(results: list[RunResult]) -> str:
 
 
 def run_once(
-    config: Config, client: redis.Redis, names: list[str] | None, *, dry_run: bool = False
+    config: Config,
+    client: redis.Redis,
+    names: list[str] | None,
+    *,
+    dry_run: bool = False,
+    policy: RetryPolicy | None = None,
 ) -> int:
-    rt = Runtime(config, client, progress=progress_for())
+    """Sync ``names`` (every enabled instance when None) once; ``policy``: how temporary
+    errors are retried (the command line's gives up on an unreachable host within 30 s)."""
+    rt = Runtime(config, client, policy=policy or RetryPolicy(), progress=progress_for())
     try:
         results = sync_all(rt, config.enabled_instances(names), dry_run=dry_run)
         if dry_run:

@@ -30,7 +30,7 @@ import structlog
 
 from threatshare.config import Config
 from threatshare.errors import LockLost, ThreatshareError
-from threatshare.http import Deadline
+from threatshare.http import Deadline, RetryPolicy, interactive
 from threatshare.indicators.entry import NotAnEntry, entry_of
 from threatshare.indicators.matching import blocks
 from threatshare.runtime import Runtime
@@ -211,8 +211,9 @@ def unblock_instance(
                 log.warning("unblock.removal_failed", instance=name, code=exc.code)
                 report.pending = True
                 report.error = (
-                    f"the removal from ZIA failed ({exc.code}); the entries are on the runtime "
-                    "allow list, and the next run of the instance retries the removal"
+                    f"the removal from ZIA failed ({exc.code}): {rt.scrub(exc.message, 200)}; "
+                    "the entries are on the runtime allow list, and the next run of the "
+                    "instance retries the removal"
                 )
                 return report
             unblocks.removed(lock, listed)
@@ -336,7 +337,9 @@ def unblock_command(args: Any, config: Config, client: redis.Redis) -> int:
     if isinstance(chosen, str):
         return _fail(chosen)
     names, arguments = chosen
-    rt = Runtime(config, client)
+    # Someone waits for the answer: an unreachable ZIA is given up on within 30 s, and the
+    # entries listed by then are removed by the next run.
+    rt = Runtime(config, client, policy=interactive(RetryPolicy()))
     try:
         if args.list:
             _print_list(rt, names)
