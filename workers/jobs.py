@@ -123,7 +123,7 @@ def activate_job(tenant_id: str) -> dict[str, Any]:
 def deliver_alerts_job() -> dict[str, int]:
     """One delivery round of the alert outbox (S6); SMTP trouble leaves alerts queued."""
     with _job_runtime() as rt:
-        delivery = Outbox(rt.redis).deliver(rt.config.smtp)
+        delivery = Outbox(rt.redis).deliver_for(rt.config)
     return dataclasses.asdict(delivery)
 
 

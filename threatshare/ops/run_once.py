@@ -54,7 +54,7 @@ def run_once(
         activations = activate_pending(rt)
     finally:
         rt.close()
-    Outbox(client).deliver(config.smtp)
+    Outbox(client).deliver_for(config)
     print(summary(results))
     for activation in activations:
         if activation.error:
