@@ -9,6 +9,7 @@ need it.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Share Mimecast threats with a Zscaler ZIA custom URL category.",
     )
     parser.add_argument("--config", metavar="PATH", help="configuration file (TOML)")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="also log RQ's and HTTP libraries' own lines"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="sync instances (once, or scheduler + worker until stopped)")
@@ -238,7 +242,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # The demo writes its own configuration; every other command reads one.
         config = None if args.command == "demo" else load_config(args.config)
-        logs.configure(config.settings.log_format if config else "auto")
+        logs.configure(
+            config.settings.log_format if config else "auto",
+            third_party_level=logging.INFO if args.verbose else logging.WARNING,
+        )
         return COMMANDS[args.command](args, config)
     except SystemExit as exc:
         return int(exc.code or 0)

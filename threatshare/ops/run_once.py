@@ -8,7 +8,7 @@ import redis
 from threatshare.alerts.outbox import Outbox
 from threatshare.config import Config
 from threatshare.ops.table import render_rows
-from threatshare.ops.terminal_progress import progress_for
+from threatshare.ops.terminal_progress import logs_above_bars, progress_for
 from threatshare.runtime import Runtime
 from threatshare.sync import RunResult, sync_all
 from threatshare.zia.activation import activate_pending
@@ -44,16 +44,18 @@ def dry_run_report(results: list[RunResult]) -> str:
 def run_once(
     config: Config, client: redis.Redis, names: list[str] | None, *, dry_run: bool = False
 ) -> int:
-    rt = Runtime(config, client, progress=progress_for())
+    progress = progress_for()
+    rt = Runtime(config, client, progress=progress)
     try:
-        results = sync_all(rt, config.enabled_instances(names), dry_run=dry_run)
-        if dry_run:
-            print(dry_run_report(results))
-            print(summary(results))
-            return 0
-        activations = activate_pending(rt)
+        with logs_above_bars(progress):
+            results = sync_all(rt, config.enabled_instances(names), dry_run=dry_run)
+            activations = [] if dry_run else activate_pending(rt)
     finally:
         rt.close()
+    if dry_run:
+        print(dry_run_report(results))
+        print(summary(results))
+        return 0
     Outbox(client).deliver_for(config)
     print(summary(results))
     for activation in activations:
