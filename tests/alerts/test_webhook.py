@@ -20,7 +20,7 @@ from tests.test_cli import cli
 from threatshare.alerts.channels import webhook_ref, webhook_shape
 from threatshare.alerts.message import Alert, recipients_for
 from threatshare.alerts.outbox import Delivery, Outbox
-from threatshare.config import Config
+from threatshare.config import Config, load
 from threatshare.sandbox.smtp import SmtpSink
 from threatshare.sandbox.webhook import WebhookReceiver
 from threatshare.sandbox.world import Sandbox
@@ -140,6 +140,35 @@ class TestConfiguration:
         recipients = recipients_for(config, "impersonation")
         assert recipients == ("secops@example.com", webhook_ref(url))
         assert "abc123xyz" not in json.dumps(_alert(config).to_dict())
+
+    def test_webhooks_can_come_from_a_secret_file_or_the_environment(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Where secrets belong: a secret file with one recipient per line, or an environment
+        variable with a JSON list, fill `admins` and `notify`."""
+        secrets = tmp_path / "secrets"
+        secrets.mkdir()
+        (secrets / "threatshare_settings__admins").write_text(
+            "https://hooks.slack.com/services/T0/B0/from-a-file\nmailto:soc@example.com\n"
+        )
+        path = tmp_path / "threatshare.toml"
+        path.write_text(
+            f'[settings]\nsecrets_dir = "{secrets}"\n'
+            '[mimecast.main]\nclient_id = "id"\nclient_secret = "s3cret-value"\n'
+            '[zia.prod]\ncloud = "zscloud.net"\nauth = "legacy"\napi_key = "k3y-value"\n'
+            'username = "u"\npassword = "p4ssword"\n'
+            '[instances.imp]\nmimecast = "main"\nzia = "prod"\ncategory = "Cat"\n'
+            'sources = ["malicious_domains"]\n'
+        )
+        monkeypatch.setenv(
+            "THREATSHARE_INSTANCES__IMP__NOTIFY", '["https://example.webhook.office.com/x/y"]'
+        )
+        config = load(path)
+        assert config.settings.admins == [
+            "https://hooks.slack.com/services/T0/B0/from-a-file",
+            "soc@example.com",
+        ]
+        assert config.instances["imp"].notify == ["https://example.webhook.office.com/x/y"]
 
     @pytest.mark.parametrize(
         ("url", "shape"),

@@ -8,6 +8,7 @@ references, shared categories, the fields each ``auth`` mode needs) are checked 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -90,6 +91,23 @@ def _check_recipient(value: str) -> str:
 Recipient = Annotated[str, AfterValidator(_check_recipient)]
 
 
+def _recipient_list(value: object) -> object:
+    """A list as TOML gives it, or the text of an environment variable or a secret file (where
+    webhook URLs belong): a JSON list, or one recipient per line or comma."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise ValueError("is not a JSON list of recipients") from None
+    return [part.strip() for part in re.split(r"[\n,]", text) if part.strip()]
+
+
+Recipients = Annotated[list[Recipient], BeforeValidator(_recipient_list)]
+
+
 def _check_reserve(value: object) -> int | str:
     """A count of custom-URL slots (``500``) or a share of the tenant's quota (``"5%"``)."""
     problem = "must be a count such as 500 or a share such as '5%'"
@@ -126,7 +144,7 @@ class Settings(_Model):
     run_deadline: Duration = timedelta(minutes=5)
     secrets_dir: Path | None = None
     log_format: Literal["auto", "json", "console"] = "auto"
-    admins: list[Recipient] = []
+    admins: Recipients = []
     protected_hosts: list[str] = []  # added to the built-in list shipped with the package
     # HOST:PORT of the operations endpoint inside `threatshare run` (S14); none when unset.
     listen: str | None = None
@@ -296,7 +314,7 @@ class Instance(_Model):
     description: str = ""
     sources: list[Source] = Field(min_length=1)
     fetch_from: Duration = timedelta(hours=24)
-    notify: list[Recipient] = []
+    notify: Recipients = []
     enabled: bool = True
     allow: list[str] = []
     batch_size: int = Field(default=5000, ge=1, le=10000)
