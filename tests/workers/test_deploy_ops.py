@@ -1,4 +1,4 @@
-"""deploy/ exposes the operations endpoint (S14) as the program serves it: Kubernetes probes
+"""deploy/ exposes the operations endpoint as the program serves it: Kubernetes probes
 and Service, compose and systemd, and a Grafana dashboard whose queries name real metrics."""
 
 from __future__ import annotations
@@ -109,8 +109,8 @@ def test_compose_and_systemd_expose_the_endpoint() -> None:
 
 
 def test_dashboard_queries_name_metrics_the_endpoint_exports(synced_app: OperationsApp) -> None:
-    """The Grafana dashboard is valid JSON, covers what S14 asks to see, and every metric its
-    queries name is one a scrape of the endpoint really returns."""
+    """The Grafana dashboard is valid JSON, covers what an operator needs to see, and every
+    metric its queries name is one a scrape of the endpoint really returns."""
     dashboard = json.loads(DASHBOARD.read_text())
     exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
     named = {m for expr in exprs for m in re.findall(r"\bthreatshare_[a-z_]+\b", expr)}

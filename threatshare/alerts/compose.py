@@ -1,5 +1,5 @@
-"""The e-mail of an alert (S6): plain text, UTF-8, 7-bit on the wire, checked headers, the
-body chosen by the alert's kind."""
+"""The e-mail of an alert (docs/design.md#alerts): plain text, UTF-8, 7-bit on the wire,
+checked headers, the body chosen by the alert's kind."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Alerts (S6): what an operator reads when an instance halts or recovers (the lifecycle's two
-warnings, S13, are written in :mod:`threatshare.alerts.warnings`).
+"""Alerts (docs/design.md#alerts): what an operator reads when an instance halts or recovers
+(the lifecycle's two warnings are written in :mod:`threatshare.alerts.warnings`).
 
 The sync engine decides *when* an instance halted or recovered; this module turns that into
 an :class:`Alert` and its text, :mod:`threatshare.alerts.compose` into a plain-text

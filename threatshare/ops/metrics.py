@@ -1,4 +1,5 @@
-"""``/metrics`` (S14): the fleet's state in Prometheus' text format, computed at scrape time.
+"""``/metrics`` (docs/design.md#operations-endpoint): the fleet's state in Prometheus' text
+format, computed at scrape time.
 
 A custom collector reads one :class:`~threatshare.ops.snapshot.Snapshot` per scrape, so one
 endpoint anywhere covers the whole fleet and agrees with ``status --json``. Names follow
@@ -27,7 +28,7 @@ TOTALS = {
     "skipped": ("threatshare_instance_entries_skipped_total", "Entries or records skipped"),
     "removed": ("threatshare_instance_entries_removed_total", "Entries withdrawn by config"),
 }
-#: status record ``lifecycle`` count (S13, when present) -> (metric name, help)
+#: status record ``lifecycle`` count (when present) -> (metric name, help)
 LIFECYCLE = {
     "expired": ("threatshare_instance_entries_expired_total", "Entries removed on expiry"),
     "evicted": ("threatshare_instance_entries_evicted_total", "Entries evicted for room"),

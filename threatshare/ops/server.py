@@ -1,4 +1,5 @@
-"""The operations endpoint (S14): a read-only WSGI application served by waitress.
+"""The operations endpoint (docs/design.md#operations-endpoint): a read-only WSGI application
+served by waitress.
 
 ``/metrics`` (Prometheus), ``/healthz`` (the process answers), ``/readyz`` (Redis answers),
 ``/api/status`` (the ``status --json`` document) and ``/`` (the status page). Each request reads
