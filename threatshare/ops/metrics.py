@@ -131,7 +131,9 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
         return
     yield from _instance_families(snapshot.instances, snapshot)
     yield from _tenant_families(snapshot)
-    outbox = GaugeMetricFamily("threatshare_outbox_alerts", "Alert e-mails waiting for delivery")
+    outbox = GaugeMetricFamily(
+        "threatshare_outbox_alerts", "Alerts (e-mail and webhook) waiting for delivery"
+    )
     outbox.add_metric([], snapshot.outbox)
     yield outbox
     if snapshot.workers is not None:
