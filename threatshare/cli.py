@@ -10,6 +10,7 @@ An invalid configuration prints one line per problem and exits 2. Nothing import
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import textwrap
@@ -109,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--version", action=_Version, nargs=0, help="the version and the shipped data's dates"
     )
     _config_option(parser, None)
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="also log RQ's and HTTP libraries' own lines"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command_parser = sub.add_parser(
@@ -152,7 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if command.needs_config:
             config = load_config(args.config)
-        logs.configure(config.settings.log_format if config else "auto")
+        logs.configure(
+            config.settings.log_format if config else "auto",
+            third_party_level=logging.INFO if args.verbose else logging.WARNING,
+        )
         return command.handler(args, config)
     except SystemExit as exc:
         if isinstance(exc.code, str):  # sys.exit("message"), as a library may do

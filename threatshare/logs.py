@@ -25,9 +25,28 @@ _SECRET_KEYS = re.compile(
     re.IGNORECASE,
 )
 #: Libraries whose INFO lines are about their own workings, not the product's: httpx2 logs every
-#: request line (the run logs counts instead, docs/design.md#logs), aiosmtpd (``mail.log``, the
-#: sandbox's SMTP sink) every SMTP command, asyncio its event loop.
+#: request line (the run logs counts instead), aiosmtpd (``mail.log``, the sandbox's SMTP
+#: sink) every SMTP command, asyncio its event loop.
 THIRD_PARTY = ("httpx2", "httpcore2", "httpx", "httpcore", "mail.log", "asyncio")
+#: RQ's loggers, which it configures without propagation; ours are given our handler. Its INFO
+#: lines ("Job OK", "result is kept for 20 seconds", each job's start) are about RQ's workings:
+#: shown only when asked for (``third_party_level``), whatever level RQ sets on them.
+LIBRARY_LOGGERS = ("rq", "rq.worker", "rq.scheduler", "rq.job")
+
+
+class _QuietRq(logging.Filter):
+    """Drops RQ's records below ``level`` (RQ sets its loggers' levels itself when a worker
+    starts, so a logger level alone would not hold)."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self._level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        is_rq = record.name == "rq" or record.name.startswith("rq.")
+        return not is_rq or record.levelno >= self._level
+
+
 # Counts and flags about secrets are fine to log; these keys are not secrets themselves.
 _SAFE_KEYS = {"token_fetches", "token_url", "tokens", "token_auth"}
 
@@ -69,7 +88,7 @@ def configure(
     third_party_level: int = logging.WARNING,
 ) -> None:
     """Set up structlog and stdlib logging once, at the edge (CLI or worker start); the
-    libraries of :data:`THIRD_PARTY` log at ``third_party_level`` only."""
+    libraries of :data:`THIRD_PARTY` and RQ log at ``third_party_level`` only."""
     stream = stream or sys.stderr
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -97,13 +116,14 @@ def configure(
     )
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
+    handler.addFilter(_QuietRq(third_party_level))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     for noisy in THIRD_PARTY:
         logging.getLogger(noisy).setLevel(third_party_level)
     # RQ configures its own loggers without propagation (rq 3); route them through ours.
-    for name in ("rq", "rq.worker", "rq.scheduler"):
+    for name in LIBRARY_LOGGERS:
         rq_logger = logging.getLogger(name)
         rq_logger.handlers[:] = [handler]
         rq_logger.propagate = False

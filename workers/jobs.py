@@ -124,7 +124,7 @@ def deliver_alerts_job() -> dict[str, int]:
     """One delivery round of the alert outbox (docs/design.md#alerts); SMTP trouble leaves alerts
     queued."""
     with _job_runtime() as rt:
-        delivery = Outbox(rt.redis).deliver(rt.config.smtp)
+        delivery = Outbox(rt.redis).deliver_for(rt.config)
     return dataclasses.asdict(delivery)
 
 

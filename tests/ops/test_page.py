@@ -1,6 +1,6 @@
 """The status page in a real headless browser (Debian's chromium): instances, their states and
-the quota bars are rendered; with Redis stopped a banner says so
-(docs/design.md#operations-endpoint)."""
+the quota bars are rendered; with Redis stopped a banner says so; on a phone and on a desktop
+the halted instance's error and what to do are on the first screen, nothing scrolls sideways."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.ops.browser import Browser
 from tests.ops.served import served
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -109,3 +110,58 @@ def test_page_renders_instances_states_and_quota_bars(tmp_path: Path) -> None:
     assert screenshot.stat().st_size > 10_000
     assert down.banner
     assert down.instances == {}
+
+
+GEOMETRY = """(() => {
+  const box = (e) => {
+    const r = e.getBoundingClientRect();
+    return {left: r.left, right: r.right, top: r.top, bottom: r.bottom,
+            text: e.textContent.replace(/\\s+/g, ' ').trim()};
+  };
+  const halted = 'tr.instance[data-state="halted"] ';
+  const all = (selector) => [...document.querySelectorAll(selector)].map(box);
+  return {
+    scrollWidth: document.documentElement.scrollWidth,
+    names: all(halted + 'td.name strong'),
+    states: all(halted + '.state'),
+    errors: all(halted + '.error-text'),
+    remedies: all(halted + '.remedy'),
+  };
+})()"""
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+
+
+@pytest.mark.parametrize(("width", "height", "mobile"), [(390, 844, True), (1280, 900, False)])
+def test_the_halted_instance_error_and_remedy_are_in_the_viewport(
+    tmp_path: Path, width: int, height: int, mobile: bool
+) -> None:
+    """On a phone (390 px) and a desktop (1280 px) the page never scrolls sideways, and the
+    halted instance's name, state, error text and what to do lie inside the first screen; a
+    screenshot of that screen is taken."""
+    with served(tmp_path) as s:
+        document = s.status_json()
+        assert CHROMIUM is not None
+        with Browser(CHROMIUM, tmp_path / "devtools-profile") as browser:
+            browser.open(s.base + "/", width, height, mobile=mobile)
+            geometry = browser.evaluate(GEOMETRY)
+            screenshot = tmp_path / f"page-{width}.png"
+            browser.screenshot(screenshot)
+    [halted] = [r for r in document["instances"] if r["state"] == "halted"]
+    assert geometry["scrollWidth"] <= width
+    [name], [state], [error], [remedy] = (
+        geometry[k] for k in ("names", "states", "errors", "remedies")
+    )
+    assert name["text"] == halted["name"] and state["text"] == "halted"
+    assert error["text"].startswith(halted["last_error"]["code"])
+    assert halted["last_error"]["message"][:40] in error["text"]
+    assert remedy["text"].startswith("What to do:") and len(remedy["text"]) > 20
+    for box in (name, state, error, remedy):
+        assert 0 <= box["left"] < box["right"] <= width, (box, width)
+        assert 0 <= box["top"] < box["bottom"] <= height, (box, height)
+    assert _png_size(screenshot) == (width, height)
+    assert screenshot.stat().st_size > 10_000

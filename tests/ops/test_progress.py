@@ -4,8 +4,11 @@ terminal and progress bars on one."""
 from __future__ import annotations
 
 import io
+import json
+import logging
 import os
 import pty
+import re
 import select
 import subprocess
 import sys
@@ -15,11 +18,21 @@ from pathlib import Path
 
 import pytest
 import redis
+import structlog
 
 from tests.e2e import FAST, World, seed
 from tests.test_cli import cli
 from tests.workers.processes import ROOT
-from threatshare.ops.terminal_progress import PlainProgress, progress_for, push_eta
+from threatshare import logs
+from threatshare.logs import LIBRARY_LOGGERS
+from threatshare.ops.terminal_progress import (
+    BarProgress,
+    PlainProgress,
+    logs_above_bars,
+    progress_for,
+    push_eta,
+    time_left,
+)
 from threatshare.progress import RunProgress
 from threatshare.runtime import Runtime
 from threatshare.sandbox.world import Sandbox
@@ -102,7 +115,7 @@ def test_plain_lines_when_not_a_terminal() -> None:
         "a: pulling",
         "a: pulling, 3 pages, 300 records, 30 new entries staged so far",
         "a: pulled 3 pages, 300 records, 30 new entries staged",
-        "a: pushing 30 entries in 3 calls, at least 2s at ZIA's rate",
+        "a: pushing 30 entries in 3 calls to ZIA, 2s or more at the pace ZIA allows",
         "a: ok, 30 entries pushed",
     ]
 
@@ -155,4 +168,142 @@ def test_run_once_draws_progress_bars_on_a_terminal(world: World) -> None:
     assert code == 0, text[-2000:]
     assert "all pulling" in text and "all pushing" in text
     assert "\r" in text  # redrawn in place
-    assert "entry" in text and "ZIA's rate" in text
+    assert "entry" in text and "ZIA's rate" not in text and "≥" not in text
+    final = screen(text)
+    assert not [line for line in final if BAR.search(line)], final  # no bar left behind
+    assert any(line.startswith("all: pulled ") for line in final), final
+    assert any(line.startswith("all: ok, ") for line in final), final
+    for line in final:  # every log line whole, on a line of its own
+        if '"event"' in line:
+            json.loads(line)
+    assert "Job OK" not in text and "result is kept" not in text
+
+
+# A bar as tqdm draws it: "NAME pulling: 3page [..." or "NAME pushing:  40%|####  | 2/5 [...".
+BAR = re.compile(r"\b(pulling|pushing): ")
+
+
+def screen(output: str) -> list[str]:
+    """What a terminal shows after ``output``: carriage returns, newlines and cursor-up (all
+    tqdm uses) applied, other escape sequences ignored, trailing blanks dropped."""
+    rows: list[list[str]] = [[]]
+    row = col = 0
+    i = 0
+    while i < len(output):
+        char = output[i]
+        if char == "\x1b":
+            found = re.match(r"\x1b\[(\d*)([A-Za-z])", output[i:])
+            if found:
+                count = int(found.group(1) or 1)
+                if found.group(2) == "A":
+                    row = max(0, row - count)
+                elif found.group(2) == "K":
+                    del rows[row][col:]
+                i += found.end()
+                continue
+        if char == "\r":
+            col = 0
+        elif char == "\n":
+            row, col = row + 1, 0
+            while len(rows) <= row:
+                rows.append([])
+        else:
+            line = rows[row]
+            line.extend(" " * (col - len(line) + 1))
+            line[col] = char
+            col += 1
+        i += 1
+    return ["".join(line).rstrip() for line in rows if "".join(line).strip()]
+
+
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal (tqdm draws on it) and records what was drawn."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def fresh_logging() -> Iterator[None]:
+    """logs.configure is process-wide: put the root and RQ's loggers back afterwards."""
+    loggers = [logging.getLogger(), *(logging.getLogger(n) for n in LIBRARY_LOGGERS)]
+    saved = [(lg, lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
+    yield
+    structlog.reset_defaults()
+    for lg, handlers, level, propagate in saved:
+        lg.handlers[:] = handlers
+        lg.setLevel(level)
+        lg.propagate = propagate
+
+
+def test_bars_and_logs_do_not_fight_and_no_bar_outlives_its_phase(fresh_logging: None) -> None:
+    """On a terminal: one bar per phase drawn once when it starts; log lines (ours and RQ's
+    warnings) land whole above the bars; a phase that ends leaves one line, not its bar, also
+    when the instance halts mid-push; at the end nothing of a bar is left on the screen."""
+    tty = Terminal()
+    logs.configure("json", stream=tty)  # type: ignore[arg-type]
+    log = structlog.get_logger("test")
+    sink = progress_for(tty)
+    assert isinstance(sink, BarProgress)
+    with logs_above_bars(sink, tty):
+        sink(RunProgress("a", "pulling", pages=1, records=100, staged=10))
+        assert tty.getvalue().count("a pulling") == 1  # drawn once, not twice
+        log.info("run.start", instance="a")
+        sink(RunProgress("a", "pulling", pages=2, records=200, staged=20))
+        sink(RunProgress("a", "pushing", staged=20, to_push=20, batch_size=10))
+        logging.getLogger("rq.worker").warning("Worker stopped by a cold shutdown")
+        sink(RunProgress("a", "pushing", staged=20, pushed=20, to_push=20, batch_size=10))
+        sink(RunProgress("a", "done", staged=20, pushed=20, to_push=20, outcome="ok"))
+        sink(RunProgress("b", "pulling", pages=1, records=5, staged=5))
+        sink(RunProgress("b", "pushing", staged=5, to_push=5, batch_size=10))
+        log.error("run.halted", instance="b", code="zia_auth")
+        sink(RunProgress("b", "done", staged=5, to_push=5, outcome="halted"))
+        sink(RunProgress("c", "pulling", pages=1, records=1, staged=0))  # never finishes
+    final = screen(tty.getvalue())
+    assert not [line for line in final if BAR.search(line)], final
+    events = [json.loads(line)["event"] for line in final if line.startswith("{")]
+    assert events == ["run.start", "Worker stopped by a cold shutdown", "run.halted"]
+    assert [line for line in final if not line.startswith("{")] == [
+        "a: pulled 2 pages, 200 records, 20 new entries staged",
+        "a: ok, 20 entries pushed",
+        "b: pulled 1 pages, 5 records, 5 new entries staged",
+        "b: halted, 0 entries pushed",
+    ]
+
+
+def test_rq_chatter_is_dropped_unless_asked(fresh_logging: None) -> None:
+    """RQ's INFO lines ("Job OK", "result is kept for…") stay out even after RQ sets its
+    loggers to INFO, as a worker does when it starts; its warnings show; with the libraries'
+    level at INFO (`-v`) its INFO lines show too."""
+    quiet = io.StringIO()
+    logs.configure("json", stream=quiet)
+    logging.getLogger("rq.worker").setLevel(logging.INFO)  # what Worker.work() does
+    logging.getLogger("rq.worker").info("threatshare: Job OK (sync-urls-1)")
+    logging.getLogger("rq.job").info("job sync-urls-1 result is kept for 20 seconds")
+    logging.getLogger("rq.worker").warning("Moving job to FailedJobRegistry")
+    assert [json.loads(x)["event"] for x in quiet.getvalue().splitlines()] == [
+        "Moving job to FailedJobRegistry"
+    ]
+    asked = io.StringIO()
+    logs.configure("json", stream=asked, third_party_level=logging.INFO)
+    logging.getLogger("rq.worker").info("threatshare: Job OK (sync-urls-1)")
+    assert "Job OK" in asked.getvalue()
+
+
+def test_verbose_flag_is_accepted_by_the_command_line(world: World) -> None:
+    """`-v` (the libraries' own lines too) is accepted before the command, and changes no
+    command's outcome."""
+    config = world.write(ALL, settings={"log_format": "json"})
+    plain = cli(config, "status")
+    verbose = cli(config, "-v", "status")
+    assert plain.returncode == verbose.returncode == 0, verbose.stderr
+
+
+def test_plain_words_for_the_time_a_push_takes() -> None:
+    """The time left of a push reads as words: a duration "or more to go", or the last call."""
+    assert time_left(RunProgress("a", "pushing", to_push=30, batch_size=10)) == (
+        "2s or more to go at the pace ZIA allows"
+    )
+    assert time_left(RunProgress("a", "pushing", to_push=5, batch_size=10)) == (
+        "the last call to ZIA"
+    )

@@ -1,5 +1,5 @@
-"""The e-mail of an alert (docs/design.md#alerts): plain text, UTF-8, 7-bit on the wire, checked
-headers, the body chosen by the alert's kind."""
+"""The e-mail of an alert (docs/design.md#alerts): plain text, UTF-8, 7-bit on the wire,
+checked headers, the body chosen by the alert's kind."""
 
 from __future__ import annotations
 
@@ -26,6 +26,11 @@ _BODIES = {
 }
 
 
+def body_of(alert: Alert, now: datetime) -> str:
+    """The plain-text body of ``alert`` as of ``now``: the same words in an e-mail and a chat."""
+    return _BODIES[alert.kind](alert, now)
+
+
 def compose(alert: Alert, sender: str, *, now: datetime | None = None) -> EmailMessage:
     """The e-mail for ``alert`` from ``sender``: plain text, UTF-8, checked headers.
 
@@ -34,8 +39,10 @@ def compose(alert: Alert, sender: str, *, now: datetime | None = None) -> EmailM
         raise ValueError("sender is not a valid e-mail address")
     if not alert.recipients:
         raise ValueError("alert has no recipients")
+    if not all(EMAIL_PATTERN.fullmatch(r) for r in alert.recipients):
+        raise ValueError("an e-mail goes to e-mail addresses only")
     moment = utc(now) or datetime.now(UTC)
-    body = _BODIES[alert.kind](alert, moment)
+    body = body_of(alert, moment)
     # 7-bit on the wire: a non-ASCII body goes quoted-printable, so no server needs 8BITMIME.
     message = EmailMessage(policy=policy.SMTP.clone(cte_type="7bit"))
     headers = {

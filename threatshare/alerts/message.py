@@ -1,9 +1,10 @@
-"""Alerts (docs/design.md#alerts): what an operator reads when an instance halts or recovers (the
-lifecycle's two warnings, docs/design.md#alerts, are written in :mod:`threatshare.alerts.warnings`).
+"""Alerts (docs/design.md#alerts): what an operator reads when an instance halts or recovers
+(the lifecycle's two warnings are written in :mod:`threatshare.alerts.warnings`).
 
 The sync engine decides *when* an instance halted or recovered; this module turns that into
 an :class:`Alert` and its text, :mod:`threatshare.alerts.compose` into a plain-text
-:class:`~email.message.EmailMessage`, and :mod:`threatshare.alerts.outbox` delivers it.
+:class:`~email.message.EmailMessage` (:mod:`threatshare.alerts.webhook` into a webhook's JSON),
+and :mod:`threatshare.alerts.outbox` delivers it.
 
 Untrusted text (error messages that quote Mimecast or ZIA, indicators) goes only into the
 body, with control and format characters removed, its length capped, and anything that looks
@@ -21,6 +22,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from threatshare.alerts.channels import as_recipients, is_webhook_ref
 from threatshare.config import (
     CATEGORY_PATTERN,
     EMAIL_PATTERN,
@@ -123,8 +125,8 @@ class Alert:
         if not CATEGORY_PATTERN.fullmatch(self.category):
             raise ValueError("alert category is not a valid category name")
         for address in self.recipients:
-            if not EMAIL_PATTERN.fullmatch(address):
-                raise ValueError("alert recipient is not a valid e-mail address")
+            if not (EMAIL_PATTERN.fullmatch(address) or is_webhook_ref(address)):
+                raise ValueError("alert recipient is not an e-mail address or a webhook reference")
         recipients = _unique(self.recipients)
         code = _CODE.sub("_", self.code.lower())[:64] if self.code else None
         message = clean_text(self.message, MAX_MESSAGE) if self.message else None
@@ -184,8 +186,10 @@ class Alert:
 
 
 def recipients_for(config: Config, instance: str) -> tuple[str, ...]:
-    """Who hears about ``instance``: its ``notify`` list, then ``settings.admins``, each once."""
-    return _unique([*config.instances[instance].notify, *config.settings.admins])
+    """Who hears about ``instance``: its ``notify`` list, then ``settings.admins``, each once;
+    a webhook by its reference (:mod:`threatshare.alerts.channels`), never its URL."""
+    people = [*config.instances[instance].notify, *config.settings.admins]
+    return _unique(as_recipients(people))
 
 
 def when(moment: datetime) -> str:

@@ -1,4 +1,5 @@
-"""The outbox (docs/design.md#alerts): alert e-mails wait in Redis until an SMTP server takes them.
+"""The outbox (docs/design.md#alerts): alerts wait in Redis until an SMTP server or a webhook
+receiver takes them.
 
 :meth:`Outbox.put` queues an alert once per incident, fleet-wide: a marker key
 (``SET NX``, 30 days) and the push happen in one Lua script, so a second worker or a restarted
@@ -10,33 +11,42 @@ Several workers may deliver at once. Entries stay in the list, in order, while t
 sent; a worker sends one only after taking its *sending* key (``SET NX`` with a lease) in the same
 Lua call that checks the entry is still queued, and removes the entry before letting the key go.
 So an alert is sent once, and one whose sender died is tried again when the lease expires.
-Alerts of one instance go out in the order they were queued (a "recovered" never overtakes its
-"halted"). Without ``[smtp]`` an alert is logged at warning level and dropped as *logged*.
+
+An alert is queued as one entry per *channel*: one for its e-mail recipients, one for each of its
+webhooks (named by reference, :mod:`threatshare.alerts.channels`), all under the one incident
+marker. Each channel is delivered and retried on its own, so Slack being down delays neither the
+e-mail nor Teams. Alerts of one instance go out on a channel in the order they were queued (a
+"recovered" never overtakes its "halted"). Without ``[smtp]`` an e-mail alert is logged at
+warning level and dropped as *logged*.
 
 The outbox is bounded (docs/design.md#alerts): when an alert would make it hold more than
 ``max_pending``, the oldest alerts that are not halt alerts (recoveries, warnings) are dropped
-first, in the same Lua call, and logged. A halt alert is never dropped for room, so while only halt
-alerts wait the outbox may pass the bound (there is at most one per halt of an instance).
+first, in the same Lua call, and logged. A halt alert is never dropped for room, so while only
+halt alerts wait the outbox may pass the bound (there is at most one per halt of an instance and
+channel).
 """
 
 from __future__ import annotations
 
-import json
 import smtplib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+import httpx2 as httpx
 import structlog
 from redis import Redis
 
 from threatshare import keys
+from threatshare.alerts import webhook
+from threatshare.alerts.channels import EMAIL, Webhook, webhooks_of
 from threatshare.alerts.compose import compose
+from threatshare.alerts.entries import CLAIM, PUT, SETTLE, Entry, per_channel
 from threatshare.alerts.message import Alert
 from threatshare.alerts.smtp import ConnectionLost, connect, describe, quit_session
-from threatshare.config import Smtp
+from threatshare.config import Config, Smtp
 from threatshare.errors import redis_errors
 
 log = structlog.get_logger(__name__)
@@ -46,48 +56,6 @@ MAX_INCIDENT = 200
 
 #: Most alerts the outbox holds before it drops its oldest non-halt alerts.
 MAX_PENDING = 1000
-
-# Queue the alert only if its incident marker is new: both or neither, whatever crashes. Then,
-# over the bound ARGV[4], drop the oldest alerts that are not halt alerts, never a halted one.
-# Returns {queued, dropped}.
-_PUT = """
-if not redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[3]) then return {0, 0} end
-redis.call('RPUSH', KEYS[2], ARGV[1])
-local excess = redis.call('LLEN', KEYS[2]) - tonumber(ARGV[4])
-local dropped = 0
-if excess > 0 then
-  for _, raw in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
-    if dropped >= excess then break end
-    local ok, entry = pcall(cjson.decode, raw)
-    local kind = ok and type(entry) == 'table' and type(entry.alert) == 'table'
-      and entry.alert.kind or nil
-    if kind ~= 'halted' then
-      dropped = dropped + redis.call('LREM', KEYS[2], 1, raw)
-    end
-  end
-end
-return {1, dropped}
-"""
-# Take an entry for sending only while it is still queued and nobody else is sending it.
-_CLAIM = """
-if not redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end
-if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ARGV[3]) then return 1 end
-return 0
-"""
-# Replace the entry in place (keeps its place in the queue), or remove it when ARGV[2] is
-# empty; then let the sending key go if it is still ours.
-_SETTLE = """
-local pos = redis.call('LPOS', KEYS[1], ARGV[1])
-if pos then
-  if ARGV[2] == '' then
-    redis.call('LREM', KEYS[1], 1, ARGV[1])
-  else
-    redis.call('LSET', KEYS[1], pos, ARGV[2])
-  end
-end
-if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
-return pos and 1 or 0
-"""
 
 
 @dataclass(frozen=True)
@@ -104,60 +72,6 @@ class Delivery:
     failed: int = 0
     #: Given up: older than ``max_age``, or unreadable.
     dropped: int = 0
-
-
-@dataclass(frozen=True)
-class _Entry:
-    """One queued alert with its delivery record, and the exact JSON it is stored as."""
-
-    id: str
-    alert: Alert
-    queued_at: float
-    attempts: int
-    next_try: float
-    last_error: str | None
-    raw: str | bytes
-
-    @classmethod
-    def new(cls, alert: Alert, now: float) -> _Entry:
-        return cls._build(uuid.uuid4().hex, alert, now, 0, now, None)
-
-    @classmethod
-    def _build(
-        cls,
-        alert_id: str,
-        alert: Alert,
-        queued: float,
-        attempts: int,
-        next_try: float,
-        error: str | None,
-    ) -> _Entry:
-        data = {
-            "id": alert_id,
-            "alert": alert.to_dict(),
-            "queued_at": queued,
-            "attempts": attempts,
-            "next_try": next_try,
-            "last_error": error,
-        }
-        raw = json.dumps(data, sort_keys=True, separators=(",", ":"))
-        return cls(alert_id, alert, queued, attempts, next_try, error, raw)
-
-    @classmethod
-    def parse(cls, raw: str | bytes) -> _Entry:
-        data = json.loads(raw)
-        return cls(
-            id=str(data["id"]),
-            alert=Alert.from_dict(data["alert"]),
-            queued_at=float(data["queued_at"]),
-            attempts=int(data["attempts"]),
-            next_try=float(data["next_try"]),
-            last_error=data.get("last_error"),
-            raw=raw,
-        )
-
-    def failed(self, error: str, next_try: float) -> _Entry:
-        return self._build(self.id, self.alert, self.queued_at, self.attempts + 1, next_try, error)
 
 
 class Outbox:
@@ -184,9 +98,9 @@ class Outbox:
         self._max_wait = max_wait
         self._max_age = max_age.total_seconds()
         self._clock = clock
-        self._put = redis.register_script(_PUT)
-        self._claim = redis.register_script(_CLAIM)
-        self._settle = redis.register_script(_SETTLE)
+        self._put = redis.register_script(PUT)
+        self._claim = redis.register_script(CLAIM)
+        self._settle = redis.register_script(SETTLE)
 
     def put(self, alert: Alert, incident: str) -> bool:
         """Queue ``alert`` unless this incident already alerted (in any process of the fleet).
@@ -199,7 +113,7 @@ class Outbox:
         now = self._clock()
         if alert.at is None:
             alert = replace(alert, at=datetime.fromtimestamp(now, UTC))
-        entry = _Entry.new(alert, now)
+        entries = [Entry.new(part, now) for part in per_channel(alert)]
         incident = f"{alert.kind}:{incident}"
         marker = (
             keys.tenant_alert_sent(alert.zia_tenant, incident)
@@ -209,12 +123,24 @@ class Outbox:
         with redis_errors("outbox"):
             queued, dropped = self._put(
                 keys=[marker, keys.outbox()],
-                args=[entry.raw, entry.id, int(INCIDENT_TTL.total_seconds()), self._max_pending],
+                args=[
+                    entries[0].id,
+                    int(INCIDENT_TTL.total_seconds()),
+                    self._max_pending,
+                    *(entry.raw for entry in entries),
+                ],
             )
         if dropped:
             log.error("alerts_dropped", reason="outbox full", dropped=int(dropped))
         if queued:
-            log.info("alert_queued", instance=alert.instance, alert=alert.kind, alert_id=entry.id)
+            for entry in entries:
+                log.info(
+                    "alert_queued",
+                    instance=alert.instance,
+                    alert=alert.kind,
+                    alert_id=entry.id,
+                    channel=entry.channel,
+                )
         return bool(queued)
 
     def pending(self) -> int:
@@ -222,33 +148,52 @@ class Outbox:
         with redis_errors("outbox"):
             return int(self._redis.llen(keys.outbox()))
 
-    def deliver(self, smtp: Smtp | None, *, limit: int = 100) -> Delivery:
-        """Send the due alerts among the oldest ``limit``, over one SMTP session.
+    def deliver_for(self, config: Config, *, limit: int = 100) -> Delivery:
+        """:meth:`deliver` with the SMTP server and the webhooks of ``config``."""
+        return self.deliver(
+            config.smtp, webhooks=webhooks_of(config), secrets=config.secret_values(), limit=limit
+        )
 
-        SMTP trouble (refused or dropped connection, timeout, TLS or login failure, a 4xx/5xx
-        reply) never raises: the alert waits for its next try. A connection-level failure ends
-        the round, since every other alert would meet it too."""
+    def deliver(
+        self,
+        smtp: Smtp | None,
+        *,
+        webhooks: Mapping[str, Webhook] | None = None,
+        secrets: Sequence[str] = (),
+        limit: int = 100,
+    ) -> Delivery:
+        """Send the due alerts among the oldest ``limit``: e-mails over one SMTP session, each
+        webhook alert in one POST (``webhooks``: the configured ones, by reference; ``secrets``:
+        values no webhook body may carry).
+
+        Trouble never raises: SMTP (refused or dropped connection, timeout, TLS or login
+        failure, a 4xx/5xx reply), or a receiver down, slow or answering 5xx/429: the alert
+        waits for its next try. A channel that failed is not tried again in the same round,
+        since its other alerts would meet the same failure; other channels go on."""
         now = self._clock()
         with redis_errors("outbox"):
             # Kept as Redis gave them: they are also the handles for LPOS/LSET/LREM.
             raws: list[str | bytes] = self._redis.lrange(keys.outbox(), 0, max(limit, 1) - 1)
         counts = {"sent": 0, "logged": 0, "failed": 0, "dropped": 0}
-        held: set[str] = set()  # instances with an older alert still queued: keep their order
+        # (instance, channel) with an older alert still queued: keep their order.
+        held: set[tuple[str, str]] = set()
+        down: set[str] = set()  # channels that failed this round
         session: smtplib.SMTP | None = None
+        http: httpx.Client | None = None
         try:
             for raw in raws:
                 try:
-                    entry = _Entry.parse(raw)
+                    entry = Entry.parse(raw)
                 except (ValueError, KeyError, TypeError):
                     self._drop_unreadable(raw)
                     counts["dropped"] += 1
                     continue
-                instance = entry.alert.instance
-                if instance in held:
+                instance, channel = entry.alert.instance, entry.channel
+                if (instance, channel) in held or channel in down:
                     continue
                 token = uuid.uuid4().hex
                 if entry.next_try > now or not self._take(entry, token, smtp):
-                    held.add(instance)
+                    held.add((instance, channel))
                     continue
                 if now - entry.queued_at > self._max_age:
                     log.error(
@@ -257,11 +202,21 @@ class Outbox:
                         instance=instance,
                         alert=entry.alert.kind,
                         alert_id=entry.id,
+                        channel=channel,
                         attempts=entry.attempts,
                         last_error=entry.last_error,
                     )
                     self._finish(entry, token)
                     counts["dropped"] += 1
+                    continue
+                if channel != EMAIL:
+                    if http is None:
+                        http = webhook.client()
+                    outcome = self._post(http, entry, token, webhooks or {}, secrets, now)
+                    counts[outcome] += 1
+                    if outcome == "failed":
+                        held.add((instance, channel))
+                        down.add(channel)
                     continue
                 if smtp is None or not entry.alert.recipients:
                     self._log_instead(entry, smtp)
@@ -274,25 +229,27 @@ class Outbox:
                     self._send(session, entry, smtp, now)
                 except (smtplib.SMTPException, OSError, ConnectionLost) as exc:
                     counts["failed"] += 1
-                    held.add(instance)
+                    held.add((instance, channel))
                     cause = exc.__cause__ if isinstance(exc, ConnectionLost) else exc
                     self._retry(entry, token, smtp, cause or exc, now)
                     if isinstance(exc, ConnectionLost):
                         if session is not None:
                             session.close()
                             session = None
-                        break
+                        down.add(EMAIL)
                     continue
                 self._finish(entry, token)
                 counts["sent"] += 1
         finally:
             if session is not None:
                 quit_session(session)
+            if http is not None:
+                http.close()
         return Delivery(waiting=self.pending(), **counts)
 
     # -- one alert -------------------------------------------------------------------------
 
-    def _take(self, entry: _Entry, token: str, smtp: Smtp | None) -> bool:
+    def _take(self, entry: Entry, token: str, smtp: Smtp | None) -> bool:
         # The lease outlives any honest attempt: connect, TLS, login and DATA each get `timeout`.
         lease = 60 + 6 * (smtp.timeout.total_seconds() if smtp else 30)
         with redis_errors("outbox"):
@@ -303,32 +260,76 @@ class Outbox:
                 )
             )
 
-    def _finish(self, entry: _Entry, token: str) -> None:
+    def _finish(self, entry: Entry, token: str) -> None:
         with redis_errors("outbox"):
             self._settle(
                 keys=[keys.outbox(), keys.outbox_sending(entry.id)], args=[entry.raw, "", token]
             )
 
-    def _retry(self, entry: _Entry, token: str, smtp: Smtp, exc: BaseException, now: float) -> None:
+    def _reschedule(self, entry: Entry, token: str, reason: str, now: float) -> tuple[float, int]:
+        """Put ``entry`` back for a later try; returns the wait and the attempts so far."""
         wait = min(self._max_wait, self._first_wait * 2**entry.attempts)
-        reason = describe(exc, smtp)
         updated = entry.failed(reason, now + wait)
         with redis_errors("outbox"):
             self._settle(
                 keys=[keys.outbox(), keys.outbox_sending(entry.id)],
                 args=[entry.raw, updated.raw, token],
             )
+        return wait, updated.attempts
+
+    def _retry(self, entry: Entry, token: str, smtp: Smtp, exc: BaseException, now: float) -> None:
+        reason = describe(exc, smtp)
+        wait, attempts = self._reschedule(entry, token, reason, now)
         log.warning(
             "alert_delivery_failed",
             instance=entry.alert.instance,
             alert=entry.alert.kind,
             alert_id=entry.id,
-            attempts=updated.attempts,
+            attempts=attempts,
             retry_in_s=round(wait, 3),
             smtp_host=smtp.host,
             smtp_port=smtp.resolved_port,
             error=reason,
         )
+
+    def _post(
+        self,
+        http: httpx.Client,
+        entry: Entry,
+        token: str,
+        webhooks: Mapping[str, Webhook],
+        secrets: Sequence[str],
+        now: float,
+    ) -> str:
+        """One webhook alert: ``sent``, ``failed`` (it waits for its next try) or ``dropped``
+        (the webhook is no longer configured, or its receiver refused the alert for good)."""
+        ref = entry.channel
+        hook = webhooks.get(ref)
+        facts = {"instance": entry.alert.instance, "alert": entry.alert.kind, "alert_id": entry.id}
+        if hook is None:
+            log.error("alert_dropped", reason="webhook no longer configured", webhook=ref, **facts)
+            self._finish(entry, token)
+            return "dropped"
+        try:
+            webhook.post(http, hook, entry.alert, datetime.fromtimestamp(now, UTC), secrets)
+        except webhook.WebhookFailed as exc:
+            if not exc.retry:
+                log.error("alert_dropped", reason=exc.reason, webhook=ref, **facts)
+                self._finish(entry, token)
+                return "dropped"
+            wait, attempts = self._reschedule(entry, token, exc.reason, now)
+            log.warning(
+                "alert_delivery_failed",
+                webhook=ref,
+                attempts=attempts,
+                retry_in_s=round(wait, 3),
+                error=exc.reason,
+                **facts,
+            )
+            return "failed"
+        self._finish(entry, token)
+        log.info("alert_posted", webhook=ref, shape=hook.shape, **facts)
+        return "sent"
 
     def _drop_unreadable(self, raw: str | bytes) -> None:
         with redis_errors("outbox"):
@@ -344,7 +345,7 @@ class Outbox:
             raise ConnectionLost() from exc
 
     @staticmethod
-    def _send(session: smtplib.SMTP, entry: _Entry, smtp: Smtp, now: float) -> None:
+    def _send(session: smtplib.SMTP, entry: Entry, smtp: Smtp, now: float) -> None:
         message = compose(entry.alert, smtp.sender, now=datetime.fromtimestamp(now, UTC))
         try:
             refused = session.send_message(
@@ -370,7 +371,7 @@ class Outbox:
             )
 
     @staticmethod
-    def _log_instead(entry: _Entry, smtp: Smtp | None) -> None:
+    def _log_instead(entry: Entry, smtp: Smtp | None) -> None:
         log.warning(
             "alert_not_emailed",
             reason="smtp not configured" if smtp is None else "no recipients",

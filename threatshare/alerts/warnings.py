@@ -1,7 +1,7 @@
-"""The lifecycle warnings as an operator reads them (docs/design.md#alerts): a ZIA tenant's quota
-crossing ``quota_warn``, with each category's share and a fill forecast, and an instance at
-capacity, with the count left out and what to change. Names of categories come from ZIA and were
-cleaned when the :class:`~threatshare.alerts.message.Alert` was made.
+"""The lifecycle warnings as an operator reads them (docs/design.md#capacity): a ZIA tenant's
+quota crossing ``quota_warn``, with each category's share and a fill forecast, and an instance
+at capacity, with the count left out and what to change. Names of categories come from ZIA and
+were cleaned when the :class:`~threatshare.alerts.message.Alert` was made.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ references, shared categories, the fields each ``auth`` mode needs) are checked 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -61,6 +62,53 @@ def _check_url(value: str) -> str:
 
 Email = Annotated[str, AfterValidator(_check_email)]
 
+#: How an alert is laid out for a webhook: chosen by the URL's host, or by a ``#slack``,
+#: ``#teams`` or ``#json`` fragment (a fragment never leaves this process).
+WEBHOOK_SHAPES = ("slack", "teams", "json")
+
+
+def is_webhook(recipient: str) -> bool:
+    return recipient.lower().startswith(("https://", "http://"))
+
+
+def _check_recipient(value: str) -> str:
+    """An e-mail address (bare or ``mailto:``) or an incoming-webhook URL (docs/design.md#alerts).
+
+    Messages never quote the value: a webhook URL carries its token."""
+    if is_webhook(value):
+        if problem := url_problem(value):
+            raise ValueError(f"webhook URL {problem}")
+        fragment = urlsplit(value).fragment
+        if fragment and fragment not in WEBHOOK_SHAPES:
+            raise ValueError("a webhook URL may end only in #slack, #teams or #json")
+        return value
+    if value.lower().startswith("mailto:"):
+        value = value[len("mailto:") :]
+    if not EMAIL_PATTERN.fullmatch(value):
+        raise ValueError("is neither an e-mail address (or mailto:) nor an https:// webhook URL")
+    return value
+
+
+#: Where an alert goes: an e-mail address or a webhook URL (a secret, like a password).
+Recipient = Annotated[str, AfterValidator(_check_recipient)]
+
+
+def _recipient_list(value: object) -> object:
+    """A list as TOML gives it, or the text of an environment variable or a secret file (where
+    webhook URLs belong): a JSON list, or one recipient per line or comma."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise ValueError("is not a JSON list of recipients") from None
+    return [part.strip() for part in re.split(r"[\n,]", text) if part.strip()]
+
+
+Recipients = Annotated[list[Recipient], BeforeValidator(_recipient_list)]
+
 
 def _check_reserve(value: object) -> int | str:
     """A count of custom-URL slots (``500``) or a share of the tenant's quota (``"5%"``)."""
@@ -98,7 +146,7 @@ class Settings(_Model):
     run_deadline: Duration = timedelta(minutes=5)
     secrets_dir: Path | None = None
     log_format: Literal["auto", "json", "console"] = "auto"
-    admins: list[Email] = []
+    admins: Recipients = []
     protected_hosts: list[str] = []  # added to the built-in list shipped with the package
     # HOST:PORT of the operations endpoint inside `threatshare run`
     # (docs/design.md#operations-endpoint); none when unset.
@@ -290,7 +338,7 @@ class Instance(_Model):
     description: str = ""
     sources: list[Source] = Field(min_length=1)
     fetch_from: Duration = timedelta(hours=24)
-    notify: list[Email] = []
+    notify: Recipients = []
     enabled: bool = True
     allow: list[str] = []
     batch_size: int = Field(default=5000, ge=1, le=10000)
@@ -340,6 +388,11 @@ class Config(_Model):
         chosen = names or sorted(self.instances)
         return [n for n in chosen if n in self.instances and self.instances[n].enabled]
 
+    def webhook_urls(self) -> list[str]:
+        """Every webhook URL of ``notify`` and ``settings.admins``, each once."""
+        lists = [self.settings.admins, *(inst.notify for inst in self.instances.values())]
+        return list(dict.fromkeys(r for group in lists for r in group if is_webhook(r)))
+
     def secret_values(self) -> list[str]:
         """Every secret value of the configuration (and a Redis URL's password on its own),
         for scrubbing upstream text that echoes one (docs/design.md#security); never stored or
@@ -353,6 +406,7 @@ class Config(_Model):
             for name in type(table).model_fields
             if isinstance(value := getattr(table, name), SecretStr)
         ]
+        found.extend(self.webhook_urls())  # the URL is the credential
         if self.settings.redis_url is not None:
             password = urlsplit(self.settings.redis_url.get_secret_value()).password
             found.extend([password] if password else [])

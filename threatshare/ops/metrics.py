@@ -1,5 +1,5 @@
-"""``/metrics`` (docs/design.md#operations-endpoint): the fleet's state in Prometheus' text format,
-computed at scrape time.
+"""``/metrics`` (docs/design.md#operations-endpoint): the fleet's state in Prometheus' text
+format, computed at scrape time.
 
 A custom collector reads one :class:`~threatshare.ops.snapshot.Snapshot` per scrape, so one
 endpoint anywhere covers the whole fleet and agrees with ``status --json``. Names follow
@@ -28,7 +28,7 @@ TOTALS = {
     "skipped": ("threatshare_instance_entries_skipped_total", "Entries or records skipped"),
     "removed": ("threatshare_instance_entries_removed_total", "Entries withdrawn by config"),
 }
-#: status record ``lifecycle`` count (docs/design.md#expiry, when present) -> (metric name, help)
+#: status record ``lifecycle`` count (when present) -> (metric name, help)
 LIFECYCLE = {
     "expired": ("threatshare_instance_entries_expired_total", "Entries removed on expiry"),
     "evicted": ("threatshare_instance_entries_evicted_total", "Entries evicted for room"),
@@ -131,7 +131,9 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
         return
     yield from _instance_families(snapshot.instances, snapshot)
     yield from _tenant_families(snapshot)
-    outbox = GaugeMetricFamily("threatshare_outbox_alerts", "Alert e-mails waiting for delivery")
+    outbox = GaugeMetricFamily(
+        "threatshare_outbox_alerts", "Alerts (e-mail and webhook) waiting for delivery"
+    )
     outbox.add_metric([], snapshot.outbox)
     yield outbox
     if snapshot.workers is not None:

@@ -1,10 +1,12 @@
-"""``/``: the status page for people (docs/design.md#operations-endpoint), rendered on the server
-from one snapshot.
+"""``/``: the status page for people (docs/design.md#operations-endpoint), rendered on the
+server from one snapshot.
 
 One row per instance (state in colour, bookmark age, entries, last error and its remedy,
-lifecycle counts when the records carry them) and each ZIA tenant's quota as a bar. The page is
-self-contained (inline CSS, no script, no external asset), refreshes itself, and fits a phone.
-Upstream text reaches it only through Jinja2's autoescaping.
+lifecycle counts when the records carry them) and each ZIA tenant's quota as a bar. Instances
+that need someone come first: halted, then retrying. On a phone each row is a card, its error
+and what to do right under its name, nothing wider than the screen. The page is self-contained
+(inline CSS, no script, no external asset) and refreshes itself. Upstream text reaches it only
+through Jinja2's autoescaping.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from threatshare.ops.snapshot import Snapshot, TenantView
 from threatshare.ops.status import age_text
 
 REFRESH_SECONDS = 15
+#: The order of instances on the page: what needs someone first.
+STATE_ORDER = {"halted": 0, "retrying": 1, "new": 2, "ok": 3, "disabled": 4}
 LIFECYCLE_COUNTS = ("expired", "evicted", "removed_by_hand", "foreign", "unblocked")
 TEMPORARY_REMEDY = "Nothing to do unless it lasts: the next run tries again."
 DEFAULT_REMEDY = "Read the error message, fix its cause, then run `threatshare resume`."
@@ -74,6 +78,10 @@ def _bar(tenant: TenantView, snapshot: Snapshot) -> dict[str, Any]:
     }
 
 
+def _by_urgency(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(records, key=lambda r: (STATE_ORDER.get(r["state"], 5), r["name"]))
+
+
 class StatusPage:
     """The page's template, loaded once per process from the package's data."""
 
@@ -88,7 +96,7 @@ class StatusPage:
         return self._template.render(
             snapshot=snapshot,
             generated=snapshot.at.strftime("%Y-%m-%d %H:%M:%S UTC"),
-            rows=[_row(r, snapshot) for r in snapshot.instances],
+            rows=[_row(r, snapshot) for r in _by_urgency(snapshot.instances)],
             tenants=[_bar(t, snapshot) for t in snapshot.tenants],
             refresh=REFRESH_SECONDS,
         )

@@ -9,7 +9,7 @@ from threatshare.alerts.outbox import Outbox
 from threatshare.config import Config
 from threatshare.http import RetryPolicy
 from threatshare.ops.table import render_rows
-from threatshare.ops.terminal_progress import progress_for
+from threatshare.ops.terminal_progress import logs_above_bars, progress_for
 from threatshare.runtime import Runtime
 from threatshare.sync import RunResult, sync_all
 from threatshare.sync.activation import activate_pending
@@ -52,17 +52,19 @@ def run_once(
 ) -> int:
     """Sync ``names`` (every enabled instance when None) once; ``policy``: how temporary
     errors are retried (the command line's gives up on an unreachable host within 30 s)."""
-    rt = Runtime(config, client, policy=policy or RetryPolicy(), progress=progress_for())
+    progress = progress_for()
+    rt = Runtime(config, client, policy=policy or RetryPolicy(), progress=progress)
     try:
-        results = sync_all(rt, config.enabled_instances(names), dry_run=dry_run)
-        if dry_run:
-            print(dry_run_report(results))
-            print(summary(results))
-            return 0
-        activations = activate_pending(rt)
+        with logs_above_bars(progress):
+            results = sync_all(rt, config.enabled_instances(names), dry_run=dry_run)
+            activations = [] if dry_run else activate_pending(rt)
     finally:
         rt.close()
-    Outbox(client).deliver(config.smtp)
+    if dry_run:
+        print(dry_run_report(results))
+        print(summary(results))
+        return 0
+    Outbox(client).deliver_for(config)
     print(summary(results))
     for activation in activations:
         if activation.error:

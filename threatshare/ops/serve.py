@@ -1,11 +1,12 @@
 """``threatshare serve`` and the endpoint inside ``threatshare run``
-(docs/design.md#operations-endpoint): which Redis the endpoint reads, with what timeouts, and how it
-starts and stops.
+(docs/design.md#operations-endpoint): which Redis the endpoint reads, with what timeouts, and how
+it starts and stops.
 
-``serve`` only attaches to Redis: in single-machine mode it reads the embedded Redis that
-``threatshare run`` owns and never starts one (that would take the ownership ``run`` needs);
-while none runs, the endpoint reports Redis down. Its short timeouts keep a scrape within
-Prometheus' own timeout when Redis hangs.
+``serve`` only attaches to Redis: in single-machine mode it reads the embedded Redis that a
+running ``threatshare run`` owns (found by its socket in ``state_dir``) and never starts one
+(that would take the ownership ``run`` needs). When none runs it says so in one line and exits,
+rather than serve a page that can only say "Redis is down". Its short timeouts keep a scrape
+within Prometheus' own timeout when Redis hangs.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import redis
 
 from threatshare.config import Config
 from threatshare.config.listen import DEFAULT_LISTEN, parse_listen
-from threatshare.embedded import socket_url
+from threatshare.embedded import running_url, socket_url
 from threatshare.ops.server import Endpoint, OperationsApp
 from threatshare.ops.snapshot import WorkerCount
 
 REDIS_TIMEOUT = 5.0
+#: The command line's "cannot reach Redis" exit code.
+EXIT_NOT_RUNNING = 3
 
 
 def endpoint_url(config: Config) -> str:
@@ -50,8 +53,17 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 
 def serve(config: Config, listen: str | None, workers: WorkerCount | None) -> int:
-    """Serve until SIGTERM or SIGINT; 0 after a clean stop, 1 when the address is taken."""
+    """Serve until SIGTERM or SIGINT; 0 after a clean stop, 1 when the address is taken, 3 in
+    single-machine mode when no ``threatshare run`` is running."""
     listen = listen or config.settings.listen or DEFAULT_LISTEN
+    state_dir = config.settings.resolved_state_dir
+    if config.settings.redis_url is None and running_url(state_dir) is None:
+        print(
+            f"threatshare serve: no `threatshare run` is running on {state_dir} (single-machine "
+            "mode reads its Redis); start it, or set settings.listen for `run` to serve the page",
+            file=sys.stderr,
+        )
+        return EXIT_NOT_RUNNING
     client = endpoint_client(endpoint_url(config))
     try:
         try:

@@ -1,5 +1,5 @@
-"""The operations endpoint (docs/design.md#operations-endpoint): a read-only WSGI application served
-by waitress.
+"""The operations endpoint (docs/design.md#operations-endpoint): a read-only WSGI application
+served by waitress.
 
 ``/metrics`` (Prometheus), ``/healthz`` (the process answers), ``/readyz`` (Redis answers),
 ``/api/status`` (the ``status --json`` document) and ``/`` (the status page). Each request reads
@@ -43,6 +43,22 @@ PAGE_HEADERS = [
     ("Referrer-Policy", "no-referrer"),
     ("X-Frame-Options", "DENY"),
 ]
+
+
+#: What one client can hold of the endpoint. Idle sockets cost no thread (waitress serves them
+#: from one event loop), but past ``connection_limit`` it stops accepting: hundreds is far above
+#: a scraper, a probe and a few browsers, and poll() (not select()) copes with that many.
+#: An idle connection is closed after ``channel_timeout`` (checked every ``cleanup_interval``),
+#: so a flood of silent sockets clears within seconds. Every route is GET or HEAD: a body
+#: announced over ``max_request_body_size`` is answered 413 from its headers, never read.
+LIMITS: dict[str, int | bool] = {
+    "connection_limit": 500,
+    "channel_timeout": 15,
+    "cleanup_interval": 5,
+    "max_request_header_size": 16 * 1024,
+    "max_request_body_size": 1024,
+    "asyncore_use_poll": True,
+}
 
 
 def _now() -> datetime:
@@ -181,7 +197,10 @@ class Endpoint:
 
     def __init__(self, app: OperationsApp, host: str, port: int) -> None:
         # A few threads: scrapes and page loads are short; ident names no server version.
-        self._server = create_server(app, host=host, port=port, threads=4, ident="threatshare")
+        # The rest bounds what a client can hold (docs/design.md#operations-endpoint).
+        self._server = create_server(
+            app, host=host, port=port, threads=4, ident="threatshare", **LIMITS
+        )
         self._thread: threading.Thread | None = None
 
     @property
