@@ -132,9 +132,53 @@ def parse_retry_after(value: object) -> float | None:
     return max(1.0, (when - datetime.now(UTC)).total_seconds())
 
 
+#: What an operator reads for a failed connection, by the words of the system's own error.
+_NETWORK_CAUSES = (
+    ("refused", "connection refused"),
+    ("name or service not known", "host name not found"),
+    ("nodename nor servname", "host name not found"),
+    ("temporary failure in name resolution", "host name not resolved (DNS)"),
+    ("no address associated", "host name not found"),
+    ("network is unreachable", "network unreachable"),
+    ("no route to host", "no route to host"),
+    ("reset by peer", "connection reset"),
+    ("certificate", "TLS certificate refused"),
+    ("ssl", "TLS handshake failed"),
+)
+_NETWORK_KINDS: tuple[tuple[type[httpx.TransportError], str], ...] = (
+    (httpx.ConnectTimeout, "no connection in time (connect timeout)"),
+    (httpx.ReadTimeout, "no answer in time (read timeout)"),
+    (httpx.WriteTimeout, "request not sent in time (write timeout)"),
+    (httpx.PoolTimeout, "no free connection in time (pool timeout)"),
+    (httpx.RemoteProtocolError, "connection closed mid-answer"),
+)
+
+
+def _failed_host(exc: httpx.TransportError) -> str:
+    """The host (and port, when not the scheme's own) a failed request was for."""
+    try:
+        url = exc.request.url
+    except RuntimeError:  # an error raised outside a request carries none
+        return "unknown host"
+    return f"{url.host}:{url.port}" if url.port else url.host
+
+
+def network_cause(exc: httpx.TransportError) -> str:
+    """A few words on why a connection, read or write failed; never text an upstream sent."""
+    for kind, cause in _NETWORK_KINDS:
+        if isinstance(exc, kind):
+            return cause
+    text = str(exc).lower()
+    for words, cause in _NETWORK_CAUSES:
+        if words in text:
+            return cause
+    return type(exc).__name__
+
+
 def transport_error(exc: httpx.TransportError, what: str) -> NetworkError:
-    """A temporary ``network`` error for a failed connection, read or write."""
-    return NetworkError(f"{what}: {type(exc).__name__}")
+    """A temporary ``network`` error for a failed connection, read or write, naming the host:
+    ``network: api.services.mimecast.com: connection refused (Mimecast token endpoint)``."""
+    return NetworkError(f"{_failed_host(exc)}: {network_cause(exc)} ({what})")
 
 
 def read_json(response: httpx.Response, what: str) -> Any:
