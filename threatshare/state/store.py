@@ -54,6 +54,9 @@ class InstanceState:
     run_id: str | None = None
     #: The span of one chunk of the window, as the last runs adapted it (None: the default).
     chunk_span: timedelta | None = None
+    #: How far the clock of the worker that ran the last run was ahead of Mimecast's
+    #: (behind when negative), in seconds; None before a run read Mimecast's clock.
+    clock_skew: int | None = None
 
 
 class Store:
@@ -87,6 +90,8 @@ class Store:
         st.totals = {c: int(raw.get(f"total_{c}", 0)) for c in COUNTERS}
         if raw.get("chunk_seconds"):
             st.chunk_span = timedelta(seconds=float(raw["chunk_seconds"]))
+        if raw.get("clock_skew"):
+            st.clock_skew = int(raw["clock_skew"])
         return st
 
     # --- writing state ---------------------------------------------------------------------
@@ -102,8 +107,11 @@ class Store:
                 pipe.hdel(keys.instance_state(name), *gone)
             pipe.execute()
 
-    def begin(self, name: str, run_id: str, at: datetime) -> None:
-        self._set(name, {"last_attempt": to_iso(at), "run_id": run_id})
+    def begin(self, name: str, run_id: str, at: datetime, clock_skew: int | None = None) -> None:
+        """A run started ``at`` (Mimecast's clock), on a worker whose clock was ``clock_skew``
+        seconds ahead of Mimecast's."""
+        skew = None if clock_skew is None else str(clock_skew)
+        self._set(name, {"last_attempt": to_iso(at), "run_id": run_id, "clock_skew": skew})
 
     def set_category(self, name: str, category_id: str | None) -> None:
         self._set(name, {"category_id": category_id})
