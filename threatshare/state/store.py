@@ -107,11 +107,16 @@ class Store:
                 pipe.hdel(keys.instance_state(name), *gone)
             pipe.execute()
 
-    def begin(self, name: str, run_id: str, at: datetime, clock_skew: int | None = None) -> None:
-        """A run started ``at`` (Mimecast's clock), on a worker whose clock was ``clock_skew``
-        seconds ahead of Mimecast's."""
-        skew = None if clock_skew is None else str(clock_skew)
-        self._set(name, {"last_attempt": to_iso(at), "run_id": run_id, "clock_skew": skew})
+    def begin(self, name: str, run_id: str, at: datetime) -> None:
+        self._set(name, {"last_attempt": to_iso(at), "run_id": run_id})
+
+    def set_clock(self, name: str, lock: RunLock, at: datetime, clock_skew: int | None) -> None:
+        """The run's start by Mimecast's clock, once read, and how far the clock of its worker
+        was ahead of Mimecast's (seconds; behind when negative), fenced by ``lock``."""
+        fields: list[str] = ["last_attempt", to_iso(at) or ""]
+        if clock_skew is not None:
+            fields += ["clock_skew", str(clock_skew)]
+        self._fenced.call(name, lock, "HSET", keys.instance_state(name), *fields)
 
     def set_category(self, name: str, category_id: str | None) -> None:
         self._set(name, {"category_id": category_id})

@@ -165,10 +165,11 @@ def _locked(
     """The run proper, while it holds the instance's lock."""
     name, store = run.name, run.store
     assert run.lock is not None
+    store.begin(name, run.run_id, rt.now())
     now = _mimecast_now(rt, run, deadline)
     reading = rt.clock.reading(run.inst.mimecast)
     run.started = now
-    store.begin(name, run.run_id, run.started, reading.skew_seconds if reading else None)
+    store.set_clock(name, run.lock, now, reading.skew_seconds if reading else None)
     settings = rt.config.settings
     future = state.bookmark is not None and state.bookmark > now + BOOKMARK_SLACK
     if future:
