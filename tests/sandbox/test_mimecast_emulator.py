@@ -576,8 +576,10 @@ class TestClock:
         mimecast_now = datetime(2026, 3, 1, 12, 0, 7, tzinfo=UTC)
         emulator.clock = lambda: mimecast_now
         emulator.add_url_logs(
-            [url_log("https://before.example/", mimecast_now - timedelta(minutes=1))]
-            + [url_log("https://after.example/", mimecast_now + timedelta(minutes=1))]
+            [
+                url_log("https://before.example/", mimecast_now - timedelta(minutes=1)),
+                url_log("https://after.example/", mimecast_now + timedelta(minutes=1)),
+            ]
         )
         access = token(http)
         answers = [

@@ -184,17 +184,25 @@ class MimecastEmulator:
 
     # -- seeding ---------------------------------------------------------------------------
 
-    def add_url_logs(self, records: Iterable[dict[str, Any]]) -> None:
-        """Store URL click logs (see :func:`url_log`); each needs a ``date``."""
-        self._add("url", records)
+    def add_url_logs(
+        self, records: Iterable[dict[str, Any]], *, stamped: datetime | None = None
+    ) -> None:
+        """Store URL click logs (see :func:`url_log`); each needs a ``date``. ``stamped``:
+        the time queries find them at, when not their ``date`` (a record dated oddly)."""
+        self._add("url", records, stamped)
 
-    def add_impersonation_logs(self, records: Iterable[dict[str, Any]]) -> None:
-        """Store impersonation logs (see :func:`impersonation_log`); each needs an ``eventTime``."""
-        self._add("impersonation", records)
+    def add_impersonation_logs(
+        self, records: Iterable[dict[str, Any]], *, stamped: datetime | None = None
+    ) -> None:
+        """Store impersonation logs (see :func:`impersonation_log`); each needs an
+        ``eventTime``. ``stamped`` as for :meth:`add_url_logs`."""
+        self._add("impersonation", records, stamped)
 
-    def _add(self, endpoint: str, records: Iterable[dict[str, Any]]) -> None:
+    def _add(
+        self, endpoint: str, records: Iterable[dict[str, Any]], stamped: datetime | None
+    ) -> None:
         with self._lock:
-            self._book.add(endpoint, records)
+            self._book.add(endpoint, records, None if stamped is None else stamped.timestamp())
 
     def set_url_log_generator(
         self, count: int, start: datetime, end: datetime, make: MakeRecord = generated_url_log

@@ -259,12 +259,17 @@ class LogBook:
         }
         self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
 
-    def add(self, endpoint: str, records: Iterable[dict[str, Any]]) -> None:
+    def add(
+        self, endpoint: str, records: Iterable[dict[str, Any]], stamped: float | None = None
+    ) -> None:
+        """Store ``records``, found by queries at their own date, or at ``stamped`` (epoch
+        seconds) when given."""
         source = self._sources[endpoint]
         if not isinstance(source, _Stored):
             raise RuntimeError(f"{endpoint} logs come from a generator; cannot add records")
         for record in records:
-            source.add(record, parse_date(record[DATE_FIELDS[endpoint]]))
+            when = parse_date(record[DATE_FIELDS[endpoint]]) if stamped is None else stamped
+            source.add(record, when)
 
     def generate(
         self, endpoint: str, count: int, start: datetime, end: datetime, make: MakeRecord
