@@ -19,6 +19,8 @@ from tests.e2e import FAST, World
 from tests.sync.lifecycle_world import Clock
 from threatshare import keys
 from threatshare.config import Config
+from threatshare.ops.metrics import families
+from threatshare.ops.snapshot import take
 from threatshare.ops.status import instance_status, render_table
 from threatshare.runtime import Runtime
 from threatshare.sandbox.mimecast_logs import url_log
@@ -159,6 +161,9 @@ class TestSkewedWorker:
         assert abs(record["clock_skew_seconds"] - year.total_seconds()) <= SLACK.seconds
         table = render_table([record], skewed.mimecast.now)
         assert "ahead of Mimecast's" in table and str(record["clock_skew_seconds"]) in table
+        snapshot = take(skewed.config, skewed.redis, lambda: skewed.mimecast.now)
+        (gauge,) = [f for f in families(snapshot) if f.name.endswith("clock_skew_seconds")]
+        assert [s.value for s in gauge.samples] == [record["clock_skew_seconds"]]
 
     def test_a_small_skew_is_shown_but_not_called_out(self, skewed: Skewed) -> None:
         """A worker whose clock agrees with Mimecast's shows a skew of about 0 seconds in the
