@@ -206,6 +206,7 @@ class TestBookmarkInTheFuture:
         missed = skewed.threat("https://missed.clock.example/a", t0 - timedelta(hours=10))
         future = t0 + timedelta(days=365)
         skewed.redis.hset(keys.instance_state("clock"), "bookmark", future.isoformat())
+        assert "365d ahead" in render_table([skewed.status()], t0)
         result = skewed.run()
         assert result.outcome == "retrying" and result.state == "retrying"
         assert result.error is not None and result.error["code"] == "bookmark_in_future"

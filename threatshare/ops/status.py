@@ -116,10 +116,13 @@ def exit_code(records: list[dict[str, Any]]) -> int:
 
 
 def age_text(iso: str | None, now: datetime) -> str:
-    """How long before ``now`` the ISO time ``iso`` was, for people: ``"5m ago"``, ``"never"``."""
+    """How long before ``now`` the ISO time ``iso`` was, for people: ``"5m ago"``, ``"never"``;
+    ``"365d ahead"`` for a time later than ``now`` (a bookmark in the future)."""
     if not iso:
         return "never"
     when = from_iso(iso) or now
+    if when - now > timedelta(minutes=1):  # a bookmark in the future: never shown as "0s"
+        return format_duration(when - now) + " ahead"
     return format_duration(now - when) + " ago"
 
 
