@@ -14,7 +14,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from threatshare.sandbox.mimecast import FAULTS, MimecastEmulator, impersonation_log, url_log
+from threatshare.sandbox.mimecast import (
+    FAULTS,
+    MimecastEmulator,
+    impersonation_log,
+    recorded_free_mail_impersonation,
+    recorded_policy_verdict_log,
+    url_log,
+)
 from threatshare.sandbox.mimecast_logs import LogBook
 from threatshare.sandbox.server import EmulatorServer
 
@@ -590,6 +597,29 @@ class TestClock:
         for answer in answers:
             assert parsedate_to_datetime(answer.headers["Date"]) == mimecast_now
         assert [r["url"] for r in records_of(answers[1])] == ["https://before.example/"]
+
+
+class TestRecordedRecords:
+    def test_the_recorded_real_records_are_served_as_recorded(
+        self, http: httpx.Client, emulator: MimecastEmulator
+    ) -> None:
+        """The recorded policy verdict (OneDrive's installer, "Dangerous file extension") is
+        a malicious URL log, and the recorded free-mail impersonation is tagged malicious
+        with a name check only."""
+        emulator.add_url_logs([recorded_policy_verdict_log(at(1))])
+        emulator.add_impersonation_logs(
+            [recorded_free_mail_impersonation(at(2), "targeted_threat_dictionary")]
+        )
+        access = token(http)
+        (click,) = records_of(query(http, access, data=window(scanResult="malicious")))
+        assert (
+            click["category"] == "Dangerous file extension"
+            and "DangerousFileExt" in (click["tagMap"])
+        )
+        answer = query(http, access, IMP_PATH, data=window(taggedMalicious=True))
+        (hit,) = records_of(answer, "impersonationLogs")
+        assert hit["senderAddress"].endswith("@gmail.com")
+        assert hit["identifiers"] == ["targeted_threat_dictionary"]
 
 
 class TestCallLog:

@@ -65,6 +65,8 @@ from threatshare.sandbox.mimecast_logs import (
     impersonation_log,
     page_size,
     parse_date,
+    recorded_free_mail_impersonation,
+    recorded_policy_verdict_log,
     url_log,
 )
 from threatshare.sandbox.server import Request, Response, json_response, sleep_latency
@@ -76,6 +78,8 @@ __all__ = [
     "format_date",
     "impersonation_log",
     "parse_date",
+    "recorded_free_mail_impersonation",
+    "recorded_policy_verdict_log",
     "url_log",
 ]
 

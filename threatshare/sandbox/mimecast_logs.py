@@ -132,6 +132,28 @@ def impersonation_log(
     return record
 
 
+def recorded_policy_verdict_log(date: datetime | str) -> dict[str, Any]:
+    """A recorded real URL log: Microsoft's OneDrive installer with ``scanResult: malicious``
+    and ``category: Dangerous file extension``, a customer's attachment policy rather than a
+    threat verdict."""
+    url = "https://oneclient.sfx.ms/Win/Preview/OneDriveSetup.exe"
+    return url_log(
+        url,
+        date,
+        category="Dangerous file extension",
+        creationMethod="Entry Scan",
+        tagMap={"DangerousFileExt": {"Status": ["VerdictBlock"], "Type": ["exe"], "Url": [url]}},
+    )
+
+
+def recorded_free_mail_impersonation(
+    date: datetime | str, identifier: str = "internal_user_name"
+) -> dict[str, Any]:
+    """A recorded real impersonation log: a free-mail sender flagged only by a display-name
+    or content check (``internal_user_name`` or ``targeted_threat_dictionary``)."""
+    return impersonation_log("johndoe@gmail.com", date, [identifier])
+
+
 def generated_url_log(index: int, date: str) -> dict[str, Any]:
     """The default record of the synthetic backlog: a distinct phishing URL per index."""
     return url_log(f"https://login-{index}.phish-{index % 997}.example/verify?id={index}", date)
