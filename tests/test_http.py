@@ -1,5 +1,5 @@
 """The HTTP layer: URL rules, Retry-After parsing, the retry policy and network errors that
-name their host (S4, S10)."""
+name their host."""
 
 from __future__ import annotations
 
