@@ -105,6 +105,7 @@ def measure(
     last_day_calls: dict[str, Any] = {}
     quota = rate * (expire_days + RESIGHT_SPAN + 10) * 2
     sandbox = Sandbox(enforce_limits=False, url_quota=quota).start()
+    sandbox.mimecast.clock = clock  # Mimecast's time (its Date headers) is the simulated day's
     try:
         with tempfile.TemporaryDirectory() as tmp, Stopwatch() as watch:
             settings = {"settle": "0s", "overlap": "5m", "run_deadline": "10m"}

@@ -1,17 +1,35 @@
-"""The HTTP layer: URL rules, Retry-After parsing and the retry policy (docs/design.md#error-policy,
-docs/design.md#security)."""
+"""The HTTP layer: URL rules, Retry-After parsing, the retry policy and network errors that
+name their host."""
 
 from __future__ import annotations
 
+import socket
 import time
+from datetime import UTC, datetime
 
+import httpx2 as httpx
 import pytest
+import redis
+from pydantic import SecretStr
 
+from threatshare.config import MimecastAccount, ZiaTenant
 from threatshare.errors import LockLost, NetworkError, RateLimited, RequestRejected, Signal
-from threatshare.http import Deadline, RetryPolicy, make_client, parse_retry_after, url_problem
+from threatshare.http import (
+    Deadline,
+    RetryPolicy,
+    make_client,
+    parse_retry_after,
+    transport_error,
+    url_problem,
+)
+from threatshare.mimecast import MimecastClient
+from threatshare.zia.client import ZiaClient
 from threatshare.zia.errors import CategoryGone
+from threatshare.zia.ratelimit import Limit, RateLimiter
 
 FAST = RetryPolicy(max_attempts=5, initial_wait=0.01, max_wait=0.02, jitter=0.0)
+ONCE = RetryPolicy(max_attempts=1)
+LOOSE = {method: (Limit(1000, 1.0),) for method in ("GET", "POST", "PUT", "DELETE")}
 
 
 class TestUrls:
@@ -154,3 +172,79 @@ class TestRetryPolicy:
         with pytest.raises(NetworkError):
             FAST.call(Deadline.after(30), "t", always)
         assert len(calls) == 5
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _FixedToken:
+    """A credential that never calls anyone (the test is about the API host)."""
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": "Bearer fixed"}
+
+    def invalidate(self) -> None:
+        pass
+
+    def used(self) -> None:
+        pass
+
+
+class TestNetworkErrorsNameTheHost:
+    def test_transport_errors_name_host_and_cause(self) -> None:
+        """A refused connection reads ``<host:port>: connection refused (<call>)``; an unknown
+        name reads as one, never as a bare exception class."""
+        port = _closed_port()
+        client = make_client(f"http://127.0.0.1:{port}")
+        with client, pytest.raises(httpx.TransportError) as refused:
+            client.get("/x")
+        error = transport_error(refused.value, "ZIA GET /x")
+        assert str(error) == f"network: 127.0.0.1:{port}: connection refused (ZIA GET /x)"
+        request = httpx.Request("GET", "https://api.services.mimecast.com/oauth/token")
+        unknown = httpx.ConnectError("[Errno -2] Name or service not known", request=request)
+        assert str(transport_error(unknown, "Mimecast token endpoint")) == (
+            "network: api.services.mimecast.com: host name not found (Mimecast token endpoint)"
+        )
+        timeout = httpx.ReadTimeout("timed out", request=request)
+        assert "read timeout" in str(transport_error(timeout, "t"))
+
+    def test_mimecast_and_zia_clients_name_the_unreachable_host(
+        self, redis_client: redis.Redis
+    ) -> None:
+        """The Mimecast client (token endpoint) and the ZIA client (token endpoint and API)
+        each fail with a network error that names the host they could not reach."""
+        port = _closed_port()
+        base = f"http://127.0.0.1:{port}"
+        account = MimecastAccount(
+            base_url=base, client_id="id", client_secret=SecretStr("s"), page_size=10
+        )
+        refused = rf"127\.0\.0\.1:{port}: connection refused"
+        mimecast = MimecastClient(account, deadline=Deadline.after(5), policy=ONCE)
+        with mimecast, pytest.raises(NetworkError, match=refused):
+            list(mimecast.url_log_pages(datetime(2026, 1, 1, tzinfo=UTC), datetime.now(UTC)))
+        tenant = ZiaTenant(
+            api_base=f"{base}/api/v1",
+            auth="oauth",
+            token_url=f"{base}/oauth2/v1/token",
+            client_id="id",
+            client_secret=SecretStr("s"),
+            scope="zscalerthree::1::role",
+        )
+        limiter = RateLimiter(redis_client, "t1", limits={}, method_limits=LOOSE)
+        for credential in (None, _FixedToken()):
+            zia = ZiaClient(
+                tenant,
+                limiter=limiter,
+                deadline=Deadline.after(5),
+                policy=ONCE,
+                credential=credential,
+            )
+            try:
+                with pytest.raises(NetworkError, match=refused):
+                    zia.quota()
+            finally:
+                zia.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx2 as httpx
@@ -99,13 +100,14 @@ class TestPaging:
         self, emulator: MimecastEmulator, make_client: ClientFactory
     ) -> None:
         """A 3-page window is pulled oldest first, every page with the same from/to, each
-        record exactly once."""
+        record exactly once; it ends as real windows do, with an empty page carrying
+        ``next``, whose token is followed once more."""
         urls = seed_urls(emulator, 7)
         pages = pull_urls(make_client(page_size=3))
-        assert [len(p) for p in pages] == [3, 3, 1]
+        assert [len(p) for p in pages] == [3, 3, 1, 0, 0]
         assert [r["url"] for p in pages for r in p] == urls
         calls = emulator.calls_to("url")
-        assert len(calls) == 3
+        assert len(calls) == 5
         expected = {
             "from": "2024-11-14T12:00:00+0000",
             "to": "2024-11-14T13:00:00+0000",
@@ -154,16 +156,17 @@ class TestPaging:
         pages = list(make_client(page_size=1).impersonation_log_pages(*WINDOW))
         assert [r["senderAddress"] for p in pages for r in p] == ["a@examp1e.com", "b@exarnple.com"]
         calls = emulator.calls_to("impersonation")
-        assert len(calls) == 2 and all(
+        assert len(calls) == 4 and all(  # two pages, the trailing empty page, once more
             c.query and c.query["taggedMalicious"] is True for c in calls
         )
 
     def test_empty_window_yields_one_empty_page(
         self, emulator: MimecastEmulator, make_client: ClientFactory
     ) -> None:
-        """A window with nothing in it is one call and no records."""
-        assert pull_urls(make_client()) == [[]]
-        assert len(emulator.calls_to("url")) == 1
+        """A window with nothing in it is its trailing empty page and the one more call its
+        token is worth: no records."""
+        assert pull_urls(make_client()) == [[], []]
+        assert len(emulator.calls_to("url")) == 2
 
     def test_retried_page_resends_its_page_token(
         self, emulator: MimecastEmulator, make_client: ClientFactory
@@ -175,7 +178,7 @@ class TestPaging:
         emulator.fail_next("url", "503")
         rest = list(pages)
         assert [r["url"] for p in [first, *rest] for r in p] == urls
-        second, retried = emulator.calls_to("url")[1:]
+        second, retried = emulator.calls_to("url")[1:3]
         assert second.status == 503 and retried.status == 200
         assert second.page_token == retried.page_token is not None
         assert second.query == retried.query
@@ -255,20 +258,25 @@ class TestUntrustedAnswers:
         with pytest.raises(UpstreamUnavailable):
             pull_urls(client)
 
-    def test_a_repeated_page_token_stops_the_loop(
+    def test_a_repeated_page_token_ends_the_window(
         self, crafted: Callable[[LogAnswer], MimecastClient]
     ) -> None:
-        """A server that keeps sending the same next token ends in an error, not a loop."""
+        """A server that keeps sending the same next token ends the window as complete after
+        the page that repeated it, not a loop and not an error."""
         calls: list[int] = []
 
         def looping(_: Request) -> Response:
             calls.append(1)
             page = {"pagination": {"next": "same-token"}}
-            return json_response(200, {"meta": page, "data": [{"clickLogs": []}], "fail": []})
+            record = url_log(f"https://r{len(calls)}.example/", at(1))
+            return json_response(200, {"meta": page, "data": [{"clickLogs": [record]}]})
 
         client = crafted(looping)
-        with pytest.raises(UpstreamUnavailable, match="repeated a page token"):
-            pull_urls(client)
+        pages = pull_urls(client)
+        assert [[r["url"] for r in p] for p in pages] == [
+            ["https://r1.example/"],
+            ["https://r2.example/"],
+        ]
         assert len(calls) == 2
 
     def test_fail_messages_are_cleaned_and_bounded(
@@ -294,7 +302,7 @@ class TestFailArray:
         urls = seed_urls(emulator, 2)
         emulator.fail_next("url", "fail_retryable")
         assert [r["url"] for p in pull_urls(make_client()) for r in p] == urls
-        assert [c.fault for c in emulator.calls_to("url")] == ["fail_retryable", None]
+        assert [c.fault for c in emulator.calls_to("url")][:2] == ["fail_retryable", None]
 
     def test_final_fail_is_rejected_without_retry(
         self, emulator: MimecastEmulator, make_client: ClientFactory
@@ -318,7 +326,7 @@ class TestTokens:
         emulator.fail_next("url", "401")
         assert [r["url"] for p in pull_urls(make_client()) for r in p] == urls
         assert emulator.tokens_issued == 2
-        assert [c.status for c in emulator.calls_to("url")] == [401, 200]
+        assert [c.status for c in emulator.calls_to("url")][:2] == [401, 200]
 
     def test_expired_token_is_replaced(
         self, emulator: MimecastEmulator, make_client: ClientFactory
@@ -391,7 +399,7 @@ class TestTokens:
         text = repr(logs)
         assert SECRET not in text and "Bearer" not in text and "evil-" not in text
         pages = [entry for entry in logs if entry["event"] == "mimecast page"]
-        assert [entry["records"] for entry in pages] == [2, 1]
+        assert [entry["records"] for entry in pages] == [2, 1, 0, 0]
 
 
 class TestRateLimit:
@@ -403,7 +411,7 @@ class TestRateLimit:
         urls = seed_urls(emulator, 1)
         emulator.fail_next("url", "429", reset_ms=300)
         assert [r["url"] for p in pull_urls(make_client(policy=RetryPolicy())) for r in p] == urls
-        limited, retried = emulator.calls_to("url")
+        limited, retried = emulator.calls_to("url")[:2]
         assert limited.status == 429 and retried.status == 200
         assert 0.3 <= retried.at - limited.at < 0.9
 
@@ -503,3 +511,61 @@ class TestS4Classification:
             pull_urls(make_client(policy=policy, deadline=0.6))
         elapsed = time.monotonic() - started
         assert elapsed < 0.9 and len(emulator.calls_to("url")) >= 3
+
+
+class TestRealEndings:
+    @pytest.mark.parametrize("past_end", ["empty", "error", "repeat"])
+    def test_the_trailing_empty_page_ends_the_window_cleanly(
+        self, emulator: MimecastEmulator, make_client: ClientFactory, past_end: Any
+    ) -> None:
+        """The token of a window's trailing empty page is asked once more; whether the answer
+        is another empty page, a refusal of the token or the same token again, the window
+        ends complete with every record, in exactly that one more call."""
+        urls = seed_urls(emulator, 3)
+        emulator.past_end = past_end
+        pages = pull_urls(make_client(page_size=2))
+        assert [r["url"] for p in pages for r in p] == urls
+        calls = emulator.calls_to("url")
+        assert [c.records for c in calls] == [2, 1, 0, 0]
+        assert [c.status for c in calls] == [200] * 4
+
+    def test_a_server_error_after_the_empty_page_is_not_retried(
+        self, emulator: MimecastEmulator, make_client: ClientFactory
+    ) -> None:
+        """A 500 to the token of the trailing empty page ends the window at once: no retry."""
+        seed_urls(emulator, 1)
+        pages = make_client(page_size=2).url_log_pages(*WINDOW)
+        assert [len(next(pages)), len(next(pages))] == [1, 0]
+        emulator.fail_next("url", "500", 5)
+        assert list(pages) == []
+        assert [c.status for c in emulator.calls_to("url")] == [200, 200, 500]
+
+    def test_records_after_an_empty_page_are_still_read(
+        self, crafted: Callable[[LogAnswer], MimecastClient]
+    ) -> None:
+        """An empty page inside a window (records follow it) does not end the window."""
+        answers = iter([[], [url_log("https://late.example/", at(5))], [], []])
+
+        def pages(_: Request) -> Response:
+            meta = {"pagination": {"next": f"t{len(calls)}"}}
+            calls.append(1)
+            return json_response(200, {"meta": meta, "data": [{"clickLogs": next(answers)}]})
+
+        calls: list[int] = []
+        got = pull_urls(crafted(pages))
+        assert [r["url"] for p in got for r in p] == ["https://late.example/"]
+        assert len(calls) == 4
+
+    def test_every_answer_reports_its_date(
+        self, emulator: MimecastEmulator, make_client: ClientFactory
+    ) -> None:
+        """The observer hears the Date header of every log answer (errors too), as the
+        emulator's clock says it, not the local one."""
+        mimecast_now = datetime(2031, 5, 1, 8, 30, 15, tzinfo=UTC)
+        emulator.clock = lambda: mimecast_now
+        heard: list[tuple[str | None, float]] = []
+        emulator.fail_next("url", "401")
+        pull_urls(make_client(observe=lambda date, latency: heard.append((date, latency))))
+        assert len(heard) == len(emulator.calls_to("url"))
+        assert {parsedate_to_datetime(date or "") for date, _ in heard} == {mimecast_now}
+        assert all(latency >= 0 for _, latency in heard)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import email.utils
 import ipaddress
-import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -136,37 +135,53 @@ def parse_retry_after(value: object) -> float | None:
     return max(1.0, (when - datetime.now(UTC)).total_seconds())
 
 
-_ERRNO = re.compile(r"\[Errno (-?\d+)\]")
-_TRANSPORT_CAUSES: dict[type[httpx.TransportError], str] = {
-    httpx.ConnectTimeout: "connection timed out",
-    httpx.ReadTimeout: "read timed out",
-    httpx.WriteTimeout: "write timed out",
-    httpx.PoolTimeout: "timed out waiting for a connection",
-    httpx.RemoteProtocolError: "connection closed mid-answer",
-}
+#: What an operator reads for a failed connection, by the words of the system's own error.
+_NETWORK_CAUSES = (
+    ("refused", "connection refused"),
+    ("name or service not known", "host name not found"),
+    ("nodename nor servname", "host name not found"),
+    ("temporary failure in name resolution", "host name not resolved (DNS)"),
+    ("no address associated", "host name not found"),
+    ("network is unreachable", "network unreachable"),
+    ("no route to host", "no route to host"),
+    ("reset by peer", "connection reset"),
+    ("certificate", "TLS certificate refused"),
+    ("ssl", "TLS handshake failed"),
+)
+_NETWORK_KINDS: tuple[tuple[type[httpx.TransportError], str], ...] = (
+    (httpx.ConnectTimeout, "no connection in time (connect timeout)"),
+    (httpx.ReadTimeout, "no answer in time (read timeout)"),
+    (httpx.WriteTimeout, "request not sent in time (write timeout)"),
+    (httpx.PoolTimeout, "no free connection in time (pool timeout)"),
+    (httpx.RemoteProtocolError, "connection closed mid-answer"),
+)
 
 
-def _transport_cause(exc: httpx.TransportError) -> str:
-    for kind, cause in _TRANSPORT_CAUSES.items():
+def _failed_host(exc: httpx.TransportError) -> str:
+    """The host (and port, when not the scheme's own) a failed request was for."""
+    try:
+        url = exc.request.url
+    except RuntimeError:  # an error raised outside a request carries none
+        return "unknown host"
+    return f"{url.host}:{url.port}" if url.port else url.host
+
+
+def network_cause(exc: httpx.TransportError) -> str:
+    """A few words on why a connection, read or write failed; never text an upstream sent."""
+    for kind, cause in _NETWORK_KINDS:
         if isinstance(exc, kind):
             return cause
-    text = str(exc)
-    if (match := _ERRNO.search(text)) and int(match.group(1)) > 0:
-        return os.strerror(int(match.group(1))).lower()
-    if "Name or service not known" in text or "nodename nor servname" in text:
-        return "host name not known"
+    text = str(exc).lower()
+    for words, cause in _NETWORK_CAUSES:
+        if words in text:
+            return cause
     return type(exc).__name__
 
 
 def transport_error(exc: httpx.TransportError, what: str) -> NetworkError:
-    """A temporary ``network`` error for a failed connection, read or write, naming the host
-    and the cause (``ZIA GET /urlCategories: zsapi.example.net:443: connection refused``)."""
-    try:
-        url = exc.request.url
-        place = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}: "
-    except RuntimeError:  # raised before a request was made
-        place = ""
-    return NetworkError(f"{what}: {place}{_transport_cause(exc)}")
+    """A temporary ``network`` error for a failed connection, read or write, naming the host:
+    ``network: api.services.mimecast.com: connection refused (Mimecast token endpoint)``."""
+    return NetworkError(f"{_failed_host(exc)}: {network_cause(exc)} ({what})")
 
 
 def read_json(response: httpx.Response, what: str) -> Any:

@@ -2,9 +2,12 @@
 
 Each window is pulled oldest first, following ``meta.pagination.next`` with the same ``from`` and
 ``to`` on every page (docs/design.md#mimecast); records are streamed one page at a time, so a 30-day
-backlog never sits in memory. Every request runs under the caller's
-:class:`~threatshare.http.RetryPolicy` and :class:`~threatshare.http.Deadline`; a retried page
-re-sends the same page token.
+backlog never sits in memory. Real answers end a window with a page of no records that still carries
+``next`` (docs/design.md#mimecasts-clock): the token after an empty page is followed once more, and
+an empty or error answer to it ends the window as complete; so does a token the server repeats.
+Every answer's ``Date`` header is handed to the caller's ``observe`` (Mimecast's clock). Every
+request runs under the caller's :class:`~threatshare.http.RetryPolicy` and
+:class:`~threatshare.http.Deadline`; a retried page re-sends the same page token.
 
 Answers are classified per docs/design.md#error-policy:
 
@@ -22,7 +25,7 @@ Answers are classified per docs/design.md#error-policy:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -58,6 +61,10 @@ DATE_FORMAT = "%Y-%m-%dT%H:%M:%S+0000"
 #: looping and the window is given up (the bookmark stays,
 #: docs/design.md#the-bookmark-and-the-window).
 MAX_PAGES = 50_000
+#: Hears the ``Date`` header of each answer and how long the exchange took (seconds).
+DateObserver = Callable[[str | None, float], None]
+#: The log endpoint and the list of records of each kind of log.
+LOGS = {"url": (URL_LOGS, "clickLogs"), "impersonation": (IMPERSONATION_LOGS, "impersonationLogs")}
 
 
 def format_time(when: datetime) -> str:
@@ -221,8 +228,11 @@ class MimecastClient:
         credential: Credential | None = None,
         transport: httpx.BaseTransport | None = None,
         scrub: Scrubber = NO_SECRETS,
+        observe: DateObserver | None = None,
     ) -> None:
         self._account = account
+        #: Hears every answer's Date header (Mimecast's clock).
+        self._observe = observe
         self._scrub = scrub.with_secrets([account.client_secret.get_secret_value()])
         self._deadline = deadline
         self._policy = policy
@@ -247,6 +257,15 @@ class MimecastClient:
         """Impersonation Protection logs tagged malicious in [start, end), page by page."""
         filters = {"taggedMalicious": True}
         return self._pages(IMPERSONATION_LOGS, "impersonationLogs", filters, start, end)
+
+    def probe(self, kind: str = "url") -> None:
+        """Ask Mimecast one small question whose answer's ``Date`` header tells its clock
+        (``kind``: the log the caller reads, ``"url"`` or ``"impersonation"``, so the API role
+        needs no other permission). No ``from``/``to``: Mimecast's own defaults (today) are
+        valid whatever the worker's clock says."""
+        path, key = LOGS[kind]
+        filters = {"scanResult": "malicious"} if kind == "url" else {"taggedMalicious": True}
+        self._page(path, key, filters, None, page_size=1)
 
     def check(self) -> str:
         """Get a token and read one record of each log (the live check); a one-line summary."""
@@ -285,8 +304,14 @@ class MimecastClient:
         query = {"from": format_time(start), "to": format_time(end), "oldestFirst": True, **filters}
         token: str | None = None
         seen: set[str] = set()
+        after_empty = False  # the token being followed came with a page of no records
         for number in range(1, MAX_PAGES + 1):
-            page = self._page(path, list_key, query, token, self._account.page_size)
+            if after_empty:
+                page = self._page_after_empty(path, list_key, query, token)
+                if page is None:
+                    return
+            else:
+                page = self._page(path, list_key, query, token, self._account.page_size)
             self.malformed_records += page.malformed
             log.debug(
                 "mimecast page",
@@ -299,15 +324,42 @@ class MimecastClient:
             yield page.records
             if page.next_token is None:
                 return
+            empty = not page.records and not page.malformed
+            if empty and after_empty:
+                return  # a second page of nothing: the window is complete
             if page.next_token in seen:
-                raise UpstreamUnavailable(f"Mimecast {path}: the server repeated a page token")
+                log.info("mimecast window ends at a repeated page token", call=path, page=number)
+                return
             seen.add(page.next_token)
-            token = page.next_token
+            token, after_empty = page.next_token, empty
         raise UpstreamUnavailable(f"Mimecast {path}: more than {MAX_PAGES} pages in one window")
 
+    def _page_after_empty(
+        self, path: str, list_key: str, query: dict[str, Any], token: str | None
+    ) -> Page | None:
+        """The page of the token an empty page carried (real windows end so), or None when
+        its answer is an error: the window is then complete. A network failure or a rate
+        limit is no answer, and is retried as any page's."""
+        try:
+            return self._page(
+                path, list_key, query, token, self._account.page_size, final_errors=True
+            )
+        except (RequestRejected, UpstreamUnavailable) as exc:
+            log.info("mimecast window ends after its empty page", call=path, answer=exc.code)
+            return None
+
     def _page(
-        self, path: str, list_key: str, query: dict[str, Any], token: str | None, page_size: int
+        self,
+        path: str,
+        list_key: str,
+        query: dict[str, Any],
+        token: str | None,
+        page_size: int,
+        *,
+        final_errors: bool = False,
     ) -> Page:
+        """One page, retried under the policy; with ``final_errors``, an error answer (5xx,
+        ``fail[]``, a wrong shape) is raised at once instead of retried."""
         pagination: dict[str, Any] = {"pageSize": page_size}
         if token is not None:
             pagination["pageToken"] = token
@@ -315,11 +367,25 @@ class MimecastClient:
         what = f"Mimecast {path}"
 
         def attempt() -> Page:
-            return parse_page(
-                classify(self._post(path, payload, what), what, self._scrub), list_key, what
-            )
+            try:
+                answer = classify(self._post(path, payload, what), what, self._scrub)
+                return parse_page(answer, list_key, what)
+            except UpstreamUnavailable as exc:
+                if final_errors:
+                    raise RequestRejected(exc.message, code=exc.code) from None
+                raise
 
         return self._policy.call(self._deadline, what, attempt)
+
+    def _observe_date(self, response: httpx.Response) -> None:
+        """Hand the answer's Date to the observer; a 5xx may be a proxy's, with its clock."""
+        if self._observe is None or response.status_code >= 500:
+            return
+        try:
+            latency = response.elapsed.total_seconds()
+        except RuntimeError:  # not read to the end: no duration known
+            latency = 0.0
+        self._observe(response.headers.get("Date"), latency)
 
     def _post(self, path: str, payload: dict[str, Any], what: str) -> httpx.Response:
         """POST with the current token; on 401, once more with a fresh one."""
@@ -331,6 +397,7 @@ class MimecastClient:
                 raise transport_error(exc, what) from None
             except httpx.DecodingError:
                 raise UpstreamUnavailable(f"{what}: answer could not be decoded") from None
+            self._observe_date(response)
             if response.status_code != 401:
                 self._credential.used()
                 return response

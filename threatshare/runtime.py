@@ -3,6 +3,10 @@
 Built once at the edge (the CLI, or a worker process) and passed down. Credentials are cached
 per Mimecast account and ZIA tenant for the life of the process, so consecutive runs reuse a
 token instead of fetching one each; a changed table (new secret) gets a new credential.
+
+``rt.now()`` is Mimecast's clock (docs/design.md#mimecasts-clock): the clock the caller gives
+(``now=``, the product's own) corrected by the offset every Mimecast answer's ``Date`` header
+shows, for the account of the run in progress (:mod:`threatshare.mimecast_clock`).
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import redis
 
 from threatshare.auth import Credential, LegacySession
 from threatshare.config import Config, MimecastAccount, ZiaTenant
+from threatshare.errors import UpstreamUnavailable
 from threatshare.http import Deadline, RetryPolicy, make_client
 from threatshare.mimecast import MimecastClient, account_credential
+from threatshare.mimecast_clock import MimecastClock
 from threatshare.progress import ProgressSink, ignore
 from threatshare.scrub import Scrubber
 from threatshare.zia.client import ZiaClient
@@ -39,6 +45,8 @@ class Runtime:
     config: Config
     redis: redis.Redis
     policy: RetryPolicy = field(default_factory=RetryPolicy)
+    #: Given: the product's own clock. Once built: Mimecast's clock (see the module's note);
+    #: the product's own stays in ``clock.local``.
     now: Callable[[], datetime] = _now
     #: ZIA's hour and minute windows divided by this (tests and the sandbox use > 1).
     time_scale: float = 1.0
@@ -57,6 +65,27 @@ class Runtime:
     #: Lease of a run's lock: renewed while the run lives, so a dead worker's instance is
     #: free again this soon (docs/design.md#the-fleet).
     lock_lease: float = 30.0
+    #: Mimecast's clock per account, read from the answers of this process.
+    clock: MimecastClock = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.clock = MimecastClock(self.now, self.monotonic)
+        self.now = self.clock
+
+    def mimecast_now(self, account: str, deadline: Deadline, kind: str = "url") -> datetime:
+        """Mimecast's now for ``account``, to decide a window on: from this process's reading
+        while it is fresh, else from one answer of Mimecast asked now (of the ``kind`` of log
+        the run reads), never from the product's clock alone."""
+        if not self.clock.fresh(account):
+            with self.mimecast_client(account, deadline) as client:
+                client.probe(kind)
+            if not self.clock.fresh(account):
+                raise UpstreamUnavailable(
+                    f"Mimecast account {account}: the answer carried no Date header, so "
+                    "Mimecast's clock is unknown and no window is decided",
+                    code="mimecast_clock",
+                )
+        return self.clock.now(account)
 
     @functools.cached_property
     def scrub(self) -> Scrubber:
@@ -100,6 +129,7 @@ class Runtime:
             policy=self.policy,
             credential=self.mimecast_credential(name),
             scrub=self.scrub,
+            observe=functools.partial(self.clock.observe, name),
         )
 
     def _limiter(self, tenant: ZiaTenant) -> RateLimiter:

@@ -6,6 +6,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx2 as httpx
@@ -13,7 +14,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from threatshare.sandbox.mimecast import FAULTS, MimecastEmulator, impersonation_log, url_log
+from threatshare.sandbox.mimecast import (
+    FAULTS,
+    MimecastEmulator,
+    impersonation_log,
+    recorded_free_mail_impersonation,
+    recorded_policy_verdict_log,
+    url_log,
+)
 from threatshare.sandbox.mimecast_logs import LogBook
 from threatshare.sandbox.server import EmulatorServer
 
@@ -77,15 +85,18 @@ def records_of(response: httpx.Response, key: str = "clickLogs") -> list[dict[st
 def pull_all(
     http: httpx.Client, access: str, data: dict[str, Any], size: int
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """Every record of a query, following ``next``; and the page tokens seen."""
+    """Every record of a query, following ``next`` up to the trailing empty page (which
+    carries ``next`` too, as real windows end); and the page tokens seen."""
     records: list[dict[str, Any]] = []
     tokens: list[str] = []
     page_token = None
     for _ in range(100):
         response = query(http, access, data=data, page_token=page_token, page_size=size)
-        records += records_of(response)
+        page = records_of(response)
+        records += page
         page_token = response.json()["meta"]["pagination"].get("next")
-        if page_token is None:
+        assert page_token is not None, "every page carries next, the last one too"
+        if not page:
             return records, tokens
         tokens.append(page_token)
     raise AssertionError("pagination did not end")
@@ -271,13 +282,41 @@ class TestPaging:
         assert [r["date"] for r in ascending] == [at(m) for m in (1, 3, 5, 7, 9)]
         assert [r["date"] for r in descending] == [at(m) for m in (9, 7, 5, 3, 1)]
 
-    def test_next_only_while_more_pages_exist(
+    def test_windows_end_with_an_empty_page_that_carries_next(
         self, http: httpx.Client, emulator: MimecastEmulator
     ) -> None:
-        """Four records at two a page make two pages: the second has no ``next``."""
+        """Four records at two a page make two pages, both with ``next``, then an empty page
+        that still carries ``next`` (the real ending); the documented ending, when asked for,
+        has no ``next`` on the second page."""
         emulator.add_url_logs(url_log(f"https://m{m}.example/", at(m)) for m in range(4))
-        records, tokens = pull_all(http, token(http), window(oldestFirst=True), 2)
-        assert len(records) == 4 and len(tokens) == 1
+        access = token(http)
+        records, tokens = pull_all(http, access, window(oldestFirst=True), 2)
+        assert len(records) == 4 and len(tokens) == 2
+        trailing = query(http, access, page_token=tokens[-1], page_size=2).json()
+        assert trailing["data"] == [] and trailing["meta"]["pagination"]["next"]
+        emulator.trailing_empty_page = False
+        first = query(http, access, data=window(oldestFirst=True), page_size=2).json()
+        second = query(http, access, page_token=first["meta"]["pagination"]["next"], page_size=2)
+        assert len(records_of(second)) == 2 and "next" not in second.json()["meta"]["pagination"]
+
+    @pytest.mark.parametrize("past_end", ["empty", "error", "repeat"])
+    def test_the_token_of_the_trailing_empty_page(
+        self, http: httpx.Client, emulator: MimecastEmulator, past_end: str
+    ) -> None:
+        """The token an empty page carries gives another empty page with a new token, a
+        ``fail[]`` refusing the token, or an empty page with the same token, as set."""
+        emulator.past_end = past_end  # type: ignore[assignment]
+        access = token(http)
+        empty = query(http, access, data=window(oldestFirst=True), page_size=2).json()
+        assert empty["data"] == []
+        end_token = empty["meta"]["pagination"]["next"]
+        answer = query(http, access, page_token=end_token, page_size=2).json()
+        if past_end == "error":
+            assert answer["fail"][0]["errors"][0]["code"] == "err_invalid_page_token"
+            return
+        assert answer["data"] == [] and answer["fail"] == []
+        again = answer["meta"]["pagination"]["next"]
+        assert (again == end_token) is (past_end == "repeat")
 
     def test_page_meta_and_empty_page(self, http: httpx.Client, emulator: MimecastEmulator) -> None:
         """Pages report their size and the total; an empty answer has ``data: []``."""
@@ -379,9 +418,10 @@ def test_paging_serves_every_match_once_in_order(
         assert page.total == len(expected) and len(page.records) <= size
         served += [r["url"] for r in page.records]
         page_token = page.next_token
-        if page_token is None:
+        assert page_token is not None  # the real API's pages all carry next
+        if not page.records:
             break
-    assert page_token is None and served == expected
+    assert served == expected
 
 
 class TestGenerator:
@@ -397,7 +437,7 @@ class TestGenerator:
         assert time.monotonic() - started < 3
         dates = [r["date"] for r in records]
         assert dates == sorted(dates) and at(15 * 1440) <= dates[0] and dates[-1] < data["to"]
-        assert 1300 <= len(records) <= 1400 and len(tokens) == len(records) // 500
+        assert 1300 <= len(records) <= 1400 and len(tokens) == -(-len(records) // 500)
         assert len({r["url"] for r in records}) == len(records)
 
     def test_generator_replaces_storage(self, emulator: MimecastEmulator) -> None:
@@ -412,6 +452,7 @@ class TestFaults:
         ("kind", "status"),
         [
             ("429", 429),
+            ("429_bare", 429),
             ("500", 500),
             ("502", 502),
             ("503", 503),
@@ -443,6 +484,16 @@ class TestFaults:
         emulator.fail_next("url", "429", reset_ms=300)
         response = query(http, token(http), data=window())
         assert response.headers["X-RateLimit-Reset"] == "300"
+
+    def test_the_real_429_has_no_rate_limit_headers(
+        self, http: httpx.Client, emulator: MimecastEmulator
+    ) -> None:
+        """The recorded real 429 says "Over throttling limit (10000/hour)" and carries no
+        X-RateLimit-* header."""
+        emulator.fail_next("url", "429_bare")
+        response = query(http, token(http), data=window())
+        assert response.json() == {"detail": "Over throttling limit (10000/hour)"}
+        assert not [name for name in response.headers if name.lower().startswith("x-ratelimit")]
 
     def test_fail_kinds_say_whether_retryable(
         self, http: httpx.Client, emulator: MimecastEmulator
@@ -523,6 +574,54 @@ class TestFaults:
         assert time.monotonic() - started >= 0.2
 
 
+class TestClock:
+    def test_every_answer_carries_the_emulators_own_date(
+        self, http: httpx.Client, emulator: MimecastEmulator
+    ) -> None:
+        """Tokens, pages and errors carry a Date header from the emulator's clock, which a
+        test sets apart from every other clock; it is also the default ``to`` of a query."""
+        mimecast_now = datetime(2026, 3, 1, 12, 0, 7, tzinfo=UTC)
+        emulator.clock = lambda: mimecast_now
+        emulator.add_url_logs(
+            [
+                url_log("https://before.example/", mimecast_now - timedelta(minutes=1)),
+                url_log("https://after.example/", mimecast_now + timedelta(minutes=1)),
+            ]
+        )
+        access = token(http)
+        answers = [
+            http.post("/oauth/token", data={}),
+            query(http, access, data={"oldestFirst": True}),
+            query(http, "wrong", data=window()),
+        ]
+        for answer in answers:
+            assert parsedate_to_datetime(answer.headers["Date"]) == mimecast_now
+        assert [r["url"] for r in records_of(answers[1])] == ["https://before.example/"]
+
+
+class TestRecordedRecords:
+    def test_the_recorded_real_records_are_served_as_recorded(
+        self, http: httpx.Client, emulator: MimecastEmulator
+    ) -> None:
+        """The recorded policy verdict (OneDrive's installer, "Dangerous file extension") is
+        a malicious URL log, and the recorded free-mail impersonation is tagged malicious
+        with a name check only."""
+        emulator.add_url_logs([recorded_policy_verdict_log(at(1))])
+        emulator.add_impersonation_logs(
+            [recorded_free_mail_impersonation(at(2), "targeted_threat_dictionary")]
+        )
+        access = token(http)
+        (click,) = records_of(query(http, access, data=window(scanResult="malicious")))
+        assert (
+            click["category"] == "Dangerous file extension"
+            and "DangerousFileExt" in (click["tagMap"])
+        )
+        answer = query(http, access, IMP_PATH, data=window(taggedMalicious=True))
+        (hit,) = records_of(answer, "impersonationLogs")
+        assert hit["senderAddress"].endswith("@gmail.com")
+        assert hit["identifiers"] == ["targeted_threat_dictionary"]
+
+
 class TestCallLog:
     def test_calls_record_query_and_token_never_secrets(
         self, http: httpx.Client, emulator: MimecastEmulator
@@ -532,7 +631,7 @@ class TestCallLog:
         access = token(http)
         pull_all(http, access, window(oldestFirst=True), 2)
         calls = emulator.calls_to("url")
-        assert [c.status for c in calls] == [200, 200] and [c.records for c in calls] == [2, 1]
+        assert [c.status for c in calls] == [200] * 3 and [c.records for c in calls] == [2, 1, 0]
         assert calls[0].page_token is None and calls[1].page_token is not None
         assert calls[0].query == calls[1].query == window(oldestFirst=True)
         assert "s3cret-value" not in repr(emulator.calls) and access not in repr(emulator.calls)

@@ -111,6 +111,7 @@ def make_life(tmp_path: Path, redis_url: str) -> Iterator[Life]:
     with Sandbox(tenant_names=("prod",)) as sandbox:
         world = World(sandbox, tmp_path, redis_url)
         clock = Clock(datetime.now(UTC).replace(microsecond=0))
+        sandbox.mimecast.clock = clock  # Mimecast's time goes with the product's here
         yield Life(world, clock, world.config({"life": INSTANCE}))
 
 

@@ -25,9 +25,9 @@ from threatshare.sync.window import CHUNK_FLOOR, Window, chunks, next_span
 
 DAYS = 12
 PER_DAY = 6
-PAGE_SIZE = 3  # two pages a day
+PAGE_SIZE = 3  # two pages a day, then the trailing empty page and the one more call it is worth
 #: Seconds of the run clock one Mimecast call costs; the run deadline is 5 minutes.
-SECONDS_PER_CALL = 25.0
+SECONDS_PER_CALL = 12.5
 TIME_SCALE = 50.0
 INSTANCES = {
     "backlog": {
@@ -107,6 +107,7 @@ class TestBacklogInChunks:
 
 
 HEAVY_RECORDS = 48  # one every half hour of one day: 24 pages, about three runs' pulling time
+HEAVY_SECONDS_PER_CALL = 25.0
 HEAVY = {
     "heavy": {
         "zia": "prod",
@@ -142,7 +143,7 @@ class TestAdaptiveChunks:
                 config,
                 redis_client,
                 policy=FAST,
-                monotonic=lambda: SECONDS_PER_CALL * len(calls),
+                monotonic=lambda: HEAVY_SECONDS_PER_CALL * len(calls),
                 time_scale=TIME_SCALE,
             )
             store = Store(redis_client)

@@ -55,6 +55,11 @@ def _instance_families(records: list[dict[str, Any]], snapshot: Snapshot) -> Ite
     duration = GaugeMetricFamily(
         "threatshare_instance_last_run_duration_seconds", "Duration of the last run", labels=label
     )
+    skew = GaugeMetricFamily(
+        "threatshare_instance_clock_skew_seconds",
+        "How far the clock of the last run's worker was ahead of Mimecast's",
+        labels=label,
+    )
     runs = CounterMetricFamily(
         "threatshare_instance_runs_total", "Runs by outcome", labels=["instance", "outcome"]
     )
@@ -76,6 +81,8 @@ def _instance_families(records: list[dict[str, Any]], snapshot: Snapshot) -> Ite
         stats = r["run_stats"]
         if stats["last_duration_seconds"] is not None:
             duration.add_metric([name], stats["last_duration_seconds"])
+        if r.get("clock_skew_seconds") is not None:
+            skew.add_metric([name], r["clock_skew_seconds"])
         for outcome, count in sorted(stats["runs_by_outcome"].items()):
             runs.add_metric([name, outcome], count)
         for code, count in sorted(stats["errors_by_code"].items()):
@@ -85,7 +92,7 @@ def _instance_families(records: list[dict[str, Any]], snapshot: Snapshot) -> Ite
         for key, family in lifecycle.items():
             if r.get("lifecycle") and key in r["lifecycle"]:
                 family.add_metric([name], r["lifecycle"][key])
-    yield from (state, bookmark, entries, duration, runs, errors)
+    yield from (state, bookmark, entries, duration, skew, runs, errors)
     yield from totals.values()
     yield from (f for f in lifecycle.values() if f.samples)
 

@@ -14,6 +14,7 @@ from typing import Any
 from threatshare.capacity import reserve_slots
 from threatshare.config import Config, Instance, ZiaTenant
 from threatshare.durations import format_duration
+from threatshare.mimecast_clock import SKEW_WARNING
 from threatshare.ops.stats import run_stats
 from threatshare.ops.table import render_rows
 from threatshare.state.ledger import Ledger
@@ -95,6 +96,7 @@ def instance_status(config: Config, store: Store, name: str) -> dict[str, Any]:
         "quota": quota_status(store, tenant),
         "lifecycle": lifecycle_status(store, name, inst),
         "lost_span": st.lost_span,
+        "clock_skew_seconds": st.clock_skew,
         "mimecast": inst.mimecast,
         "zia": inst.zia,
         "sources": list(inst.sources),
@@ -116,10 +118,13 @@ def exit_code(records: list[dict[str, Any]]) -> int:
 
 
 def age_text(iso: str | None, now: datetime) -> str:
-    """How long before ``now`` the ISO time ``iso`` was, for people: ``"5m ago"``, ``"never"``."""
+    """How long before ``now`` the ISO time ``iso`` was, for people: ``"5m ago"``, ``"never"``;
+    ``"365d ahead"`` for a time later than ``now`` (a bookmark in the future)."""
     if not iso:
         return "never"
     when = from_iso(iso) or now
+    if when - now > timedelta(minutes=1):  # a bookmark in the future: never shown as "0s"
+        return format_duration(when - now) + " ahead"
     return format_duration(now - when) + " ago"
 
 
@@ -160,6 +165,13 @@ def render_table(records: list[dict[str, Any]], now: datetime | None = None) -> 
                 f"hand {life['removed_by_hand']}, foreign {life['foreign']}, unblocked "
                 f"{life['unblocked']} (threatshare unblock {r['name']} --list); next expiry "
                 f"{life['next_expiry'] or 'none'}"
+            )
+        skew = r.get("clock_skew_seconds")
+        if skew is not None and abs(skew) > SKEW_WARNING:
+            direction = "ahead of" if skew > 0 else "behind"
+            details.append(
+                f"{r['name']}: the clock of the worker of the last run is {abs(skew)}s "
+                f"{direction} Mimecast's (Mimecast's is used; fix the worker's time sync)"
             )
         if r["lost_span"]:
             span = r["lost_span"]

@@ -12,8 +12,18 @@ Endpoints: ``POST /oauth/token`` (client credentials in the form body), ``POST
 pagination and error envelopes described in Mimecast's API documentation; the records and
 their paging live in :mod:`threatshare.sandbox.mimecast_logs`.
 
+Every answer carries a ``Date`` header from the emulator's own ``clock`` (a callable returning
+an aware datetime; the wall clock by default), which is also the default ``to`` of a query: a
+test sets it apart from the product's clock. Windows end as the real API's do, with an empty
+page that still carries ``next`` (:mod:`threatshare.sandbox.mimecast_logs`).
+
 Knobs, all safe to turn from another thread while the server runs:
 
+- ``clock``: Mimecast's time;
+- ``past_end``: what the token of a window's trailing empty page gives (``"empty"``, the
+  default: another empty page; ``"error"``: a ``fail[]``; ``"repeat"``: the same token again);
+  ``trailing_empty_page = False`` serves the documented ending instead (no ``next`` on the last
+  page);
 - ``latency``: seconds slept before answering each call;
 - ``fail_next(endpoint, kind, count)``: script the next answers of ``"token"``, ``"url"`` or
   ``"impersonation"``; ``kind`` is one of :data:`FAULTS`;
@@ -30,14 +40,15 @@ serves URL logs computed from their index instead of stored ones.
 
 from __future__ import annotations
 
+import email.utils
 import random
 import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
 from pydantic import SecretStr
@@ -47,12 +58,15 @@ from threatshare.sandbox.mimecast_logs import (
     MAX_PAGE_SIZE,
     LogBook,
     MakeRecord,
+    PastEnd,
     QueryRejected,
     format_date,
     generated_url_log,
     impersonation_log,
     page_size,
     parse_date,
+    recorded_free_mail_impersonation,
+    recorded_policy_verdict_log,
     url_log,
 )
 from threatshare.sandbox.server import Request, Response, json_response, sleep_latency
@@ -64,6 +78,8 @@ __all__ = [
     "format_date",
     "impersonation_log",
     "parse_date",
+    "recorded_free_mail_impersonation",
+    "recorded_policy_verdict_log",
     "url_log",
 ]
 
@@ -76,6 +92,7 @@ MAX_CALLS = 100_000
 Endpoint = Literal["token", "url", "impersonation"]
 Fault = Literal[
     "429",  # rate limited, X-RateLimit-Reset in milliseconds
+    "429_bare",  # the real answer: "Over throttling limit (10000/hour)", no X-RateLimit-* headers
     "500",
     "502",
     "503",
@@ -122,6 +139,10 @@ def _fail_body(code: str, message: str, retryable: bool, status: int = 200) -> d
     return {"meta": {"status": status}, "data": [], "fail": [{"key": {}, "errors": errors}]}
 
 
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
 def _gateway_fail(status: int, code: str, message: str) -> Response:
     return json_response(status, {"fail": [{"code": code, "message": message}]})
 
@@ -139,8 +160,15 @@ class MimecastEmulator:
         temporary_failure_rate: float = 0.0,
         rate_limit_reset_ms: int = 1000,
         seed: int = 0,
+        clock: Callable[[], datetime] = _wall_clock,
     ) -> None:
         self.client_id = client_id
+        #: Mimecast's time: every answer's Date header, and a query's default ``to``.
+        self.clock = clock
+        #: What the token of a window's trailing empty page gives (see the module's note).
+        self.past_end: PastEnd = "empty"
+        #: Windows end with an empty page that still carries ``next``, as the real API's do.
+        self.trailing_empty_page = True
         self._secret = client_secret
         self.token_lifetime = token_lifetime
         self.latency = latency
@@ -160,17 +188,25 @@ class MimecastEmulator:
 
     # -- seeding ---------------------------------------------------------------------------
 
-    def add_url_logs(self, records: Iterable[dict[str, Any]]) -> None:
-        """Store URL click logs (see :func:`url_log`); each needs a ``date``."""
-        self._add("url", records)
+    def add_url_logs(
+        self, records: Iterable[dict[str, Any]], *, stamped: datetime | None = None
+    ) -> None:
+        """Store URL click logs (see :func:`url_log`); each needs a ``date``. ``stamped``:
+        the time queries find them at, when not their ``date`` (a record dated oddly)."""
+        self._add("url", records, stamped)
 
-    def add_impersonation_logs(self, records: Iterable[dict[str, Any]]) -> None:
-        """Store impersonation logs (see :func:`impersonation_log`); each needs an ``eventTime``."""
-        self._add("impersonation", records)
+    def add_impersonation_logs(
+        self, records: Iterable[dict[str, Any]], *, stamped: datetime | None = None
+    ) -> None:
+        """Store impersonation logs (see :func:`impersonation_log`); each needs an
+        ``eventTime``. ``stamped`` as for :meth:`add_url_logs`."""
+        self._add("impersonation", records, stamped)
 
-    def _add(self, endpoint: str, records: Iterable[dict[str, Any]]) -> None:
+    def _add(
+        self, endpoint: str, records: Iterable[dict[str, Any]], stamped: datetime | None
+    ) -> None:
         with self._lock:
-            self._book.add(endpoint, records)
+            self._book.add(endpoint, records, None if stamped is None else stamped.timestamp())
 
     def set_url_log_generator(
         self, count: int, start: datetime, end: datetime, make: MakeRecord = generated_url_log
@@ -253,6 +289,9 @@ class MimecastEmulator:
                 response, records = self._logs(endpoint, request, parsed)
             else:
                 response = _gateway_fail(404, "err_not_found", f"no route {request.path}")
+            response.headers["Date"] = email.utils.format_datetime(
+                self.clock().astimezone(UTC), usegmt=True
+            )
             self._record(
                 Call(
                     method=request.method,
@@ -298,6 +337,8 @@ class MimecastEmulator:
             headers = {"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "0"}
             headers["X-RateLimit-Reset"] = str(reset)
             return json_response(429, {"detail": "Over throttling limit (100/minute)"}, **headers)
+        if kind == "429_bare":
+            return json_response(429, {"detail": "Over throttling limit (10000/hour)"})
         if kind == "proxy":
             page = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
             return Response(502, page, {"Content-Type": "text/html"})
@@ -352,7 +393,15 @@ class MimecastEmulator:
             return json_response(400, _fail_body("err_validation_json", "bad body", False)), 0
         query, token, size = parsed
         try:
-            page = self._book.page(endpoint, query, token, page_size(size))
+            page = self._book.page(
+                endpoint,
+                query,
+                token,
+                page_size(size),
+                now=self.clock().timestamp(),
+                trailing=self.trailing_empty_page,
+                past_end=self.past_end,
+            )
         except QueryRejected as exc:
             return json_response(200, _fail_body(exc.code, exc.message, False)), 0
         meta: dict[str, Any] = {"pageSize": len(page.records), "totalCount": page.total}

@@ -6,6 +6,10 @@ sorted by time on insert, so a page costs O(page size + log n); page tokens are 
 mapped to a server-side cursor (the query and the key of the last record served), bound to the
 endpoint and query that created them, and a re-sent token serves the same page again. ``from``
 is inclusive, ``to`` exclusive. The log book does no locking; the emulator holds its lock.
+
+As the real API does (Mimecast's API documentation, "Recorded real answers"), every page
+carries ``next``, the last one with records too, and the page after the last records is empty
+and still carries ``next``; what the token of that empty page gives is :data:`PastEnd`.
 """
 
 from __future__ import annotations
@@ -17,9 +21,9 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%S+0000"
 DATE_FIELDS = {"url": "date", "impersonation": "eventTime"}
@@ -30,6 +34,9 @@ MAX_PAGE_TOKENS = 100_000
 
 _Key = tuple[float, int]  # (epoch seconds, tie-breaker): the order records are served in
 MakeRecord = Callable[[int, str], dict[str, Any]]
+#: The answer to the token of a window's trailing empty page: another empty page with a new
+#: token, a ``fail[]`` refusing the token, or an empty page carrying the same token again.
+PastEnd = Literal["empty", "error", "repeat"]
 
 
 def format_date(when: datetime | str) -> str:
@@ -125,6 +132,28 @@ def impersonation_log(
     return record
 
 
+def recorded_policy_verdict_log(date: datetime | str) -> dict[str, Any]:
+    """A recorded real URL log: Microsoft's OneDrive installer with ``scanResult: malicious``
+    and ``category: Dangerous file extension``, a customer's attachment policy rather than a
+    threat verdict."""
+    url = "https://oneclient.sfx.ms/Win/Preview/OneDriveSetup.exe"
+    return url_log(
+        url,
+        date,
+        category="Dangerous file extension",
+        creationMethod="Entry Scan",
+        tagMap={"DangerousFileExt": {"Status": ["VerdictBlock"], "Type": ["exe"], "Url": [url]}},
+    )
+
+
+def recorded_free_mail_impersonation(
+    date: datetime | str, identifier: str = "internal_user_name"
+) -> dict[str, Any]:
+    """A recorded real impersonation log: a free-mail sender flagged only by a display-name
+    or content check (``internal_user_name`` or ``targeted_threat_dictionary``)."""
+    return impersonation_log("johndoe@gmail.com", date, [identifier])
+
+
 def generated_url_log(index: int, date: str) -> dict[str, Any]:
     """The default record of the synthetic backlog: a distinct phishing URL per index."""
     return url_log(f"https://login-{index}.phish-{index % 997}.example/verify?id={index}", date)
@@ -190,6 +219,8 @@ class _Cursor:
     query: dict[str, Any]
     after: _Key | None
     total: int
+    exhausted: bool = False  # nothing is left after ``after``
+    shown_end: bool = False  # the trailing empty page was served
 
 
 @dataclass(frozen=True)
@@ -215,10 +246,9 @@ def _matches(endpoint: str, record: dict[str, Any], query: dict[str, Any]) -> bo
     return not actions or record.get("action") in actions
 
 
-def _resolve(query: dict[str, Any]) -> dict[str, Any]:
+def _resolve(query: dict[str, Any], now: float) -> dict[str, Any]:
     """The query validated, dates as epoch seconds, defaults filled in: from = start of today,
-    to = now (UTC), as Mimecast documents."""
-    now = time.time()
+    to = ``now`` (UTC, the emulator's clock), as Mimecast documents."""
     resolved = dict(query)
     try:
         resolved["from"] = parse_date(query["from"]) if "from" in query else now - now % 86400
@@ -251,12 +281,17 @@ class LogBook:
         }
         self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
 
-    def add(self, endpoint: str, records: Iterable[dict[str, Any]]) -> None:
+    def add(
+        self, endpoint: str, records: Iterable[dict[str, Any]], stamped: float | None = None
+    ) -> None:
+        """Store ``records``, found by queries at their own date, or at ``stamped`` (epoch
+        seconds) when given."""
         source = self._sources[endpoint]
         if not isinstance(source, _Stored):
             raise RuntimeError(f"{endpoint} logs come from a generator; cannot add records")
         for record in records:
-            source.add(record, parse_date(record[DATE_FIELDS[endpoint]]))
+            when = parse_date(record[DATE_FIELDS[endpoint]]) if stamped is None else stamped
+            source.add(record, when)
 
     def generate(
         self, endpoint: str, count: int, start: datetime, end: datetime, make: MakeRecord
@@ -265,19 +300,42 @@ class LogBook:
             raise ValueError("need count >= 1 and start < end")
         self._sources[endpoint] = _Generated(count, start.timestamp(), end.timestamp(), make)
 
-    def page(self, endpoint: str, query: Any, page_token: Any, size: int) -> Page:
+    def page(
+        self,
+        endpoint: str,
+        query: Any,
+        page_token: Any,
+        size: int,
+        *,
+        now: float | None = None,
+        trailing: bool = True,
+        past_end: PastEnd = "empty",
+    ) -> Page:
         """One page of ``endpoint``'s logs for ``query`` (``data[0]``, may be None on a
-        continued page) after ``page_token``."""
-        cursor = self._cursor(endpoint, query, page_token)
+        continued page) after ``page_token``; ``now`` (epoch seconds) is the default ``to``.
+        ``trailing``: windows end with an empty page carrying ``next`` (the real API); else
+        the last page with records carries no ``next``."""
+        cursor = self._cursor(endpoint, query, page_token, time.time() if now is None else now)
+        if cursor.shown_end:
+            if past_end == "error":
+                raise QueryRejected("err_invalid_page_token", "pageToken is past the last page")
+            if past_end == "repeat":
+                return Page([], cursor.total, page_token)
+            return Page([], cursor.total, self._remember(cursor))
+        if cursor.exhausted:
+            return Page([], cursor.total, self._remember(replace(cursor, shown_end=True)))
         records, after = self._collect(endpoint, cursor, size)
-        next_token = None
         if after is not None:
-            next_token = self._remember(
-                _Cursor(endpoint, cursor.query_key, cursor.query, after, cursor.total)
-            )
+            next_cursor: _Cursor | None = replace(cursor, after=after)
+        elif trailing:
+            # The last records still carry next; a window with none is its trailing page.
+            next_cursor = replace(cursor, exhausted=True, shown_end=not records)
+        else:
+            next_cursor = None
+        next_token = None if next_cursor is None else self._remember(next_cursor)
         return Page(records, cursor.total, next_token)
 
-    def _cursor(self, endpoint: str, query: Any, page_token: Any) -> _Cursor:
+    def _cursor(self, endpoint: str, query: Any, page_token: Any, now: float) -> _Cursor:
         if query is not None and not isinstance(query, dict):
             raise QueryRejected("err_validation_data", "data[0] must be an object")
         query_key = json.dumps(query or {}, sort_keys=True)
@@ -288,7 +346,7 @@ class LogBook:
             if query is not None and cursor.query_key != query_key:
                 raise QueryRejected("err_invalid_page_token", "pageToken is for another query")
             return cursor
-        resolved = _resolve(query or {})
+        resolved = _resolve(query or {}, now)
         lo, hi = self._range(endpoint, resolved)
         source = self._sources[endpoint]
         if isinstance(source, _Generated):

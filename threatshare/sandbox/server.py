@@ -159,8 +159,14 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # an emulator bug must show up as a 500, not a hang
             response = json_response(500, {"message": f"emulator error: {exc!r}"})
         payload = response.encoded()
-        self.send_response(response.status)
-        for name, value in response.headers.items():
+        # The app's own Date header, when it keeps a clock of its own, replaces the server's.
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "date"}
+        date = next((v for k, v in response.headers.items() if k.lower() == "date"), None)
+        self.log_request(response.status)
+        self.send_response_only(response.status)
+        self.send_header("Server", self.version_string())
+        self.send_header("Date", date or self.date_time_string())
+        for name, value in headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()

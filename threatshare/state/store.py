@@ -54,6 +54,9 @@ class InstanceState:
     run_id: str | None = None
     #: The span of one chunk of the window, as the last runs adapted it (None: the default).
     chunk_span: timedelta | None = None
+    #: How far the clock of the worker that ran the last run was ahead of Mimecast's
+    #: (behind when negative), in seconds; None before a run read Mimecast's clock.
+    clock_skew: int | None = None
 
 
 class Store:
@@ -87,6 +90,8 @@ class Store:
         st.totals = {c: int(raw.get(f"total_{c}", 0)) for c in COUNTERS}
         if raw.get("chunk_seconds"):
             st.chunk_span = timedelta(seconds=float(raw["chunk_seconds"]))
+        if raw.get("clock_skew"):
+            st.clock_skew = int(raw["clock_skew"])
         return st
 
     # --- writing state ---------------------------------------------------------------------
@@ -104,6 +109,14 @@ class Store:
 
     def begin(self, name: str, run_id: str, at: datetime) -> None:
         self._set(name, {"last_attempt": to_iso(at), "run_id": run_id})
+
+    def set_clock(self, name: str, lock: RunLock, at: datetime, clock_skew: int | None) -> None:
+        """The run's start by Mimecast's clock, once read, and how far the clock of its worker
+        was ahead of Mimecast's (seconds; behind when negative), fenced by ``lock``."""
+        fields: list[str] = ["last_attempt", to_iso(at) or ""]
+        if clock_skew is not None:
+            fields += ["clock_skew", str(clock_skew)]
+        self._fenced.call(name, lock, "HSET", keys.instance_state(name), *fields)
 
     def set_category(self, name: str, category_id: str | None) -> None:
         self._set(name, {"category_id": category_id})

@@ -48,11 +48,13 @@ SAMPLE = 20  # entries a dry run lists
 SEEN_LIMIT = 100_000  # entries a run remembers having looked up (bounded memory)
 
 
-def _record_time(record: Any, field_name: str, default: float) -> float:
+def _record_time(record: Any, field_name: str, window_end: float) -> float:
+    """A record's time, clamped to the window: one dated in the future (or not dated at all)
+    counts as seen at the window's end, so no upstream date makes an entry permanent."""
     try:
-        return datetime.fromisoformat(str(record[field_name])).timestamp()
-    except (TypeError, KeyError, ValueError):
-        return default
+        return min(datetime.fromisoformat(str(record[field_name])).timestamp(), window_end)
+    except (TypeError, KeyError, ValueError, OverflowError):
+        return window_end
 
 
 def counters_of(tally: Tally, pushed: int, refused: dict[str, str], removed: int) -> dict[str, Any]:

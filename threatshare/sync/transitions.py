@@ -8,19 +8,26 @@ permanent one ``halted`` with one "halted" e-mail per incident. A halted instanc
 until its configuration changes or someone runs ``threatshare resume``. A run that lost its lock
 (:class:`~threatshare.errors.LockLost`) records nothing at all: the instance is another run's
 now, and that run's state stands.
+
+"Now" is Mimecast's clock (docs/design.md#mimecasts-clock): a run reads it (asking Mimecast when
+this process has no fresh reading) before it decides its window, and ``rt.now()`` reads the
+instance's Mimecast account throughout the run. A bookmark later than Mimecast's now is not
+trusted: the run shares again all that Mimecast keeps, sets the bookmark from Mimecast's clock,
+and ends ``retrying`` with ``bookmark_in_future`` so that status shows what happened.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Literal
+from datetime import datetime, timedelta
+from typing import Any, Literal, NoReturn
 
 import structlog
 
 from threatshare.alerts.message import Alert, recipients_for
 from threatshare.alerts.outbox import Outbox
+from threatshare.config import MIMECAST_RETENTION
 from threatshare.errors import (
     LockLost,
     PermanentError,
@@ -35,7 +42,7 @@ from threatshare.http import Deadline
 from threatshare.runtime import Runtime
 from threatshare.state.lock import try_lock
 from threatshare.state.store import InstanceState
-from threatshare.sync.pipeline import Run
+from threatshare.sync.pipeline import URL_SOURCES, Run
 from threatshare.sync.window import CHUNK_SPAN, COMFORT, Window, chunks, next_span, window_for
 from threatshare.timestamps import to_iso
 
@@ -43,6 +50,9 @@ log = structlog.get_logger(__name__)
 
 #: The share of a run's deadline kept for pushing: pulling stops when only this much is left.
 PUSH_RESERVE = 0.25
+#: A bookmark ahead of Mimecast's now by at most this much is within the clock's own reading
+#: error (one-second Date headers, the time an answer takes), not a bookmark in the future.
+BOOKMARK_SLACK = timedelta(seconds=60)
 
 #: How one run ended.
 Outcome = Literal[
@@ -87,7 +97,7 @@ def sync_instance(rt: Runtime, name: str, *, dry_run: bool = False) -> RunResult
     run = Run(rt, name, dry_run=dry_run)
     structlog.contextvars.bind_contextvars(instance=name, run_id=run.run_id)
     try:
-        with redis_errors("run"):
+        with redis_errors("run"), rt.clock.bound(run.inst.mimecast):
             result = _sync(rt, run)
     except StoreUnavailable as exc:
         # Nothing can be recorded without Redis; the next scheduled run repeats this one.
@@ -111,10 +121,9 @@ def _sync(rt: Runtime, run: Run) -> RunResult:
     if state.state == "halted" and state.halted_fingerprint == current and not run.dry_run:
         log.info("run.skipped", reason="halted", code=(state.last_error or {}).get("code"))
         return RunResult(name, run.run_id, "skipped_halted", "halted", error=state.last_error)
-    now = rt.now()
-    window = window_for(state, inst, rt.config.settings, now)
     deadline = Deadline.after(rt.config.settings.run_deadline.total_seconds(), rt.monotonic)
     if run.dry_run:
+        window = window_for(state, inst, rt.config.settings, _mimecast_now(rt, run, deadline))
         run.pull(window, deadline)
         counters = run.counters()
         counters["would_push"] = run.new_in_dry_run
@@ -126,7 +135,7 @@ def _sync(rt: Runtime, run: Run) -> RunResult:
         return RunResult(name, run.run_id, "skipped_locked", state.state)
     try:
         with run.lock.kept_alive():
-            return _locked(rt, run, state, window, deadline, current)
+            return _locked(rt, run, state, deadline, current)
     except LockLost as exc:
         return _lost(run, exc)
     except ThreatshareError as exc:
@@ -140,19 +149,37 @@ def _sync(rt: Runtime, run: Run) -> RunResult:
         run.lock.release()
 
 
+def _mimecast_now(rt: Runtime, run: Run, deadline: Deadline) -> datetime:
+    """Mimecast's now for the run's account, asked of Mimecast (for the kind of log the
+    instance reads) when this process has no fresh reading."""
+    kind = "url" if URL_SOURCES & set(run.inst.sources) else "impersonation"
+    return rt.mimecast_now(run.inst.mimecast, deadline, kind)
+
+
 def _locked(
     rt: Runtime,
     run: Run,
     state: InstanceState,
-    window: Window,
     deadline: Deadline,
     current: str,
 ) -> RunResult:
     """The run proper, while it holds the instance's lock."""
     name, store = run.name, run.store
     assert run.lock is not None
-    run.started = rt.now()
-    store.begin(name, run.run_id, run.started)
+    store.begin(name, run.run_id, rt.now())
+    now = _mimecast_now(rt, run, deadline)
+    reading = rt.clock.reading(run.inst.mimecast)
+    run.started = now
+    store.set_clock(name, run.lock, now, reading.skew_seconds if reading else None)
+    settings = rt.config.settings
+    future = state.bookmark is not None and state.bookmark > now + BOOKMARK_SLACK
+    if future:
+        # Not trusted: what lies between the last true window's end and now is unknown, so
+        # all that Mimecast keeps is shared again (pushing an entry twice is harmless).
+        log.error("run.bookmark_in_future", bookmark=to_iso(state.bookmark), now=to_iso(now))
+        window = Window(now - MIMECAST_RETENTION, now - settings.settle)
+    else:
+        window = window_for(state, run.inst, settings, now)
     log.info("run.start", window_from=to_iso(window.start), window_to=to_iso(window.end))
     run.ledger.migrate(name)
     if window.lost_from is not None:
@@ -160,7 +187,9 @@ def _locked(
     if state.fingerprint is not None and state.fingerprint != current:
         run.withdraw(state, deadline)
     run.honour_unblocks(state, deadline)
-    bookmark = _share_in_chunks(run, state, window, deadline)
+    if future:
+        _repair_future_bookmark(run, state, window, deadline, now)  # ends with its error
+    bookmark = _share_in_chunks(run, state, window, deadline, state.bookmark)
     if not store.finish_ok(name, run.lock, bookmark, rt.now(), current):
         raise LockLost("the run lost its lock before it could move the bookmark")
     store.record_run(name, run.counters(), outcome="ok", duration=run.duration())
@@ -172,16 +201,40 @@ def _locked(
     return RunResult(name, run.run_id, "ok", "ok", run.counters())
 
 
+def _repair_future_bookmark(
+    run: Run, state: InstanceState, window: Window, deadline: Deadline, now: datetime
+) -> NoReturn:
+    """Share ``window`` (all that Mimecast keeps) as if there were no bookmark, move the
+    bookmark back to where that got from Mimecast's clock, and end the run with the error
+    ``bookmark_in_future`` (temporary: the next run goes on from the new bookmark)."""
+    assert run.lock is not None
+    untrusted = state.bookmark
+    bookmark = _share_in_chunks(run, state, window, deadline, None)
+    if bookmark is not None:
+        run.store.move_bookmark(run.name, run.lock, bookmark)
+    got = f"set to {to_iso(bookmark)}" if bookmark else "kept until a chunk is shared"
+    raise TemporaryError(
+        f"the bookmark {to_iso(untrusted)} was later than Mimecast's now {to_iso(now)} (a "
+        "worker's clock was ahead when it was set): not trusted; the last "
+        f"{MIMECAST_RETENTION.days} days are shared again and the bookmark is {got}",
+        code="bookmark_in_future",
+    )
+
+
 def _share_in_chunks(
-    run: Run, state: InstanceState, window: Window, deadline: Deadline
+    run: Run,
+    state: InstanceState,
+    window: Window,
+    deadline: Deadline,
+    bookmark: datetime | None,
 ) -> datetime | None:
     """Pull and push ``window`` chunk by chunk, oldest first, moving the bookmark after each
     fully shared chunk (docs/design.md#the-bookmark-and-the-window); stop at the deadline, checked
     between pages and between chunks. The chunk span adapts to what a run can pull
-    (:func:`~threatshare.sync.window.next_span`). Returns the bookmark the run ends with (None: none
-    yet, the window was not reached)."""
+    (:func:`~threatshare.sync.window.next_span`). ``bookmark`` is where the instance's stands (None:
+    none to keep). Returns the bookmark the run ends with (None: none yet, the window was not
+    reached)."""
     assert run.lock is not None
-    bookmark = state.bookmark
     if window.end <= window.start:
         run.settle(state, deadline, final=True)  # expiry does not wait for new threats
         return max(window.end, bookmark or window.end)
