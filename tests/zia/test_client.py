@@ -265,7 +265,7 @@ class TestCategory:
             category_id = client.find_or_create_category(CATEGORY, "x")
         assert winner == [category_id]
         assert len(world.zia.categories()) == 1
-        assert world.calls("POST /urlCategories") == [200, 400]
+        assert world.calls("POST /urlCategories") == [200, 409]
 
     def test_a_refused_create_is_category_refused(self, world: World) -> None:
         """A category ZIA will not create (an invalid name) is a permanent category_refused."""

@@ -49,6 +49,9 @@ _METHODS = {
     "/authenticatedSession": ("GET", "POST", "DELETE"),
 }
 _SESSION = "/authenticatedSession"
+#: The gateway window every real answer reports (``x-ratelimit-*``; recorded answers).
+GATEWAY_WINDOW = 60.0
+GATEWAY_LIMIT = 5000
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,9 @@ class ZiaEmulator:
         )
         self._failures = FailurePlan(seed)
         self.seed = seed
+        self._gateway_started = self._clock()
+        self._gateway_window = 0
+        self._gateway_calls = 0
 
     # -- knobs ----------------------------------------------------------------------------------
 
@@ -274,9 +280,38 @@ class ZiaEmulator:
             )
             if response.status == 429:
                 self.count_429 += 1
+            gateway = self._gateway_headers(now)
+        for name, value in gateway.items():
+            response.headers.setdefault(name, value)
         response.headers.setdefault("x-zscaler-mode", "read-write")
         response.headers.setdefault("Cache-Control", "no-store, no-cache")
         return response
+
+    def _gateway_headers(self, now: float) -> dict[str, str]:
+        """The ``x-ratelimit-*`` headers the real service sends on every answer, 5xx included:
+        a 60-second gateway window, its limit, what is left, and the seconds until it resets."""
+        elapsed = now - self._gateway_started
+        window = int(elapsed // GATEWAY_WINDOW)
+        if window != self._gateway_window:
+            self._gateway_window, self._gateway_calls = window, 0
+        self._gateway_calls += 1
+        reset = max(1, int(GATEWAY_WINDOW - elapsed % GATEWAY_WINDOW))
+        return {
+            "x-ratelimit-limit": f"{GATEWAY_LIMIT}, {GATEWAY_LIMIT};w={int(GATEWAY_WINDOW)}",
+            "x-ratelimit-remaining": str(max(0, GATEWAY_LIMIT - self._gateway_calls)),
+            "x-ratelimit-reset": str(reset),
+        }
+
+    def owns(self, request: Request, claims: dict[str, Any] | None) -> bool:
+        """Whether a request on a shared API host is for this tenant: a token the IdP issued
+        for its scope (or audience client), or its legacy login or session."""
+        if claims is not None:
+            return self._claims_fit(claims)
+        cookie = session_cookie(request.headers.get("Cookie"))
+        payload = _payload(request) if request.method == "POST" else None
+        username = payload.get("username") if isinstance(payload, dict) else None
+        with self._lock:
+            return self._sessions.owns(cookie, username)
 
     def _serve(self, request: Request, route: Route, payload: Any, now: float) -> Response:
         if route.template != _SESSION and (refusal := self._authenticate(request)):
