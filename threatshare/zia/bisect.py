@@ -58,9 +58,7 @@ def push_isolating_refused(
         push_isolating_refused(put, [suspect], done, refused, first_split=False)
         named_right = len(refused) > before
         rest = [entry for entry in batch if entry != suspect]
-        push_isolating_refused(
-            put, rest, done, refused, trust_names=named_right, first_split=False
-        )
+        push_isolating_refused(put, rest, done, refused, trust_names=named_right, first_split=False)
         return
     half = (len(batch) + 1) // 2
     first, second = batch[:half], batch[half:]
