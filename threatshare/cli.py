@@ -130,6 +130,8 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_status(args: argparse.Namespace, config: Config) -> int:
+    from datetime import UTC, datetime
+
     from threatshare.ops import status
     from threatshare.state.store import Store
 
@@ -139,12 +141,16 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
     try:
         with redis_errors("status"), redis_for(config) as client:
             records = status.collect(config, Store(client), args.name)
+            tenants = status.tenant_status(config, Store(client), datetime.now(UTC))
     except StoreUnavailable as exc:
         cause = type(exc.__cause__).__name__
         print(f"status: cannot reach Redis at {_redis_place(config)} ({cause})")
         return EXIT_UNREACHABLE
-    print(status.render_json(records) if args.json else status.render_table(records))
-    return status.exit_code(records)
+    if args.name:  # the organisation of the instance asked about
+        tenants = [t for t in tenants if args.name in t["instances"]]
+    table = status.render_table(records, tenants=tenants)
+    print(status.render_json(records, tenants) if args.json else table)
+    return status.exit_code(records, tenants)
 
 
 def _redis_place(config: Config) -> str:

@@ -93,6 +93,17 @@ def tenant_unactivated(tenant: str) -> str:
     return f"{PREFIX}{{t:{tenant}}}:unactivated"
 
 
+def tenant_unactivated_since(tenant: str) -> str:
+    """ISO time of the oldest staged change of a ZIA tenant not yet activated (status)."""
+    return f"{PREFIX}{{t:{tenant}}}:unactivated_since"
+
+
+def tenant_activation_refused(tenant: str) -> str:
+    """Hash {code, message, at}: ZIA's last permanent refusal to activate the tenant; deleted
+    by the next activation that succeeds."""
+    return f"{PREFIX}{{t:{tenant}}}:activation_refused"
+
+
 def tenant_activation_lock(tenant: str) -> str:
     """String with a TTL: held while one worker activates the tenant."""
     return f"{PREFIX}{{t:{tenant}}}:activating"

@@ -183,7 +183,7 @@ class TestJobs:
         rt = runtime(load(sandbox, tmp_path, redis_url))
         job = enqueue(redis_client, jobs.activate_job, "0123456789abcdef")
         work_burst(rt)
-        assert job.latest_result().return_value == {"tenant": None, "activated": False}
+        assert job.latest_result().return_value == {"zia": None, "activated": False}
         assert sandbox.tenants["prod"].emulator.calls == []
 
     def test_deliver_job_sends_the_outbox(

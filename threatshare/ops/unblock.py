@@ -44,6 +44,7 @@ from threatshare.state.unblocked import (
     entry_of,
     wider_than,
 )
+from threatshare.sync import halt_refused_tenants
 from threatshare.sync.lifecycle import names_us
 from threatshare.timestamps import to_iso
 from threatshare.zia.activation import activate_pending
@@ -104,6 +105,7 @@ def _remove(rt: Runtime, name: str, entries: list[str], lock: RunLock, report: U
         report.removed = own
         return
     tenant_id = rt.config.zia[inst.zia].tenant_id
+    marks = ActivationMarks(rt.redis, rt.now)
     deadline = Deadline.after(rt.config.settings.run_deadline.total_seconds())
     client = rt.zia_client(inst.zia, deadline)
     try:
@@ -119,9 +121,9 @@ def _remove(rt: Runtime, name: str, entries: list[str], lock: RunLock, report: U
                 report.wider.extend(wider_than(entry, content.urls))
             targets &= set(content.urls)
         if targets:
-            ActivationMarks(rt.redis).mark_unactivated(tenant_id)
+            marks.mark_unactivated(tenant_id)
             client.remove(category_id, inst.category, sorted(targets), inst.batch_size)
-            ActivationMarks(rt.redis).mark_unactivated(tenant_id)
+            marks.mark_unactivated(tenant_id)
     finally:
         client.close()
     ledger.record_removed(name, lock, own)
@@ -170,13 +172,19 @@ def unblock(
         unblock_instance(rt, name, entries, reason=reason, who=who, lock_wait=lock_wait)
         for name in names
     ]
-    failed = {a.tenant: a for a in activate_pending(rt) if a.error}
+    activations = activate_pending(rt)
+    halt_refused_tenants(rt, activations)
+    failed = {a.zia: a for a in activations if a.error}
     for report in reports:
-        tenant = rt.config.instances[report.instance].zia
-        if tenant in failed and report.error is None:
-            code = (failed[tenant].error or {}).get("code")
-            report.error = f"activation failed ({code}); the next run activates the tenant"
-        report.activated = bool(report.removed) and tenant not in failed
+        zia = rt.config.instances[report.instance].zia
+        if zia in failed and report.error is None:
+            code = (failed[zia].error or {}).get("code")
+            report.error = (
+                "ZIA refused the activation; the tenant's instances are halted"
+                if code == "activation_refused"
+                else f"activation failed ({code}); the next run activates the tenant"
+            )
+        report.activated = bool(report.removed) and zia not in failed
     return reports
 
 
