@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -113,6 +113,11 @@ class ZiaEmulator:
         self.injected_retry_after = 1
         #: Entries the tenant refuses on top of the built-in URL rules.
         self.invalid_urls: set[str] = set()
+        #: A fixed ``x-ratelimit-reset`` for every answer (None: the gateway window's own).
+        self.gateway_reset: int | None = None
+        #: Called with (method, path) before each call is served, outside the tenant's lock:
+        #: where a test plays another admin or worker acting at that very moment.
+        self.before_call: Callable[[str, str], None] | None = None
         self.calls: list[Call] = []
         self.count_429 = 0
         self.activations = 0
@@ -270,6 +275,8 @@ class ZiaEmulator:
 
     def __call__(self, request: Request) -> Response:
         sleep_latency(self.latency)
+        if self.before_call is not None:
+            self.before_call(request.method, request.path)
         route = resolve(request.method, request.path)
         payload = _payload(request)  # parsed outside the lock: bodies can hold 10,000 URLs
         with self._lock:
@@ -296,6 +303,8 @@ class ZiaEmulator:
             self._gateway_window, self._gateway_calls = window, 0
         self._gateway_calls += 1
         reset = max(1, int(GATEWAY_WINDOW - elapsed % GATEWAY_WINDOW))
+        if self.gateway_reset is not None:
+            reset = self.gateway_reset
         return {
             "x-ratelimit-limit": f"{GATEWAY_LIMIT}, {GATEWAY_LIMIT};w={int(GATEWAY_WINDOW)}",
             "x-ratelimit-remaining": str(max(0, GATEWAY_LIMIT - self._gateway_calls)),
