@@ -688,3 +688,11 @@ def test_every_answer_carries_the_gateway_window(tenant: Tenant, kind: str) -> N
         assert 1 <= int(response.headers["x-ratelimit-reset"]) <= 60
     remaining = int(ok.headers["x-ratelimit-remaining"])
     assert int(failed.headers["x-ratelimit-remaining"]) in (remaining - 1, 4999)
+
+
+def test_the_oneapi_gateway_refuses_a_bad_token_as_recorded(tenant: Tenant) -> None:
+    """A bad bearer token on the OneAPI prefix gets the gateway's {"detail": "unauthorized"}."""
+    headers = {"Authorization": "Bearer not-a-token"}
+    refused = tenant.raw.get(f"{tenant.url}/zia/api/v1/urlCategories/urlQuota", headers=headers)
+    assert refused.status_code == 401
+    assert refused.json() == {"detail": "unauthorized"}

@@ -358,7 +358,12 @@ class ZiaEmulator:
             claims = self.idp.validate(header[7:].strip()) if self.idp else None
             if claims is not None and self._claims_fit(claims):
                 return None
-            body = {"code": "UNAUTHORIZED", "message": "The access token is invalid or expired"}
+            body: dict[str, str] = {
+                "code": "UNAUTHORIZED",
+                "message": "The access token is invalid or expired",
+            }
+            if request.path.startswith(PREFIXES[0] + "/"):
+                body = {"detail": "unauthorized"}  # the OneAPI gateway's answer, as recorded
             return json_response(401, body, **{"WWW-Authenticate": 'Bearer error="invalid_token"'})
         if self._sessions.touch(session_cookie(request.headers.get("Cookie"))):
             return None
