@@ -1,5 +1,6 @@
-"""What ``threatshare status`` shows (S7): one record per instance and one per ZIA
-organisation (``tenants``: changes pending activation and since when), as JSON or a table.
+"""What ``threatshare status`` shows (docs/design.md#command-line): one record per instance
+and one per ZIA organisation (``tenants``: changes pending activation and since when), as JSON
+or a table.
 
 Exit code: 0 when no instance is ``retrying`` or ``halted``, 1 when one is ``retrying`` or a
 tenant's changes have waited for activation longer than :data:`PENDING_TOO_LONG`, 2 when one is

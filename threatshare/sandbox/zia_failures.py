@@ -1,6 +1,6 @@
 """Failures an emulated ZIA tenant can be told to answer with, and ZIA's bodies for them.
 
-Kinds, as the recorded answers of the real service (reference "Recorded real answers"):
+Kinds, as the real service answers them (recorded in the SDK's test cassettes):
 ``"409"`` (``EDIT_LOCK_NOT_AVAILABLE`` with no message), ``"409_barrier"`` and ``"412"``
 (``UNEXPECTED_ERROR`` "Failed during enter Org barrier"), ``"400_field"`` (a 400
 ``INVALID_INPUT_ARGUMENT`` that names a field, "name cannot be null", not an entry),
