@@ -20,7 +20,7 @@ from bench.common import BENCH_POLICY, load
 from threatshare import logs
 from threatshare.runtime import Runtime
 from threatshare.sync import sync_instance
-from threatshare.zia.activation import activate_pending
+from threatshare.sync.activation import activate_pending
 
 
 def peak_rss_mb() -> float:

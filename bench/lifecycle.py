@@ -29,7 +29,7 @@ from threatshare.runtime import Runtime
 from threatshare.sandbox.mimecast_logs import url_log
 from threatshare.sandbox.world import Sandbox
 from threatshare.sync import sync_instance
-from threatshare.zia.activation import activate_pending
+from threatshare.sync.activation import activate_pending
 from threatshare.zia.ratelimit import Limit
 
 CATEGORY = "Bench Year"

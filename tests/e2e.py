@@ -18,7 +18,7 @@ from threatshare.runtime import Runtime
 from threatshare.sandbox.mimecast_logs import impersonation_log, url_log
 from threatshare.sandbox.world import Sandbox
 from threatshare.sync import RunResult, halt_refused_tenants, sync_all
-from threatshare.zia.activation import activate_pending
+from threatshare.sync.activation import activate_pending
 
 FAST = RetryPolicy(max_attempts=12, initial_wait=0.01, max_wait=0.05, jitter=0.01)
 

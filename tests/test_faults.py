@@ -26,7 +26,7 @@ from threatshare.sandbox.server import EmulatorServer, Request, Response, json_r
 from threatshare.sandbox.world import Sandbox
 from threatshare.state.store import Store
 from threatshare.sync import RunResult, sync_instance
-from threatshare.zia.activation import activate_pending
+from threatshare.sync.activation import activate_pending
 from threatshare.zia.categories import category_description
 
 INSTANCE = {

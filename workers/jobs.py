@@ -35,7 +35,7 @@ from threatshare.config import Config
 from threatshare.http import Deadline
 from threatshare.runtime import Runtime
 from threatshare.sync import halt_refused_tenants, sync_instance
-from threatshare.zia.activation import activate_tenant, tenants_by_id
+from threatshare.sync.activation import activate_tenant, tenants_by_id
 
 log = structlog.get_logger(__name__)
 

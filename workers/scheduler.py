@@ -46,7 +46,7 @@ from threatshare.config import Config
 from threatshare.connection import redis_for
 from threatshare.state.activation_marks import ActivationMarks
 from threatshare.state.store import Store
-from threatshare.zia.activation import adopt_former_marks, tenants_by_id
+from threatshare.sync.activation import adopt_former_marks, tenants_by_id
 from workers import jobs
 from workers.pacing import (
     HOUR,

@@ -24,7 +24,7 @@ from threatshare.progress import RunProgress
 from threatshare.runtime import Runtime
 from threatshare.sandbox.world import Sandbox
 from threatshare.sync import sync_all
-from threatshare.zia.activation import activate_pending
+from threatshare.sync.activation import activate_pending
 from threatshare.zia.ratelimit import MEDIUM, Limit, least_seconds
 
 ALL = {

@@ -21,7 +21,7 @@ from threatshare.sandbox.world import Sandbox
 from threatshare.sandbox.zia import ZiaEmulator
 from threatshare.state.store import Store
 from threatshare.sync import RunResult, sync_instance
-from threatshare.zia.activation import activate_pending
+from threatshare.sync.activation import activate_pending
 
 CATEGORY = "Lifecycle URLs"
 INSTANCE: dict[str, Any] = {

@@ -22,7 +22,7 @@ from threatshare.sandbox.mimecast_logs import url_log
 from threatshare.sandbox.world import Sandbox
 from threatshare.state.activation_marks import ActivationMarks
 from threatshare.state.store import Store
-from threatshare.zia.activation import activate_pending
+from threatshare.sync.activation import activate_pending
 
 PUT = "PUT /urlCategories/{id}"
 CATEGORY_PATH = "/urlCategories/{id}"

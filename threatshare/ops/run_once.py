@@ -11,7 +11,7 @@ from threatshare.ops.table import render_rows
 from threatshare.ops.terminal_progress import progress_for
 from threatshare.runtime import Runtime
 from threatshare.sync import RunResult, halt_refused_tenants, sync_all
-from threatshare.zia.activation import activate_pending
+from threatshare.sync.activation import activate_pending
 
 
 def summary(results: list[RunResult]) -> str:

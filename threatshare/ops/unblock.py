@@ -45,9 +45,9 @@ from threatshare.state.unblocked import (
     wider_than,
 )
 from threatshare.sync import halt_refused_tenants
+from threatshare.sync.activation import activate_pending
 from threatshare.sync.lifecycle import names_us
 from threatshare.timestamps import to_iso
-from threatshare.zia.activation import activate_pending
 
 log = structlog.get_logger(__name__)
 

@@ -1,7 +1,7 @@
 """Which ZIA tenants hold staged changes not yet activated (S3), kept in Redis.
 
 A run marks its tenant before its first change and after each one; whoever activates
-(:mod:`threatshare.zia.activation`) clears the mark only for the changes made before the
+(:mod:`threatshare.sync.activation`) clears the mark only for the changes made before the
 activation read it, so a crash between a change and its activation leaves a durable trace.
 The first mark also records since when the tenant has waited, and a permanent refusal of ZIA to
 activate is kept until an activation succeeds: both are shown by ``status``

@@ -17,6 +17,7 @@ recovery.
 ``lifecycle``         reconcile, expire, make room and push (S13)
 ``lifecycle_alerts``  the quota warning and the "at capacity" e-mail, once per incident
 ``transitions``       :func:`sync_instance`: the state machine and its alerts
+``activation``        activating a tenant's staged changes once, fleet-wide
 ====================  =============================================================
 """
 

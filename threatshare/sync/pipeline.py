@@ -11,7 +11,7 @@ instance never clear each other's), and it checks its lock between pages and bet
 a run that lost its lock stops there (:class:`~threatshare.errors.LockLost`) and writes nothing
 more. :class:`Run` does the work; what its end means for the instance (state, bookmark,
 alerts) is decided in :mod:`threatshare.sync.transitions`. Activation is not done here: the caller
-activates each changed tenant once (:mod:`threatshare.zia.activation`), which is what ZIA's
+activates each changed tenant once (:mod:`threatshare.sync.activation`), which is what ZIA's
 40-an-hour limit asks for.
 """
 

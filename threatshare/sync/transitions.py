@@ -34,10 +34,10 @@ from threatshare.http import Deadline
 from threatshare.runtime import Runtime
 from threatshare.state.lock import try_lock
 from threatshare.state.store import InstanceState, Store
+from threatshare.sync.activation import Activation
 from threatshare.sync.pipeline import Run
 from threatshare.sync.window import CHUNK_SPAN, COMFORT, Window, chunks, next_span, window_for
 from threatshare.timestamps import to_iso
-from threatshare.zia.activation import Activation
 
 log = structlog.get_logger(__name__)
 

@@ -7,6 +7,5 @@
 ``errors``         ZIA answers mapped onto the error tree (S4)
 ``bisect``         isolating the entries ZIA refuses in a batch
 ``ratelimit``      the tenant's fleet-wide call budget, kept in Redis
-``activation``     activation of staged changes, once per changed tenant
 =================  ================================================================
 """

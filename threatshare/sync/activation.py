@@ -1,9 +1,12 @@
-"""Activation of staged ZIA changes, once per changed tenant rather than once per run (S3).
+"""Activation of staged ZIA changes, once per changed tenant rather than once per run
+(docs/design.md#activation).
 
 A run marks its tenant "to activate" in Redis *before* its first change, so a crash between a
 change and its activation leaves a durable trace; whoever activates next (``run --once`` at its
 end, or the fleet's activation job) clears the mark only for changes made before the
-activation began. At most one activation per tenant at a time across the fleet.
+activation began. At most one activation per tenant at a time across the fleet. The ZIA call
+itself is :meth:`threatshare.zia.client.ZiaClient.activate`; this module decides when and for
+which tenant, with the state in Redis, which is why it lives above ``zia`` and ``state``.
 """
 
 from __future__ import annotations
