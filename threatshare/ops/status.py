@@ -135,7 +135,6 @@ def tenant_status(config: Config, store: Store, now: datetime) -> list[dict[str,
                 "instances": sorted(n for n, i in config.instances.items() if i.zia in names),
                 "pending_activation": pending,
                 "pending_activation_since": to_iso(since),
-                "pending_activation_seconds": waited,
                 "activation_overdue": waited is not None
                 and waited > PENDING_TOO_LONG.total_seconds(),
                 "activation_refused": marks.refusal(tenant_id),
