@@ -21,7 +21,9 @@ from threatshare.runtime import Runtime
 from threatshare.sandbox.mimecast_logs import url_log
 from threatshare.sandbox.world import Sandbox
 from threatshare.state.activation_marks import ActivationMarks
+from threatshare.state.lock import try_lock
 from threatshare.state.store import Store
+from threatshare.sync import halt_refused_tenant
 from threatshare.sync.activation import activate_pending
 
 PUT = "PUT /urlCategories/{id}"
@@ -242,4 +244,23 @@ def test_pending_activation_is_adopted_from_the_former_tenant_id(world: World) -
         rt.close()
     assert [(a.zia, a.activated) for a in done] == [("lab", True)]
     assert marks.unactivated_tenants() == []
+    client.close()
+
+
+def test_an_instance_whose_run_is_under_way_is_left_to_that_run(world: World) -> None:
+    """A refusal does not write over a run in progress (its end would overwrite the halt);
+    the other instances of the tenant halt at once."""
+    config = world.config()
+    client = redis.Redis.from_url(world.redis_url)
+    running = try_lock(client, "all", 30)
+    assert running is not None
+    rt = Runtime(config, client)
+    error = {"kind": "permanent", "code": "activation_refused", "message": "HTTP 403"}
+    try:
+        assert halt_refused_tenant(rt, "prod", error) == ["domains"]
+    finally:
+        running.release()
+        rt.close()
+    assert Store(client).load("all").state == "new"
+    assert Store(client).load("domains").state == "halted"
     client.close()

@@ -263,17 +263,25 @@ def halt_refused_tenant(rt: Runtime, zia: str, error: dict[str, str]) -> list[st
     """ZIA refused to activate the organisation of the ``[zia.zia]`` table for good: halt
     every enabled instance of that organisation (whichever table names it) with the refusal,
     one "halted" e-mail each, as any halt (docs/design.md#activation). An instance already
-    halted keeps its own halt. Returns the instances halted now."""
+    halted keeps its own halt. One whose run is under way is left to that run, which would
+    record its end over the halt: its changes are activated next, and a refusal halts it then.
+    Returns the instances halted now."""
     tenant_id = rt.config.zia[zia].tenant_id
     store, now = Store(rt.redis), rt.now()
     halted = []
     for name in rt.config.enabled_instances():
         if rt.config.zia[rt.config.instances[name].zia].tenant_id != tenant_id:
             continue
-        if store.load(name).state == "halted":
+        lock = try_lock(rt.redis, name, rt.lock_lease)
+        if lock is None:
             continue
-        current = fingerprint(rt.config, name)
-        before = store.finish_error(name, error, now, halt=True, fingerprint=current)
+        try:
+            if store.load(name).state == "halted":
+                continue
+            current = fingerprint(rt.config, name)
+            before = store.finish_error(name, error, now, halt=True, fingerprint=current)
+        finally:
+            lock.release()
         after = store.load(name)
         log.error("run.halted", instance=name, code=error.get("code"), zia=zia)
         if before.state != "halted":
