@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -12,6 +13,7 @@ from threatshare.sandbox.idp import IdpEmulator
 from threatshare.sandbox.server import EmulatorServer
 from threatshare.sandbox.zia import ZiaEmulator
 from threatshare.sandbox.zia_host import ZiaHost
+from threatshare.sandbox.zia_sessions import expected_obfuscation
 
 SCOPES = {"a": "zscloud.net::1001::threatshare", "b": "zscloud.net::1002::threatshare"}
 
@@ -69,3 +71,35 @@ def test_a_token_no_org_knows_is_refused(host: Host) -> None:
     anonymous = httpx.get(f"{host.url}/api/v1/urlCategories/urlQuota")
     assert anonymous.status_code == 401
     assert host.orgs["a"].calls == [] and host.orgs["b"].calls == []
+
+
+def test_legacy_logins_and_sessions_reach_their_own_org() -> None:
+    """A legacy login goes to the org of its admin, and its session cookie stays there."""
+    router = ZiaHost()
+    orgs = {}
+    for org in ("a", "b"):
+        orgs[org] = ZiaEmulator(
+            enforce_limits=False,
+            api_key=f"{org}-key-abcdefghijklmnop",
+            username=f"admin@{org}.example",
+            password="pw",
+        )
+        router.add(orgs[org])
+    with EmulatorServer(router) as server:
+        timestamp = str(int(time.time() * 1000))
+        login = {
+            "apiKey": expected_obfuscation("b-key-abcdefghijklmnop", timestamp),
+            "username": "admin@b.example",
+            "password": "pw",
+            "timestamp": timestamp,
+        }
+        with httpx.Client(base_url=f"{server.url}/api/v1") as client:
+            assert client.post("/authenticatedSession", json=login).status_code == 200
+            cookie = client.cookies.get("JSESSIONID")
+            assert cookie
+            quota = client.get(
+                "/urlCategories/urlQuota", headers={"Cookie": f"JSESSIONID={cookie}"}
+            )
+            assert quota.status_code == 200
+    assert [c.status for c in orgs["b"].calls] == [200, 200]
+    assert orgs["a"].calls == []
