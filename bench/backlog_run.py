@@ -53,7 +53,7 @@ def main(config_path: str, instance: str) -> int:
         "counters": {k: v for k, v in result.counters.items() if isinstance(v, int)},
         "sync_s": round(synced, 2),
         "wall_s": round(time.perf_counter() - started, 2),
-        "activated": [a.tenant for a in activations if a.activated],
+        "activated": [a.zia for a in activations if a.activated],
         "peak_rss_mb_self": peak_rss_mb(),
     }
     print(json.dumps(report))

@@ -17,7 +17,7 @@ from threatshare.http import RetryPolicy
 from threatshare.runtime import Runtime
 from threatshare.sandbox.mimecast_logs import impersonation_log, url_log
 from threatshare.sandbox.world import Sandbox
-from threatshare.sync import RunResult, sync_all
+from threatshare.sync import RunResult, halt_refused_tenants, sync_all
 from threatshare.sync.activation import activate_pending
 
 FAST = RetryPolicy(max_attempts=12, initial_wait=0.01, max_wait=0.05, jitter=0.01)
@@ -98,7 +98,7 @@ def run_in_process(
     rt = make_runtime(config, client)
     try:
         results = sync_all(rt, config.enabled_instances())
-        activate_pending(rt)
+        halt_refused_tenants(rt, activate_pending(rt))
     finally:
         rt.close()
     Outbox(client).deliver(config.smtp)

@@ -230,4 +230,7 @@ REMEDIES: dict[str, str] = {
     "category_refused": "ZIA refused to create or update the category; check its name and the "
     "limit on custom categories per tenant.",
     "zia_request": "ZIA refused a request; see the message for the field it names.",
+    "activation_refused": "ZIA refused to activate the tenant's staged changes, so nothing "
+    "threatshare staged is enforced: give the ZIA API role the right to activate (or check the "
+    "admin's status), then run `threatshare resume` for each instance of the tenant.",
 }

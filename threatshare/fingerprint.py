@@ -68,6 +68,6 @@ def fingerprint(config: Config, instance: str) -> str:
     blob = json.dumps(settings, sort_keys=True).encode()
     # Length-prefixed, so two secret lists cannot run together into the same key material.
     material = b"".join(len(s).to_bytes(4, "big") + s.encode() for s in secrets)
-    salt = json.dumps([instance, account.client_id, tenant.tenant_id]).encode()
+    salt = json.dumps([instance, account.client_id, tenant.api_host_id]).encode()
     key = hashlib.pbkdf2_hmac("sha256", material, b"threatshare-fingerprint:" + salt, KEY_ROUNDS)
     return hmac.new(key, blob, hashlib.sha256).hexdigest()[:32]

@@ -105,14 +105,25 @@ def tenant_limit(tenant: str, bucket: str) -> str:
     return f"{PREFIX}{{t:{tenant}}}:limit:{bucket}"
 
 
-def tenant_unactivated(tenant: str) -> str:
+def tenant_unactivated(tenant_id: str) -> str:
     """Integer generation of the changes staged in a ZIA tenant and not yet activated."""
-    return f"{PREFIX}{{t:{tenant}}}:unactivated"
+    return f"{PREFIX}{{t:{tenant_id}}}:unactivated"
 
 
-def tenant_activation_lock(tenant: str) -> str:
+def tenant_unactivated_since(tenant_id: str) -> str:
+    """ISO time of the oldest staged change of a ZIA tenant not yet activated (status)."""
+    return f"{PREFIX}{{t:{tenant_id}}}:unactivated_since"
+
+
+def tenant_activation_refused(tenant_id: str) -> str:
+    """Hash {code, message, at}: ZIA's last permanent refusal to activate the tenant; deleted
+    by the next activation that succeeds."""
+    return f"{PREFIX}{{t:{tenant_id}}}:activation_refused"
+
+
+def tenant_activation_lock(tenant_id: str) -> str:
     """String with a TTL: held while one worker activates the tenant."""
-    return f"{PREFIX}{{t:{tenant}}}:activating"
+    return f"{PREFIX}{{t:{tenant_id}}}:activating"
 
 
 def tenants_unactivated() -> str:

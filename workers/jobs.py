@@ -34,7 +34,7 @@ from threatshare.alerts.outbox import Outbox
 from threatshare.config import Config
 from threatshare.http import Deadline
 from threatshare.runtime import Runtime
-from threatshare.sync import sync_instance
+from threatshare.sync import halt_refused_tenants, sync_instance
 from threatshare.sync.activation import activate_tenant, tenants_by_id
 
 log = structlog.get_logger(__name__)
@@ -110,14 +110,22 @@ def sync_job(instance: str) -> dict[str, Any]:
 
 
 def activate_job(tenant_id: str) -> dict[str, Any]:
-    """Activate the staged changes of one ZIA tenant (a no-op when none are marked)."""
+    """Activate the staged changes of one ZIA organisation (``tenant_id``; a no-op when none
+    are marked); a permanent refusal halts its instances."""
     with _job_runtime() as rt:
         name = tenants_by_id(rt.config.zia).get(tenant_id)
         if name is None:
             log.warning("job.unknown_tenant", tenant_id=tenant_id)
-            return {"tenant": None, "activated": False}
+            return {"zia": None, "activated": False}
         activation = activate_tenant(rt, name, Deadline.after(ACTIVATION_DEADLINE))
-    return {"tenant": name, "activated": activation.activated, "error": activation.error}
+        # A permanent refusal halts the organisation's instances: never a quiet retry.
+        halted = halt_refused_tenants(rt, [activation])
+    return {
+        "zia": name,
+        "activated": activation.activated,
+        "error": activation.error,
+        "halted": halted,
+    }
 
 
 def deliver_alerts_job() -> dict[str, int]:

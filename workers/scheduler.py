@@ -45,7 +45,8 @@ from threatshare.alerts.outbox import Outbox
 from threatshare.config import Config
 from threatshare.connection import redis_for
 from threatshare.state.activation_marks import ActivationMarks
-from threatshare.sync.activation import tenants_by_id
+from threatshare.state.store import Store
+from threatshare.sync.activation import adopt_former_marks, tenants_by_id
 from workers import jobs
 from workers.pacing import (
     HOUR,
@@ -236,10 +237,21 @@ class Scheduler:
         found = Job.fetch_many(ids, connection=self.redis, serializer=self.queue.serializer)
         return any(job is not None and job.get_status(refresh=False) not in _DONE for job in found)
 
+    def _refused_and_halted(self, tenant_id: str) -> bool:
+        """ZIA refused to activate the tenant and every instance of it is still halted: a new
+        try waits for `resume` (or a configuration change) instead of retrying in vain."""
+        if self.marks.refusal(tenant_id) is None:
+            return False
+        store = Store(self.redis)
+        return all(store.load(n).state == "halted" for n in self.instances_of.get(tenant_id, ()))
+
     def _activation_jobs(self, recent: Mapping[str, TenantActivations], slot: int) -> Iterator[str]:
+        adopt_former_marks(self.marks, self.config.zia)
         for tenant_id in self.marks.unactivated_tenants():
             if tenant_id not in self.tenants:
                 continue  # a tenant of another configuration sharing this Redis
+            if self._refused_and_halted(tenant_id):
+                continue
             activations = recent[tenant_id]
             if not activation_due(activations):
                 continue  # the budget does not allow one yet

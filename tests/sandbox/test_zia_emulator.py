@@ -105,7 +105,7 @@ def test_create_answers_the_new_custom_category(tenant: Tenant) -> None:
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [
-        ({"configuredName": NAME, "superCategory": "USER_DEFINED"}, 400, "DUPLICATE_ITEM"),
+        ({"configuredName": NAME, "superCategory": "USER_DEFINED"}, 409, "DUPLICATE_ITEM"),
         ({"configuredName": "New"}, 400, "INVALID_INPUT_ARGUMENT"),
         ({"superCategory": "USER_DEFINED"}, 400, "INVALID_INPUT_ARGUMENT"),
         (
@@ -137,7 +137,8 @@ def test_create_refusals(tenant: Tenant, body: dict, status: int, code: str | No
 
 
 def test_list_lite_and_get(tenant: Tenant) -> None:
-    """Listing honours customOnly and includeOnlyUrlKeywordCounts; lite and get find it."""
+    """Listing honours customOnly and includeOnlyUrlKeywordCounts (sizes in customUrlsCount,
+    as real listings carry them, no urlKeywordCounts); lite and get find it."""
     created = create(tenant.http, urls=["a.example", "b.example"])
     everything = tenant.http.get("/urlCategories").json()
     assert any(c["id"] == "ANONYMIZER" and c["customCategory"] is False for c in everything)
@@ -148,7 +149,9 @@ def test_list_lite_and_get(tenant: Tenant) -> None:
         "/urlCategories", params={"customOnly": "true", "includeOnlyUrlKeywordCounts": "true"}
     ).json()[0]
     assert "urls" not in counts
-    assert counts["urlKeywordCounts"]["totalUrlCount"] == 2
+    assert counts["customUrlsCount"] == 2
+    assert counts["urlsRetainingParentCategoryCount"] == 0
+    assert "urlKeywordCounts" not in counts
     lite = tenant.http.get("/urlCategories/lite").json()
     assert {"id": "CUSTOM_01", "configuredName": NAME}.items() <= lite[-1].items()
     assert tenant.http.get("/urlCategories/CUSTOM_01").json() == created
@@ -514,11 +517,13 @@ def test_the_product_legacy_session_logs_in(tenant: Tenant) -> None:
 FAILURES = [
     ("409", 409, "EDIT_LOCK_NOT_AVAILABLE", {}),
     ("409_barrier", 409, "UNEXPECTED_ERROR", {}),
+    ("412", 412, "UNEXPECTED_ERROR", {}),
+    ("400_field", 400, "INVALID_INPUT_ARGUMENT", {}),
     ("503", 503, None, {}),
     ("500", 500, "UNEXPECTED_ERROR", {}),
     ("429", 429, None, {"retry-after": "1"}),
     ("403_readonly", 403, "STATE_READONLY", {"x-zscaler-mode": "read-only"}),
-    ("403", 403, "NOT_AUTHORIZED", {}),
+    ("403", 403, "SCOPE_LIMITED", {}),
     ("401", 401, "SESSION_NOT_VALID", {}),
 ]
 
@@ -653,3 +658,41 @@ def test_admin_categories_share_the_quota_and_edits_bypass_the_api(tenant: Tenan
     assert [c["configuredName"] for c in tenant.zia.categories()] == [NAME]
     with pytest.raises(KeyError):
         tenant.zia.admin_delete("Admin Blocks")
+
+
+def test_edit_lock_carries_no_message(tenant: Tenant) -> None:
+    """A 409 edit lock is EDIT_LOCK_NOT_AVAILABLE with no message, as ZIA records it."""
+    create(tenant.http)
+    tenant.zia.fail_next("409")
+    failed = change(tenant.http, "CUSTOM_01", "ADD_TO_LIST", ["a.example"])
+    assert failed.json() == {"code": "EDIT_LOCK_NOT_AVAILABLE"}
+
+
+def test_500_with_an_empty_body(tenant: Tenant) -> None:
+    """The "500_empty" kind answers 500 with no body at all."""
+    create(tenant.http)
+    tenant.zia.fail_next("500_empty")
+    failed = change(tenant.http, "CUSTOM_01", "ADD_TO_LIST", ["a.example"])
+    assert (failed.status_code, failed.content) == (500, b"")
+
+
+@pytest.mark.parametrize("kind", ["503", "500", "429", "409"])
+def test_every_answer_carries_the_gateway_window(tenant: Tenant, kind: str) -> None:
+    """Every answer, failures included, carries x-ratelimit-limit/-remaining/-reset."""
+    ok = tenant.http.get("/urlCategories/urlQuota")
+    tenant.zia.fail_next(kind)
+    failed = tenant.http.get("/urlCategories/urlQuota")
+    assert failed.status_code == int(kind)
+    for response in (ok, failed):
+        assert response.headers["x-ratelimit-limit"] == "5000, 5000;w=60"
+        assert 1 <= int(response.headers["x-ratelimit-reset"]) <= 60
+    remaining = int(ok.headers["x-ratelimit-remaining"])
+    assert int(failed.headers["x-ratelimit-remaining"]) in (remaining - 1, 4999)
+
+
+def test_the_oneapi_gateway_refuses_a_bad_token_as_recorded(tenant: Tenant) -> None:
+    """A bad bearer token on the OneAPI prefix gets the gateway's {"detail": "unauthorized"}."""
+    headers = {"Authorization": "Bearer not-a-token"}
+    refused = tenant.raw.get(f"{tenant.url}/zia/api/v1/urlCategories/urlQuota", headers=headers)
+    assert refused.status_code == 401
+    assert refused.json() == {"detail": "unauthorized"}

@@ -22,6 +22,7 @@ from threatshare.runtime import Runtime
 from threatshare.sandbox.mimecast_logs import url_log
 from threatshare.sandbox.world import Sandbox
 from threatshare.state.activation_marks import ActivationMarks
+from threatshare.state.store import Store
 from workers import jobs
 from workers.jobs import fleet_runtime, lease_for
 from workers.scheduler import fleet_queue
@@ -171,6 +172,33 @@ class TestJobs:
         assert sandbox.tenants["prod"].emulator.activations == 1
         assert ActivationMarks(redis_client).unactivated_tenants() == []
 
+    def test_a_refused_activation_halts_the_tenant_in_the_fleet(
+        self,
+        runtime: Callable[[Config], Runtime],
+        sandbox: Sandbox,
+        tmp_path: Path,
+        redis_url: str,
+        redis_client: redis.Redis,
+    ) -> None:
+        """An activation job that ZIA refuses (403) halts the tenant's instances with
+        activation_refused and queues one halt e-mail; a second refused job queues none."""
+        config = load(sandbox, tmp_path, redis_url)
+        tenant_id = config.zia["prod"].tenant_id
+        marks = ActivationMarks(redis_client)
+        marks.mark_unactivated(tenant_id)
+        sandbox.tenants["prod"].emulator.fail_next("403", 10, path="/status/activate")
+        with jobs.using_runtime(runtime(config)):
+            first = jobs.activate_job(tenant_id)
+            second = jobs.activate_job(tenant_id)
+        assert first["halted"] == ["urls"] and second["halted"] == []
+        assert (first["error"] or {}).get("code") == "activation_refused"
+        state = Store(redis_client).load("urls")
+        assert state.state == "halted"
+        assert (state.last_error or {}).get("code") == "activation_refused"
+        assert Outbox(redis_client).pending() == 1
+        assert marks.unactivated_tenants() == [tenant_id]
+        assert (marks.refusal(tenant_id) or {}).get("code") == "activation_refused"
+
     def test_activate_job_of_an_unknown_tenant_does_nothing(
         self,
         runtime: Callable[[Config], Runtime],
@@ -183,7 +211,7 @@ class TestJobs:
         rt = runtime(load(sandbox, tmp_path, redis_url))
         job = enqueue(redis_client, jobs.activate_job, "0123456789abcdef")
         work_burst(rt)
-        assert job.latest_result().return_value == {"tenant": None, "activated": False}
+        assert job.latest_result().return_value == {"zia": None, "activated": False}
         assert sandbox.tenants["prod"].emulator.calls == []
 
     def test_deliver_job_sends_the_outbox(

@@ -18,6 +18,7 @@ from threatshare.alerts.outbox import Outbox
 from threatshare.config import Config
 from threatshare.sandbox.world import to_toml
 from threatshare.state.activation_marks import ActivationMarks
+from threatshare.state.store import Store
 from threatshare.zia.ratelimit import RateLimiter
 from workers.scheduler import (
     ACTIVATE_BUCKET,
@@ -157,6 +158,26 @@ class TestActivationJobs:
         activations = [j for j in ids if j.startswith("activate-")]
         assert activations == [keys.activation_slot(tenant_id, slot_now(redis_client, 10))]
         assert ids[0] == activations[0]
+
+    def test_a_refused_tenant_waits_for_resume(
+        self, config: Config, redis_client: redis.Redis
+    ) -> None:
+        """While ZIA's refusal to activate stands and every instance of the tenant is halted,
+        no activation is enqueued; once one is resumed, one is."""
+        tenant_id = config.zia["prod"].tenant_id
+        marks = ActivationMarks(redis_client)
+        marks.mark_unactivated(tenant_id)
+        marks.record_refusal(tenant_id, "activation_refused", "HTTP 403")
+        store = Store(redis_client)
+        error = {"kind": "permanent", "code": "activation_refused", "message": "HTTP 403"}
+        store.finish_error("a", error, datetime.now(UTC), halt=True, fingerprint="f")
+        Scheduler(config, redis_client).tick()
+        assert not [j for j in queued(redis_client) if j.startswith("activate-")]
+        store.resume("a")
+        Scheduler(config, redis_client).tick()
+        assert [j for j in queued(redis_client) if j.startswith("activate-")] == [
+            keys.activation_slot(tenant_id, slot_now(redis_client, 10))
+        ]
 
     def test_no_activation_without_a_mark(self, config: Config, redis_client: redis.Redis) -> None:
         """Without unactivated changes no activation job is enqueued."""

@@ -36,7 +36,7 @@ from threatshare.sandbox.zia import ZiaEmulator
 from threatshare.zia.bisect import REFUSED_BY_ZIA
 from threatshare.zia.categories import category_description
 from threatshare.zia.client import ZiaClient
-from threatshare.zia.errors import CategoryGone, ZiaRejected
+from threatshare.zia.errors import ActivationRefused, CategoryGone, ZiaRejected
 from threatshare.zia.ratelimit import Limit, RateLimiter, bucket_for
 
 SCOPE = "zscloud.net::1001::threatshare"
@@ -265,7 +265,7 @@ class TestCategory:
             category_id = client.find_or_create_category(CATEGORY, "x")
         assert winner == [category_id]
         assert len(world.zia.categories()) == 1
-        assert world.calls("POST /urlCategories") == [200, 400]
+        assert world.calls("POST /urlCategories") == [200, 409]
 
     def test_a_refused_create_is_category_refused(self, world: World) -> None:
         """A category ZIA will not create (an invalid name) is a permanent category_refused."""
@@ -477,15 +477,17 @@ class TestTemporaryFailures:
         [
             ("409", 409),
             ("409_barrier", 409),
+            ("412", 412),
             ("503", 503),
             ("500", 500),
+            ("500_empty", 500),
             ("403_readonly", 403),
             ("drop", 200),
         ],
     )
     def test_temporary_answers_are_retried(self, world: World, kind: str, status: int) -> None:
-        """Edit lock, Org barrier, 5xx, read-only maintenance and a dropped connection are
-        retried, and the batch lands."""
+        """Edit lock, Org barrier (409 or 412), 5xx with or without a body, read-only
+        maintenance and a dropped connection are retried, and the batch lands."""
         with world.client() as client:
             category_id = client.find_or_create_category(CATEGORY, "x")
             world.zia.fail_next(kind, path="/urlCategories/{id}")
@@ -537,6 +539,116 @@ class TestTemporaryFailures:
                 client.quota()
         assert time.monotonic() - start < 2
         assert caught.value.retry_after == 30
+
+    def test_the_gateway_window_on_a_5xx_is_not_waited_for(self, world: World) -> None:
+        """x-ratelimit-reset rides on every real answer: a 503 carrying 50 seconds of it is
+        retried after the normal backoff, not after 50 seconds."""
+
+        def long_window(request: httpx.Request, response: httpx.Response) -> httpx.Response:
+            response.headers["x-ratelimit-reset"] = "50"
+            return response
+
+        with world.client(transport=EditingTransport(response_hook=long_window)) as client:
+            world.zia.fail_next("503")
+            start = time.monotonic()
+            client.quota()
+            elapsed = time.monotonic() - start
+        assert world.calls("GET /urlCategories/urlQuota") == [503, 200]
+        assert elapsed < 5
+
+    def test_the_gateway_window_paces_a_429_without_a_hint(self, world: World) -> None:
+        """A 429 that carries no Retry-After waits for x-ratelimit-reset (the window's end)."""
+
+        def no_hint(request: httpx.Request, response: httpx.Response) -> httpx.Response:
+            if response.status_code == 429:
+                del response.headers["Retry-After"]
+                response.headers["x-ratelimit-reset"] = "1"
+                return httpx.Response(
+                    429, headers=response.headers, json={"message": "Rate Limit exceeded"}
+                )
+            return response
+
+        with world.client(transport=EditingTransport(response_hook=no_hint)) as client:
+            world.zia.fail_next("429")
+            start = time.monotonic()
+            client.quota()
+            elapsed = time.monotonic() - start
+        assert world.calls("GET /urlCategories/urlQuota") == [429, 200]
+        assert elapsed >= 1.0
+
+
+class TestRealAnswers:
+    def test_a_duplicate_is_not_an_edit_lock(self, world: World) -> None:
+        """A 409 DUPLICATE_ITEM to an ADD is a permanent zia_request after one PUT, where a
+        409 EDIT_LOCK_NOT_AVAILABLE (or a 409 with no code) would be retried."""
+
+        def duplicate(request: httpx.Request, response: httpx.Response) -> httpx.Response:
+            if request.method != "PUT":
+                return response
+            body = {"code": "DUPLICATE_ITEM", "message": "Item already exists"}
+            return httpx.Response(409, headers={"Content-Type": "application/json"}, json=body)
+
+        with world.client(transport=EditingTransport(response_hook=duplicate)) as client:
+            category_id = client.find_or_create_category(CATEGORY, "x")
+            with pytest.raises(ZiaRejected) as caught:
+                add(client, category_id, CATEGORY, entries(4), 10)
+        assert (caught.value.code, caught.value.kind) == ("zia_request", "permanent")
+        assert world.calls(PUT_BUCKET) == [200]  # the emulator's answer, then rewritten
+
+    def test_a_400_that_names_no_entry_ends_after_two_more_puts(self, world: World) -> None:
+        """A 400 "name cannot be null" that both halves of a 16-entry batch get again is a
+        permanent zia_request after 3 PUTs, not 31 PUTs and an "ok" run."""
+        with world.client() as client:
+            category_id = client.find_or_create_category(CATEGORY, "x")
+            world.zia.fail_next("400_field", 100, path="/urlCategories/{id}")
+            with pytest.raises(ZiaRejected) as caught:
+                add(client, category_id, CATEGORY, entries(16), 16)
+        assert (caught.value.code, caught.value.kind) == ("zia_request", "permanent")
+        assert "name cannot be null" in caught.value.message
+        assert world.calls(PUT_BUCKET) == [400, 400, 400]
+        assert world.zia.staged_urls(CATEGORY) == set()
+
+    def test_a_400_naming_no_entry_that_one_half_escapes_is_bisected(self, world: World) -> None:
+        """When only one half of the first split is refused again, the refusal was about an
+        entry after all: it is found and the rest lands."""
+        news = entries(16)
+        world.zia.invalid_urls.add(news[3])
+        anonymous = rewrite_refusals(lambda body, urls: "Invalid URL in the request")
+        with world.client(transport=anonymous) as client:
+            category_id = client.find_or_create_category(CATEGORY, "x")
+            result = add(client, category_id, CATEGORY, news, 16)
+        assert result.rejected == {news[3]: REFUSED_BY_ZIA}
+        assert world.zia.staged_urls(CATEGORY) == set(news) - {news[3]}
+
+    def test_category_sizes_read_custom_urls_count(self, world: World) -> None:
+        """Quota-warning shares come from customUrlsCount, which real listings carry."""
+        world.zia.admin_create("Other", ["a.example", "b.example", "c.example"])
+        with world.client() as client:
+            category_id = client.find_or_create_category(CATEGORY, "x")
+            add(client, category_id, CATEGORY, entries(2), 10)
+            assert client.category_sizes() == [("Other", 3), (CATEGORY, 2)]
+
+
+class TestActivation:
+    @pytest.mark.parametrize("kind", ["403", "401"])
+    def test_a_refused_activation_is_activation_refused(self, world: World, kind: str) -> None:
+        """A 403, or a 401 that survives a fresh token, to POST /status/activate is a permanent
+        activation_refused, not a retry."""
+        world.zia.fail_next(kind, 10, path="/status/activate")
+        with world.client() as client, pytest.raises(ActivationRefused) as caught:
+            client.activate()
+        assert (caught.value.code, caught.value.kind) == ("activation_refused", "permanent")
+        statuses = world.calls("POST /status/activate")
+        assert statuses == ([403] if kind == "403" else [401, 401, 401])
+        assert world.zia.activations == 0
+
+    def test_maintenance_during_activation_is_temporary(self, world: World) -> None:
+        """A read-only 403 to the activation is retried, then activates."""
+        world.zia.fail_next("403_readonly", path="/status/activate")
+        with world.client() as client:
+            client.activate()
+        assert world.calls("POST /status/activate") == [403, 200]
+        assert world.zia.activations == 1
 
 
 class TestPermanentFailures:

@@ -18,6 +18,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _status(args: argparse.Namespace, config: Config) -> int:
+    from datetime import UTC, datetime
+
     from threatshare.ops import status
     from threatshare.state.store import Store
 
@@ -27,11 +29,15 @@ def _status(args: argparse.Namespace, config: Config) -> int:
     try:
         with redis_errors("status"), redis_for(config) as client:
             records = status.collect(config, Store(client), args.name)
+            tenants = status.tenant_status(config, Store(client), datetime.now(UTC))
     except StoreUnavailable as exc:
         print(f"status: cannot reach Redis at {redis_place(config)}: {cause_of(exc)}")
         return EXIT_UNREACHABLE
-    print(status.render_json(records) if args.json else status.render_table(records))
-    return status.exit_code(records)
+    if args.name:  # the organisation of the instance asked about
+        tenants = [t for t in tenants if args.name in t["instances"]]
+    table = status.render_table(records, tenants=tenants)
+    print(status.render_json(records, tenants) if args.json else table)
+    return status.exit_code(records, tenants)
 
 
 COMMAND = Command(
@@ -39,11 +45,12 @@ COMMAND = Command(
     summary="state of every instance",
     description="One row per instance: state, bookmark and its age, last success, last error "
     "and since when, entries in the category, the last run's counters, quota used and "
-    'remaining. NAME shows one instance; --json prints {"instances": [...]}.',
+    "remaining; then each ZIA organisation's changes pending activation and since when. NAME "
+    'shows one instance; --json prints {"instances": [...], "tenants": [...]}.',
     examples=("threatshare status", "threatshare status impersonation --json"),
     exit_codes=(
         (0, "no instance is retrying or halted"),
-        (1, "an instance is retrying"),
+        (1, "an instance is retrying, or a tenant's activation is pending over 15 minutes"),
         (2, "an instance is halted; or the configuration is invalid, or NAME is unknown"),
         (3, "Redis cannot be reached, or state_dir's embedded Redis is in use by another process"),
     ),

@@ -324,9 +324,47 @@ class ZiaTenant(_Model):
         return f"https://{host}/api/v1"
 
     @property
+    def organisation(self) -> str:
+        """The ZIA organisation this table names, for people (never a secret): many
+        organisations share one API host (``zsapi.<cloud>``, ``api.zsapi.net``), so the host
+        alone does not say whose tenant it is (docs/design.md#tenant-identity)."""
+        host = urlsplit(self.resolved_api_base).netloc.lower()
+        if self.auth == "oneapi":
+            return urlsplit(self.token_url or "").netloc.lower()
+        if self.auth == "legacy":
+            key = self.api_key.get_secret_value() if self.api_key else ""
+            return f"{host} api key {hashlib.sha256(key.encode()).hexdigest()[:8]}"
+        org = self.org_id
+        if org is not None:
+            return f"{host} org {org}"
+        # A scope that names no org (Entra's ``<app id uri>/.default``): the IdP and the client
+        # stand for it, so two such tables share only when they are the same client.
+        return f"{host} client {self.client_id} at {urlsplit(self.token_url or '').netloc}"
+
+    @property
+    def org_id(self) -> str | None:
+        """The org id of an ``oauth`` scope ``<cloud>::<orgId>::<role>``; None without one."""
+        if self.auth != "oauth" or not self.scope:
+            return None
+        for scope in self.scope.split():
+            parts = scope.split("::")
+            if len(parts) == 3 and parts[1].strip().isdigit():
+                return parts[1].strip()
+        return None
+
+    @property
     def tenant_id(self) -> str:
-        """Identity of the ZIA org for fleet-wide limits: OneAPI shares one API host between
-        all orgs, so there the token URL (the org's vanity domain) tells them apart."""
+        """Identity of the ZIA organisation, the key of everything kept per tenant in Redis
+        (activation marks, quota readings, warnings, rate budgets): two ``[zia.*]`` tables that
+        name one organisation share it, two organisations never do."""
+        basis = f"{self.auth}|{self.organisation}"
+        return hashlib.sha256(basis.encode()).hexdigest()[:16]
+
+    @property
+    def api_host_id(self) -> str:
+        """What identified a tenant before the organisation did (a hash of the API host, or of
+        the token URL for ``oneapi``). Kept only to find state written under it on upgrade and as
+        the fingerprint's salt, so an upgrade does not count as a configuration change."""
         basis = self.token_url if self.auth == "oneapi" else self.resolved_api_base
         return hashlib.sha256((basis or "").encode()).hexdigest()[:16]
 

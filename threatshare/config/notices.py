@@ -42,6 +42,7 @@ def warnings_for(path: Path, config: Config) -> list[str]:
     out.extend(_readable_secret_files(config))
     if problem := redis_url_warning(config.settings.redis_url):
         out.append(problem)
+    out.extend(shared_organisations(config))
     for name, inst in config.instances.items():
         if not inst.notify and not config.settings.admins:
             out.append(f"instances.{name}.notify: nobody will be e-mailed when it halts")
@@ -108,3 +109,18 @@ def _readable_secret_files(config: Config) -> list[str]:
         for file in files
         if file.is_file() and _world_readable(file)
     ]
+def shared_organisations(config: Config) -> list[str]:
+    """One line per ZIA organisation that several ``[zia.*]`` tables name: allowed (say, two
+    API roles of one org), but they share one activation, quota, warnings and rate budget."""
+    tables: dict[str, list[str]] = {}
+    for name in sorted(config.zia):
+        tables.setdefault(config.zia[name].tenant_id, []).append(name)
+    out = []
+    for names in tables.values():
+        if len(names) > 1:
+            listed = ", ".join(f"zia.{n}" for n in names)
+            out.append(
+                f"{listed}: name one ZIA organisation ({config.zia[names[0]].organisation}); "
+                "they share its activations, quota readings, warnings and rate budget"
+            )
+    return out

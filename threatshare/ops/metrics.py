@@ -116,7 +116,21 @@ def _tenant_families(snapshot: Snapshot) -> Iterator[Metric]:
         "Seconds since the last activation",
         labels=label,
     )
+    pending = GaugeMetricFamily(
+        "threatshare_tenant_activation_pending_seconds",
+        "Seconds the oldest staged change has waited for activation (absent: none waits)",
+        labels=label,
+    )
+    refused = GaugeMetricFamily(
+        "threatshare_tenant_activation_refused",
+        "1 while ZIA's last answer to an activation was a permanent refusal",
+        labels=label,
+    )
     for t in snapshot.tenants:
+        waited = age_seconds(t.pending_activation_since, snapshot.at)
+        if waited is not None:
+            pending.add_metric([t.name], waited)
+        refused.add_metric([t.name], 1.0 if t.activation_refused else 0.0)
         for part, family in quota.items():
             if t.quota and t.quota.get(part) is not None:
                 family.add_metric([t.name], t.quota[part])
@@ -126,7 +140,7 @@ def _tenant_families(snapshot: Snapshot) -> Iterator[Metric]:
         if age is not None:
             since.add_metric([t.name], age)
     yield from quota.values()
-    yield from (activations, throttled, since)
+    yield from (activations, throttled, since, pending, refused)
 
 
 def families(snapshot: Snapshot) -> Iterator[Metric]:

@@ -16,8 +16,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from threatshare.errors import REMEDIES
-from threatshare.ops.snapshot import Snapshot, TenantView
-from threatshare.ops.status import age_text
+from threatshare.ops.snapshot import Snapshot, TenantView, age_seconds
+from threatshare.ops.status import PENDING_TOO_LONG, age_text
 
 REFRESH_SECONDS = 15
 #: The order of instances on the page: what needs someone first.
@@ -57,6 +57,11 @@ def _row(record: dict[str, Any], snapshot: Snapshot) -> dict[str, Any]:
     }
 
 
+def _overdue(since: str | None, snapshot: Snapshot) -> bool:
+    waited = age_seconds(since, snapshot.at)
+    return waited is not None and waited > PENDING_TOO_LONG.total_seconds()
+
+
 def _bar(tenant: TenantView, snapshot: Snapshot) -> dict[str, Any]:
     quota = tenant.quota or {}
     used, remaining = quota.get("used"), quota.get("remaining")
@@ -73,6 +78,13 @@ def _bar(tenant: TenantView, snapshot: Snapshot) -> dict[str, Any]:
         "reserve_percent": round(100.0 * reserve / total, 1) if total and reserve else 0.0,
         "read": _age(quota.get("at"), snapshot) if quota else None,
         "activations": tenant.activations,
+        "pending_since": (
+            _age(tenant.pending_activation_since, snapshot)
+            if tenant.pending_activation_since
+            else None
+        ),
+        "pending_overdue": _overdue(tenant.pending_activation_since, snapshot),
+        "refused": tenant.activation_refused,
         "last_activation": _age(tenant.last_activation, snapshot),
         "rate_limited": tenant.rate_limited,
     }

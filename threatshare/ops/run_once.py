@@ -11,7 +11,7 @@ from threatshare.http import RetryPolicy
 from threatshare.ops.table import render_rows
 from threatshare.ops.terminal_progress import logs_above_bars, progress_for
 from threatshare.runtime import Runtime
-from threatshare.sync import RunResult, sync_all
+from threatshare.sync import RunResult, halt_refused_tenants, sync_all
 from threatshare.sync.activation import activate_pending
 
 
@@ -58,6 +58,7 @@ def run_once(
         with logs_above_bars(progress):
             results = sync_all(rt, config.enabled_instances(names), dry_run=dry_run)
             activations = [] if dry_run else activate_pending(rt)
+            halted = [] if dry_run else halt_refused_tenants(rt, activations)
     finally:
         rt.close()
     if dry_run:
@@ -67,11 +68,19 @@ def run_once(
     Outbox(client).deliver_for(config)
     print(summary(results))
     for activation in activations:
-        if activation.error:
+        code = (activation.error or {}).get("code")
+        if code == "activation_refused":
             print(
-                f"ZIA tenant {activation.tenant}: activation failed "
-                f"({activation.error['code']}); it is retried by the next run"
+                f"ZIA tenant {activation.zia}: ZIA refused the activation; nothing staged is "
+                "enforced, and every instance of the tenant is halted"
+            )
+        elif activation.error:
+            print(
+                f"ZIA tenant {activation.zia}: activation failed ({code}); it is retried by the "
+                "next run"
             )
         elif not activation.activated:
-            print(f"ZIA tenant {activation.tenant}: another process is activating it")
-    return 0 if results and all(r.outcome == "ok" for r in results) else 1
+            print(f"ZIA tenant {activation.zia}: another process is activating it")
+    if halted:
+        print(f"halted: {', '.join(halted)} (activation_refused)")
+    return 0 if results and all(r.outcome == "ok" for r in results) and not halted else 1

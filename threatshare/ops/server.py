@@ -128,12 +128,13 @@ class OperationsApp:
     ) -> Iterable[bytes]:
         try:
             records = status.collect(self._config, Store(self._client))
+            tenants = status.tenant_status(self._config, Store(self._client), self._now())
         except (redis.RedisError, StoreUnavailable, OSError) as exc:
             body = json.dumps({"error": f"Redis cannot be reached ({type(exc).__name__})"})
             return _send(
                 start_response, "503 Service Unavailable", "application/json", body.encode()
             )
-        body = status.render_json(records).encode()
+        body = status.render_json(records, tenants).encode()
         return _send(start_response, "200 OK", "application/json", body)
 
     def _api_explain(

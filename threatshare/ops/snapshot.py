@@ -21,8 +21,9 @@ from threatshare.config import Config
 from threatshare.errors import StoreUnavailable
 from threatshare.ops import status
 from threatshare.ops.stats import tenant_stats
+from threatshare.state.activation_marks import ActivationMarks
 from threatshare.state.store import Store
-from threatshare.timestamps import from_iso
+from threatshare.timestamps import from_iso, to_iso
 
 #: Counts the fleet's workers that RQ knows of; given by the caller (RQ is the fleet's business).
 WorkerCount = Callable[[redis.Redis], int]
@@ -37,6 +38,10 @@ class TenantView:
     activations: int = 0
     rate_limited: int = 0
     last_activation: str | None = None
+    #: Since when changes of the tenant wait for activation (None: none wait).
+    pending_activation_since: str | None = None
+    #: ZIA's last permanent refusal to activate ({code, message, at}), until one succeeds.
+    activation_refused: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -67,11 +72,20 @@ def _tenants(
     for record in records:
         quotas.setdefault(record["zia"], record["quota"])
     store = Store(client)
+    marks = ActivationMarks(client)
     views = []
     for name in sorted(config.zia):
         tenant = config.zia[name]
         quota = quotas[name] if name in quotas else status.quota_status(store, tenant)
-        views.append(TenantView(name, quota, **tenant_stats(client, tenant.tenant_id)))
+        views.append(
+            TenantView(
+                name,
+                quota,
+                **tenant_stats(client, tenant.tenant_id),
+                pending_activation_since=to_iso(marks.pending_since(tenant.tenant_id)),
+                activation_refused=marks.refusal(tenant.tenant_id),
+            )
+        )
     return views
 
 

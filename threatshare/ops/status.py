@@ -1,13 +1,16 @@
-"""What ``threatshare status`` shows (docs/design.md#command-line): one record per instance, as JSON
+"""What ``threatshare status`` shows (docs/design.md#command-line): one record per instance
+and one per ZIA organisation (``tenants``: changes pending activation and since when), as JSON
 or a table.
 
-Exit code: 0 when no instance is ``retrying`` or ``halted``, 1 when one is ``retrying``, 2 when
-one is ``halted``. Nothing here reads a secret.
+Exit code: 0 when no instance is ``retrying`` or ``halted``, 1 when one is ``retrying`` or a
+tenant's changes have waited for activation longer than :data:`PENDING_TOO_LONG`, 2 when one is
+``halted``. Nothing here reads a secret.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,8 +18,9 @@ from threatshare.capacity import reserve_slots
 from threatshare.config import Config, Instance, ZiaTenant
 from threatshare.durations import format_duration
 from threatshare.mimecast_clock import SKEW_WARNING
-from threatshare.ops.stats import run_stats
+from threatshare.ops.stats import run_stats, tenant_stats
 from threatshare.ops.table import render_rows
+from threatshare.state.activation_marks import ActivationMarks
 from threatshare.state.ledger import Ledger
 from threatshare.state.lifecycle import LifecycleRecord
 from threatshare.state.quota import QuotaRecord
@@ -33,6 +37,10 @@ EMPTY_RUN = {
     "skipped_by_reason": {},
     "rejected_by_reason": {},
 }
+
+
+#: Staged changes that wait longer than this for activation protect nobody yet: a problem.
+PENDING_TOO_LONG = timedelta(minutes=15)
 
 
 def _epoch_iso(epoch: float | None) -> str | None:
@@ -108,11 +116,43 @@ def collect(config: Config, store: Store, name: str | None = None) -> list[dict[
     return [instance_status(config, store, n) for n in names]
 
 
-def exit_code(records: list[dict[str, Any]]) -> int:
+def tenant_status(config: Config, store: Store, now: datetime) -> list[dict[str, Any]]:
+    """One record per ZIA organisation (``id``: its tenant id), naming the ``[zia.*]`` tables
+    of it (``zia``): changes pending activation and since when, ZIA's last refusal to activate,
+    and its activations (docs/design.md#activation)."""
+    tables: dict[str, list[str]] = {}
+    for name in sorted(config.zia):
+        tables.setdefault(config.zia[name].tenant_id, []).append(name)
+    marks = ActivationMarks(store.redis)
+    out = []
+    for tenant_id, names in tables.items():
+        since = marks.pending_since(tenant_id)
+        pending = marks.unactivated_generation(tenant_id) is not None
+        waited = None if since is None else max(0.0, (now - since).total_seconds())
+        stats = tenant_stats(store.redis, tenant_id)
+        out.append(
+            {
+                "id": tenant_id,
+                "zia": names,
+                "organisation": config.zia[names[0]].organisation,
+                "instances": sorted(n for n, i in config.instances.items() if i.zia in names),
+                "pending_activation": pending,
+                "pending_activation_since": to_iso(since),
+                "activation_overdue": waited is not None
+                and waited > PENDING_TOO_LONG.total_seconds(),
+                "activation_refused": marks.refusal(tenant_id),
+                "activations": stats["activations"],
+                "last_activation": stats["last_activation"],
+            }
+        )
+    return out
+
+
+def exit_code(records: list[dict[str, Any]], tenants: Sequence[dict[str, Any]] = ()) -> int:
     states = {r["state"] for r in records}
     if "halted" in states:
         return 2
-    if "retrying" in states:
+    if "retrying" in states or any(t["activation_overdue"] for t in tenants):
         return 1
     return 0
 
@@ -128,11 +168,40 @@ def age_text(iso: str | None, now: datetime) -> str:
     return format_duration(now - when) + " ago"
 
 
-def render_json(records: list[dict[str, Any]]) -> str:
-    return json.dumps({"instances": records}, indent=2, sort_keys=True)
+def render_json(records: list[dict[str, Any]], tenants: list[dict[str, Any]] | None = None) -> str:
+    document: dict[str, Any] = {"instances": records}
+    if tenants is not None:
+        document["tenants"] = tenants
+    return json.dumps(document, indent=2, sort_keys=True)
 
 
-def render_table(records: list[dict[str, Any]], now: datetime | None = None) -> str:
+def tenant_lines(tenants: list[dict[str, Any]], now: datetime) -> list[str]:
+    """The ``ZIA TENANT`` block of the table: pending activation and refusals, per org."""
+    rows: list[tuple[str, ...]] = [("ZIA TENANT", "ORGANISATION", "PENDING ACTIVATION", "LAST")]
+    details = []
+    for t in tenants:
+        pending = "no"
+        if t["pending_activation"]:
+            since = t["pending_activation_since"]
+            pending = f"since {age_text(since, now)}" if since else "yes"
+            if t["activation_overdue"]:
+                pending += " (overdue)"
+        last = age_text(t["last_activation"], now)
+        rows.append((", ".join(t["zia"]), t["organisation"], pending, last))
+        if t["activation_refused"]:
+            refusal = t["activation_refused"]
+            details.append(
+                f"{', '.join(t['zia'])}: ZIA refused to activate ({refusal.get('code')}) at "
+                f"{refusal.get('at')}: {refusal.get('message')}"
+            )
+    return [*render_rows(rows), *details]
+
+
+def render_table(
+    records: list[dict[str, Any]],
+    now: datetime | None = None,
+    tenants: list[dict[str, Any]] | None = None,
+) -> str:
     now = now or datetime.now(UTC)
     header = ("INSTANCE", "STATE", "BOOKMARK AGE", "LAST SUCCESS", "ENTRIES", "LAST RUN", "QUOTA")
     rows: list[tuple[str, ...]] = [header]
@@ -183,4 +252,7 @@ def render_table(records: list[dict[str, Any]], now: datetime | None = None) -> 
         if reasons:
             listed = ", ".join(f"{k}={v}" for k, v in sorted(reasons.items()))
             details.append(f"{r['name']}: last run skipped/rejected: {listed}")
-    return "\n".join([*render_rows(rows), *(["", *details] if details else [])])
+    lines = [*render_rows(rows), *(["", *details] if details else [])]
+    if tenants:
+        lines += ["", *tenant_lines(tenants, now)]
+    return "\n".join(lines)

@@ -44,6 +44,7 @@ from threatshare.state.unblocked import (
     Matcher,
     UnblockList,
 )
+from threatshare.sync import halt_refused_tenants
 from threatshare.sync.activation import activate_pending
 from threatshare.sync.change import CategoryChange
 from threatshare.timestamps import to_iso
@@ -240,13 +241,19 @@ def unblock(
         )
         for name in names
     ]
-    failed = {a.tenant: a for a in activate_pending(rt) if a.error}
+    activations = activate_pending(rt)
+    halt_refused_tenants(rt, activations)
+    failed = {a.zia: a for a in activations if a.error}
     for report in reports:
-        tenant = rt.config.instances[report.instance].zia
-        if tenant in failed and report.error is None:
-            code = (failed[tenant].error or {}).get("code")
-            report.error = f"activation failed ({code}); the next run activates the tenant"
-        report.activated = bool(report.removed) and tenant not in failed
+        zia = rt.config.instances[report.instance].zia
+        if zia in failed and report.error is None:
+            code = (failed[zia].error or {}).get("code")
+            report.error = (
+                "ZIA refused the activation; the tenant's instances are halted"
+                if code == "activation_refused"
+                else f"activation failed ({code}); the next run activates the tenant"
+            )
+        report.activated = bool(report.removed) and zia not in failed
     return reports
 
 

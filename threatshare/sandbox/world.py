@@ -18,6 +18,7 @@ from threatshare.sandbox.mimecast import MimecastEmulator
 from threatshare.sandbox.server import EmulatorServer
 from threatshare.sandbox.smtp import SmtpSink
 from threatshare.sandbox.zia import ZiaEmulator
+from threatshare.sandbox.zia_host import ZiaHost
 
 SANDBOX_CLOUD = "zscloud.net"
 SENDER = "threatshare@sandbox.example"
@@ -52,11 +53,16 @@ class Sandbox:
     enforce_limits: bool = True
     url_quota: int = 25_000
     seed: int = 0
+    #: Serve every tenant on one API host, routed by the org its token names, as real
+    #: organisations share ``zsapi.<cloud>``; False: one host per tenant.
+    shared_host: bool = False
     mimecast: MimecastEmulator = field(init=False)
     idp: IdpEmulator = field(init=False)
     smtp: SmtpSink = field(init=False)
     tenants: dict[str, Tenant] = field(init=False, default_factory=dict)
     _servers: list[EmulatorServer] = field(init=False, default_factory=list)
+    _host: ZiaHost | None = field(init=False, default=None)
+    _host_server: EmulatorServer | None = field(init=False, default=None)
 
     def start(self) -> Sandbox:
         self.mimecast = MimecastEmulator(seed=self.seed)
@@ -89,10 +95,19 @@ class Sandbox:
             username=legacy[1],
             password=legacy[2],
         )
-        server = self._serve(emulator)
+        server = self._serve_tenant(emulator)
         tenant = Tenant(name, org_id, emulator, server, client_id, client_secret, *legacy)
         self.tenants[name] = tenant
         return tenant
+
+    def _serve_tenant(self, emulator: ZiaEmulator) -> EmulatorServer:
+        if not self.shared_host:
+            return self._serve(emulator)
+        if self._host is None or self._host_server is None:
+            self._host = ZiaHost(self.idp)
+            self._host_server = self._serve(self._host)
+        self._host.add(emulator)
+        return self._host_server
 
     def stop(self) -> None:
         for server in self._servers:

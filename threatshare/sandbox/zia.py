@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -49,6 +49,9 @@ _METHODS = {
     "/authenticatedSession": ("GET", "POST", "DELETE"),
 }
 _SESSION = "/authenticatedSession"
+#: The gateway window every real answer reports (``x-ratelimit-*``; recorded answers).
+GATEWAY_WINDOW = 60.0
+GATEWAY_LIMIT = 5000
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,11 @@ class ZiaEmulator:
         self.injected_retry_after = 1
         #: Entries the tenant refuses on top of the built-in URL rules.
         self.invalid_urls: set[str] = set()
+        #: A fixed ``x-ratelimit-reset`` for every answer (None: the gateway window's own).
+        self.gateway_reset: int | None = None
+        #: Called with (method, path) before each call is served, outside the tenant's lock:
+        #: where a test plays another admin or worker acting at that very moment.
+        self.before_call: Callable[[str, str], None] | None = None
         self.calls: list[Call] = []
         self.count_429 = 0
         self.activations = 0
@@ -126,6 +134,9 @@ class ZiaEmulator:
         )
         self._failures = FailurePlan(seed)
         self.seed = seed
+        self._gateway_started = self._clock()
+        self._gateway_window = 0
+        self._gateway_calls = 0
 
     # -- knobs ----------------------------------------------------------------------------------
 
@@ -264,6 +275,8 @@ class ZiaEmulator:
 
     def __call__(self, request: Request) -> Response:
         sleep_latency(self.latency)
+        if self.before_call is not None:
+            self.before_call(request.method, request.path)
         route = resolve(request.method, request.path)
         payload = _payload(request)  # parsed outside the lock: bodies can hold 10,000 URLs
         with self._lock:
@@ -274,9 +287,40 @@ class ZiaEmulator:
             )
             if response.status == 429:
                 self.count_429 += 1
+            gateway = self._gateway_headers(now)
+        for name, value in gateway.items():
+            response.headers.setdefault(name, value)
         response.headers.setdefault("x-zscaler-mode", "read-write")
         response.headers.setdefault("Cache-Control", "no-store, no-cache")
         return response
+
+    def _gateway_headers(self, now: float) -> dict[str, str]:
+        """The ``x-ratelimit-*`` headers the real service sends on every answer, 5xx included:
+        a 60-second gateway window, its limit, what is left, and the seconds until it resets."""
+        elapsed = now - self._gateway_started
+        window = int(elapsed // GATEWAY_WINDOW)
+        if window != self._gateway_window:
+            self._gateway_window, self._gateway_calls = window, 0
+        self._gateway_calls += 1
+        reset = max(1, int(GATEWAY_WINDOW - elapsed % GATEWAY_WINDOW))
+        if self.gateway_reset is not None:
+            reset = self.gateway_reset
+        return {
+            "x-ratelimit-limit": f"{GATEWAY_LIMIT}, {GATEWAY_LIMIT};w={int(GATEWAY_WINDOW)}",
+            "x-ratelimit-remaining": str(max(0, GATEWAY_LIMIT - self._gateway_calls)),
+            "x-ratelimit-reset": str(reset),
+        }
+
+    def owns(self, request: Request, claims: dict[str, Any] | None) -> bool:
+        """Whether a request on a shared API host is for this tenant: a token the IdP issued
+        for its scope (or audience client), or its legacy login or session."""
+        if claims is not None:
+            return self._claims_fit(claims)
+        cookie = session_cookie(request.headers.get("Cookie"))
+        payload = _payload(request) if request.method == "POST" else None
+        username = payload.get("username") if isinstance(payload, dict) else None
+        with self._lock:
+            return self._sessions.owns(cookie, username)
 
     def _serve(self, request: Request, route: Route, payload: Any, now: float) -> Response:
         if route.template != _SESSION and (refusal := self._authenticate(request)):
@@ -314,7 +358,12 @@ class ZiaEmulator:
             claims = self.idp.validate(header[7:].strip()) if self.idp else None
             if claims is not None and self._claims_fit(claims):
                 return None
-            body = {"code": "UNAUTHORIZED", "message": "The access token is invalid or expired"}
+            body: dict[str, str] = {
+                "code": "UNAUTHORIZED",
+                "message": "The access token is invalid or expired",
+            }
+            if request.path.startswith(PREFIXES[0] + "/"):
+                body = {"detail": "unauthorized"}  # the OneAPI gateway's answer, as recorded
             return json_response(401, body, **{"WWW-Authenticate": 'Bearer error="invalid_token"'})
         if self._sessions.touch(session_cookie(request.headers.get("Cookie"))):
             return None

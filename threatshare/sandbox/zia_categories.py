@@ -84,7 +84,7 @@ class Category:
             for key in (*KEYWORD_LISTS, *_OTHER_LISTS):
                 if self.lists.get(key):
                     out[key] = list(self.lists[key])
-        keywords, retained = self.items("keywords"), self.items("keywordsRetainingParentCategory")
+        # Real listings carry these counts and no ``urlKeywordCounts`` (recorded answers).
         out.update(
             customCategory=self.custom,
             editable=True,
@@ -96,13 +96,6 @@ class Category:
             customIpRangesCount=len(self.items("ipRanges")),
             ipRangesRetainingParentCategoryCount=len(self.items("ipRangesRetainingParentCategory")),
         )
-        if counts_only:
-            out["urlKeywordCounts"] = {
-                "totalUrlCount": len(urls) + len(db_urls),
-                "retainParentUrlCount": len(db_urls),
-                "totalKeywordCount": len(keywords) + len(retained),
-                "retainParentKeywordCount": len(retained),
-            }
         if self.scopes:
             out["scopes"] = self.scopes
         if self.custom:
@@ -333,7 +326,8 @@ class CategoryStore:
             raise invalid_input(f"Invalid category name {name}")
         other = self.by_name(name)
         if other is not None and other.id != own_id:
-            raise Refused(400, f"Category name {name} already exists", "DUPLICATE_ITEM")
+            # A duplicate is a 409 in ZIA, not a 400 (recorded answers).
+            raise Refused(409, f"Category name {name} already exists", "DUPLICATE_ITEM")
 
     def _check_quota(self, lists: dict[str, dict[str, None]]) -> None:
         new = {url for key in URL_LISTS for url in lists.get(key, ()) if url not in self._refs}

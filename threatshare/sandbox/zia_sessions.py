@@ -129,6 +129,13 @@ class LegacySessions:
             del self._last_used[session]
         return live
 
+    def owns(self, session: str | None, username: object) -> bool:
+        """Whether a request belongs to this tenant: its session cookie was issued here, or
+        its login names this tenant's admin (one API host serves many organisations)."""
+        if session is not None and session in self._last_used:
+            return True
+        return self._username is not None and username == self._username
+
     def expire_all(self) -> None:
         """Forget every session (as if each had idled out)."""
         self._last_used.clear()

@@ -22,6 +22,18 @@ recovery.
 ====================  =============================================================
 """
 
-from threatshare.sync.transitions import RunResult, sync_all, sync_instance
+from threatshare.sync.transitions import (
+    RunResult,
+    halt_refused_tenant,
+    halt_refused_tenants,
+    sync_all,
+    sync_instance,
+)
 
-__all__ = ["RunResult", "sync_all", "sync_instance"]
+__all__ = [
+    "RunResult",
+    "halt_refused_tenant",
+    "halt_refused_tenants",
+    "sync_all",
+    "sync_instance",
+]

@@ -33,7 +33,7 @@ ACTIVATION_LOCK_TTL = 120
 
 @dataclass(frozen=True)
 class Activation:
-    tenant: str  # name of the [zia.*] table
+    zia: str  # name of the [zia.*] table
     activated: bool
     error: dict[str, str] | None = None
 
@@ -46,9 +46,19 @@ def tenants_by_id(tenants: Mapping[str, ZiaTenant]) -> dict[str, str]:
     return out
 
 
+def adopt_former_marks(marks: ActivationMarks, tables: Mapping[str, ZiaTenant]) -> None:
+    """Marks written under a tenant's former id (its API host) belong to every organisation
+    behind that host: each is marked, so nothing staged before an upgrade stays unactivated."""
+    current = {table.tenant_id for table in tables.values()}
+    for former in set(marks.unactivated_tenants()) - current:
+        heirs = [t.tenant_id for t in tables.values() if t.api_host_id == former]
+        if heirs:
+            marks.hand_over(former, heirs)
+
+
 def activate_tenant(rt: Runtime, name: str, deadline: Deadline | None = None) -> Activation:
     """Activate ``name``'s staged changes if any are marked; a no-op otherwise."""
-    marks = ActivationMarks(rt.redis)
+    marks = ActivationMarks(rt.redis, rt.now)
     tenant_id = rt.config.zia[name].tenant_id
     marked = marks.unactivated_generation(tenant_id)
     if marked is None:
@@ -71,10 +81,12 @@ def activate_tenant(rt: Runtime, name: str, deadline: Deadline | None = None) ->
         client.activate()
         marks.clear_unactivated(tenant_id, marked)
         Store(rt.redis).record_activation(tenant_id, rt.now())
-        log.info("zia.activated", tenant=name)
+        log.info("zia.activated", zia=name)
         return Activation(name, activated=True)
     except ThreatshareError as exc:
-        log.warning("zia.activation_failed", tenant=name, code=exc.code, error=exc.message)
+        log.warning("zia.activation_failed", zia=name, code=exc.code, error=exc.message)
+        if exc.code == "activation_refused":  # kept for status until one succeeds
+            marks.record_refusal(tenant_id, exc.code, exc.message)
         return Activation(name, activated=False, error=exc.as_dict())
     finally:
         client.close()
@@ -84,7 +96,8 @@ def activate_tenant(rt: Runtime, name: str, deadline: Deadline | None = None) ->
 
 def activate_pending(rt: Runtime) -> list[Activation]:
     """Activate every tenant of this configuration that has marked, unactivated changes."""
-    marks = ActivationMarks(rt.redis)
+    marks = ActivationMarks(rt.redis, rt.now)
+    adopt_former_marks(marks, rt.config.zia)
     known = tenants_by_id(rt.config.zia)
     return [
         activate_tenant(rt, known[tenant_id])

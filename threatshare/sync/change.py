@@ -124,7 +124,7 @@ class CategoryChange:
         self.ledger = Ledger(client)
         self.record = LifecycleRecord(client, name)
         self.quota_record = QuotaRecord(client, tenant_id)
-        self._marks = ActivationMarks(client)
+        self._marks = ActivationMarks(client, now)
         self._store = Store(client)
         self._on_category = on_category
         self._trail = AuditTrail(client, audit_retention)

@@ -35,10 +35,12 @@ log = structlog.get_logger(__name__)
 
 
 def tenant_recipients(config: Config, zia: str) -> tuple[str, ...]:
-    """The admins and the ``notify`` of every instance on the ZIA tenant ``zia``."""
+    """The admins and the ``notify`` of every instance on the ZIA organisation of the table
+    ``zia``, whichever table names it (its quota is theirs too)."""
+    tenant_id = config.zia[zia].tenant_id
     out: list[str] = []
     for name in sorted(config.instances):
-        if config.instances[name].zia == zia:
+        if config.zia[config.instances[name].zia].tenant_id == tenant_id:
             out.extend(recipients_for(config, name))
     return tuple(dict.fromkeys(out)) or tuple(config.settings.admins)
 

@@ -41,7 +41,8 @@ from threatshare.fingerprint import fingerprint
 from threatshare.http import Deadline
 from threatshare.runtime import Runtime
 from threatshare.state.lock import try_lock
-from threatshare.state.store import InstanceState
+from threatshare.state.store import InstanceState, Store
+from threatshare.sync.activation import Activation
 from threatshare.sync.pipeline import URL_SOURCES, Run
 from threatshare.sync.window import CHUNK_SPAN, COMFORT, Window, chunks, next_span, window_for
 from threatshare.timestamps import to_iso
@@ -301,6 +302,49 @@ def _failed(rt: Runtime, run: Run, exc: ThreatshareError, current: str) -> RunRe
     if isinstance(exc, QuotaExhausted):
         log.error("quota.exhausted", pushed=run.pushed)
     return RunResult(run.name, run.run_id, outcome, after.state, counters, error)
+
+
+def halt_refused_tenants(rt: Runtime, activations: Iterable[Activation]) -> list[str]:
+    """Halt the instances of every organisation whose activation ZIA refused for good (see
+    :func:`halt_refused_tenant`); the instances halted now."""
+    halted: list[str] = []
+    for activation in activations:
+        if activation.error and activation.error.get("code") == "activation_refused":
+            halted += halt_refused_tenant(rt, activation.zia, activation.error)
+    return halted
+
+
+def halt_refused_tenant(rt: Runtime, zia: str, error: dict[str, str]) -> list[str]:
+    """ZIA refused to activate the organisation of the ``[zia.zia]`` table for good: halt
+    every enabled instance of that organisation (whichever table names it) with the refusal,
+    one "halted" e-mail each, as any halt (docs/design.md#activation). An instance already
+    halted keeps its own halt. One whose run is under way is left to that run, which would
+    record its end over the halt: its changes are activated next, and a refusal halts it then.
+    Returns the instances halted now."""
+    tenant_id = rt.config.zia[zia].tenant_id
+    store, now = Store(rt.redis), rt.now()
+    halted = []
+    for name in rt.config.enabled_instances():
+        if rt.config.zia[rt.config.instances[name].zia].tenant_id != tenant_id:
+            continue
+        lock = try_lock(rt.redis, name, rt.lock_lease)
+        if lock is None:
+            continue
+        try:
+            if store.load(name).state == "halted":
+                continue
+            current = fingerprint(rt.config, name)
+            before = store.finish_error(name, error, now, halt=True, fingerprint=current)
+        finally:
+            lock.release()
+        after = store.load(name)
+        log.error("run.halted", instance=name, code=error.get("code"), zia=zia)
+        if before.state != "halted":
+            Outbox(rt.redis).put(
+                _alert(rt, name, "halted", after, error), str(to_iso(after.error_since))
+            )
+        halted.append(name)
+    return halted
 
 
 def sync_all(rt: Runtime, names: Iterable[str], *, dry_run: bool = False) -> list[RunResult]:

@@ -52,6 +52,20 @@ def names_us(description: str, instance: str) -> bool:
     wording :func:`category_description` writes)."""
     # Up to and with the colon after the name: instance "url" is not instance "urls".
     return category_description(instance).split(":", 1)[0] + ":" in description
+def url_count(category: dict[str, Any]) -> int | None:
+    """How many URLs a listed category holds. Real listings carry ``customUrlsCount`` and
+    ``urlsRetainingParentCategoryCount``; ``urlKeywordCounts`` is read where it appears."""
+    custom = category.get("customUrlsCount")
+    if _count(custom):
+        retained = category.get("urlsRetainingParentCategoryCount")
+        return int(custom) + (int(retained) if _count(retained) else 0)
+    counts = category.get("urlKeywordCounts")
+    total = counts.get("totalUrlCount") if isinstance(counts, dict) else None
+    return int(total) if _count(total) else None
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 class CategoryCalls:
@@ -116,10 +130,9 @@ class CategoryCalls:
         GET of counts, not of URLs): the shares of the quota warning (docs/design.md#alerts)."""
         sizes = []
         for category in self._custom_categories():
-            counts = category.get("urlKeywordCounts")
-            total = counts.get("totalUrlCount") if isinstance(counts, dict) else None
+            total = url_count(category)
             name = category.get("configuredName")
-            if isinstance(total, int) and isinstance(name, str):
+            if total is not None and isinstance(name, str):
                 sizes.append((name, total))
         return sorted(sizes, key=lambda item: (-item[1], item[0]))
 

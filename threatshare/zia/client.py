@@ -26,6 +26,8 @@ import structlog
 from threatshare.auth import ClientCredentials, Credential
 from threatshare.config import ZiaTenant
 from threatshare.errors import (
+    AuthError,
+    Forbidden,
     QuotaExhausted,
     TemporaryError,
     UpstreamUnavailable,
@@ -40,6 +42,7 @@ from threatshare.zia.categories import (
 )
 from threatshare.zia.credentials import build_credential
 from threatshare.zia.errors import (
+    ActivationRefused,
     CategoryGone,
     ZiaRejected,
     raise_for_status,
@@ -316,8 +319,19 @@ class ZiaClient(CategoryCalls):
         return self.last_quota
 
     def activate(self) -> None:
-        """Make every staged change of the tenant active (``POST /status/activate``)."""
-        answer = self._call("POST", "/status/activate")
+        """Make every staged change of the tenant active (``POST /status/activate``).
+
+        A 403 (other than maintenance), or a 401 that survives a fresh token, is
+        :class:`ActivationRefused`: retrying cannot help, and staged changes protect nobody."""
+        try:
+            answer = self._call("POST", "/status/activate")
+        except (AuthError, Forbidden) as exc:
+            raise ActivationRefused(f"ZIA refused to activate: {exc.message}") from None
+        except TemporaryError as exc:
+            if exc.code != "zia_auth_pending":
+                raise
+            # A fresh token was refused too; the key-cache wait did not fit this activation.
+            raise ActivationRefused(f"ZIA refused to activate: {exc.message}") from None
         status = answer.get("status") if isinstance(answer, dict) else None
         log.info("zia_activated", status=status if isinstance(status, str) else None)
 

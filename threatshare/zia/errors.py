@@ -5,8 +5,10 @@ docs/design.md#limits-of-zia).
 ZIA answer                                 error
 =========================================  ==========================================
 429                                        RateLimited, ``retry_after`` from the answer
-409 (edit lock), 412, "Org barrier"        EditLocked (temporary)
-5xx, a redirect                            UpstreamUnavailable (temporary)
+409 EDIT_LOCK_NOT_AVAILABLE (or no code)   EditLocked (temporary)
+412, "Org barrier" (409, 412 or 500)       EditLocked (temporary)
+other 409 (``DUPLICATE_ITEM``)             ZiaRejected ``zia_request`` (a create finds it)
+5xx, a redirect                            UpstreamUnavailable (temporary; normal backoff)
 403 STATE_READONLY / x-zscaler-mode        ReadOnly (temporary)
 other 403                                  Forbidden ``zia_forbidden``
 401 (after the client's re-login dance)    AuthError ``zia_auth``
@@ -16,7 +18,8 @@ other 4xx                                  ZiaRejected ``zia_request`` (keeps ZI
 =========================================  ==========================================
 
 ZIA's own message is quoted (shortened) in the error so an operator sees the field it names;
-headers, tokens and request bodies never are.
+headers, tokens and request bodies never are. ``x-ratelimit-reset`` rides on every real answer
+(the seconds left in a gateway window, not a retry hint), so it paces 429s only.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from threatshare.errors import (
     AuthError,
     EditLocked,
     Forbidden,
+    PermanentError,
     QuotaExhausted,
     RateLimited,
     ReadOnly,
@@ -60,6 +64,14 @@ class ZiaRejected(RequestRejected):
         self.status = status
         self.zia_code = zia_code
         self.detail = detail
+
+
+class ActivationRefused(PermanentError):
+    """ZIA refused ``POST /status/activate`` for good (403, or 401 after a fresh token): the
+    tenant's staged changes protect nobody, so every instance of the tenant halts
+    (docs/design.md#activation)."""
+
+    default_code = "activation_refused"
 
 
 class CategoryGone(Signal):
@@ -105,8 +117,9 @@ def _text(body: dict[str, Any], name: str) -> str:
 
 
 def retry_after(response: httpx.Response, body: dict[str, Any] | None = None) -> float | None:
-    """Seconds a 429 (or 503) asks us to wait: the ``Retry-After`` header (``1``, ``"1
-    seconds"``, ``"10s"``), else the body's ``"Retry-After"``, else ``x-ratelimit-reset``."""
+    """Seconds a 429 asks us to wait: the ``Retry-After`` header (``1``, ``"1 seconds"``,
+    ``"10s"``), else the body's ``"Retry-After"``, else ``x-ratelimit-reset`` (the end of the
+    gateway's window, which is what a 429 without a hint waits for)."""
     body = _body(response) if body is None else body
     for value in (
         response.headers.get("Retry-After"),
@@ -134,15 +147,20 @@ def raise_for_status(response: httpx.Response, what: str, scrub: Scrubber = NO_S
     body = _body(response)
     clean = scrub.for_answer(response)
     zia_code = clean(_text(body, "code"), 80)
-    detail = clean(_text(body, "message"), MAX_MESSAGE)
+    # The OneAPI gateway says ``{"detail": "unauthorized"}`` where ZIA says ``message``.
+    detail = clean(_text(body, "message") or _text(body, "detail"), MAX_MESSAGE)
     said = " ".join(part for part in (zia_code, detail[:MAX_DETAIL]) if part)
     summary = f"{what}: HTTP {status}" + (f" {said}" if said else "")
     if status == 429:
         raise RateLimited(summary, retry_after=retry_after(response, body))
-    if status in (409, 412) or _BARRIER.search(detail):
+    if _BARRIER.search(detail) or status == 412:
+        raise EditLocked(summary)
+    if status == 409 and zia_code in ("", "EDIT_LOCK_NOT_AVAILABLE"):
         raise EditLocked(summary)
     if status >= 500 or status < 400:
-        raise UpstreamUnavailable(summary, retry_after=retry_after(response, body))
+        # Only an explicit Retry-After is a hint here; x-ratelimit-reset is on every answer.
+        hint = parse_retry_after(response.headers.get("Retry-After"))
+        raise UpstreamUnavailable(summary, retry_after=hint)
     if status == 403:
         if is_read_only(response, zia_code):
             raise ReadOnly(summary)
