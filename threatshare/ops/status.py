@@ -22,16 +22,6 @@ from threatshare.state.store import Store
 from threatshare.state.unblocked import UnblockList
 from threatshare.timestamps import from_iso, to_iso
 
-EMPTY_RUN = {
-    "pulled": 0,
-    "pushed": 0,
-    "rejected": 0,
-    "skipped": 0,
-    "removed": 0,
-    "skipped_by_reason": {},
-    "rejected_by_reason": {},
-}
-
 
 def _epoch_iso(epoch: float | None) -> str | None:
     return None if epoch is None else to_iso(datetime.fromtimestamp(epoch, UTC))
@@ -71,7 +61,8 @@ def instance_status(config: Config, store: Store, name: str) -> dict[str, Any]:
     inst = config.instances[name]
     st = store.load(name)
     state = st.state if inst.enabled else "disabled"
-    last_run = {**EMPTY_RUN, **{k: v for k, v in st.last_run.items() if k in EMPTY_RUN}}
+    last_run = st.last_run.as_dict()
+    last_run.pop("would_push", None)  # a dry run stores nothing
     tenant = config.zia[inst.zia]
     return {
         "name": name,

@@ -18,7 +18,7 @@ activates each changed tenant once (:mod:`threatshare.zia.activation`), which is
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +29,7 @@ from threatshare.http import Deadline
 from threatshare.indicators.extract import Extractor, Tally
 from threatshare.progress import Phase, RunProgress
 from threatshare.runtime import Runtime
+from threatshare.state.counters import RunCounters
 from threatshare.state.ledger import Ledger
 from threatshare.state.lock import RunLock
 from threatshare.state.store import InstanceState, Store
@@ -52,20 +53,24 @@ def _record_time(record: Any, field_name: str, default: float) -> float:
         return default
 
 
-def counters_of(tally: Tally, pushed: int, refused: dict[str, str], removed: int) -> dict[str, Any]:
-    """The counters of S7's ``last_run``."""
+def counters_of(
+    tally: Tally, pushed: int, refused: dict[str, str], removed: Mapping[str, int]
+) -> RunCounters:
+    """The counters of a run: what it pulled, pushed, rejected and skipped (by reason) and
+    what it removed from the category (by reason)."""
     rejected = dict(tally.rejected)
     if refused:
         rejected["refused_by_zia"] = rejected.get("refused_by_zia", 0) + len(refused)
-    return {
-        "pulled": tally.pulled,
-        "pushed": pushed,
-        "rejected": sum(rejected.values()),
-        "skipped": sum(tally.skipped.values()),
-        "removed": removed,
-        "skipped_by_reason": dict(tally.skipped),
-        "rejected_by_reason": rejected,
-    }
+    return RunCounters(
+        pulled=tally.pulled,
+        pushed=pushed,
+        rejected=sum(rejected.values()),
+        skipped=sum(tally.skipped.values()),
+        removed=sum(removed.values()),
+        skipped_by_reason=dict(tally.skipped),
+        rejected_by_reason=rejected,
+        removed_by_reason={reason: count for reason, count in removed.items() if count},
+    )
 
 
 class Run:
@@ -353,5 +358,6 @@ class Run:
         unblocks.removed(self.lock, pending)
         log.info("run.unblock_finished", removed=len(gone))
 
-    def counters(self) -> dict[str, Any]:
-        return counters_of(self.tally, self.pushed, self.refused, self.removed)
+    def counters(self) -> RunCounters:
+        removed = {} if self.change is None else self.change.tally.removed
+        return counters_of(self.tally, self.pushed, self.refused, removed)

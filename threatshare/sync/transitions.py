@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 import structlog
 
@@ -32,6 +32,7 @@ from threatshare.errors import (
 from threatshare.fingerprint import fingerprint
 from threatshare.http import Deadline
 from threatshare.runtime import Runtime
+from threatshare.state.counters import RunCounters
 from threatshare.state.lock import try_lock
 from threatshare.state.store import InstanceState
 from threatshare.sync.pipeline import Run
@@ -57,7 +58,7 @@ class RunResult:
     run_id: str
     outcome: Outcome
     state: str
-    counters: dict[str, Any] = field(default_factory=dict)
+    counters: RunCounters = field(default_factory=RunCounters)
     error: dict[str, str] | None = None
     would_push: list[str] = field(default_factory=list)  # dry run: a sample
 
@@ -116,7 +117,7 @@ def _sync(rt: Runtime, run: Run) -> RunResult:
     if run.dry_run:
         run.pull(window, deadline)
         counters = run.counters()
-        counters["would_push"] = run.new_in_dry_run
+        counters.would_push = run.new_in_dry_run
         return RunResult(name, run.run_id, "dry_run", state.state, counters, None, run.sample)
 
     run.lock = try_lock(rt.redis, name, rt.lock_lease)
@@ -163,7 +164,7 @@ def _locked(
     if not store.finish_ok(name, run.lock, bookmark, rt.now(), current):
         raise LockLost("the run lost its lock before it could move the bookmark")
     store.record_run(name, run.counters(), outcome="ok", duration=run.duration())
-    log.info("run.ok", **{k: v for k, v in run.counters().items() if isinstance(v, int)})
+    log.info("run.ok", **run.counters().totals())
     if state.halted_since is not None:
         Outbox(rt.redis).put(
             _alert(rt, name, "recovered", state, None), str(to_iso(state.error_since))
