@@ -171,7 +171,7 @@ def cmd_resume(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_unblock(args: argparse.Namespace, config: Config) -> int:
-    from threatshare.ops.unblock import unblock_command
+    from threatshare.cli_unblock import unblock_command
 
     with redis_for(config) as client:
         return unblock_command(args, config, client)

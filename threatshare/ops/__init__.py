@@ -1,4 +1,4 @@
 """What operators run and read: ``status``, the ``run --once`` summary and its progress,
-``check --live``, ``unblock``, and the operations endpoint (S14).
+``check --live``, and the operations endpoint (S14).
 
 =====================  ==================================================="""

@@ -1,4 +1,5 @@
-"""``threatshare unblock`` (S7, S13): the false-positive button.
+"""Unblocking (S7, S13): the false-positive button; the command's shape is in
+:mod:`threatshare.cli_unblock`.
 
 Each entry is put on the instance's runtime allow list first (so no run pushes it again from
 that moment), then it and every entry at or under it are removed from the category and the
@@ -18,34 +19,20 @@ still blocks an unblocked host is named, for the operator to decide.
 from __future__ import annotations
 
 import getpass
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 
-import redis
 import structlog
 
-from threatshare.alerts.message import clean_text
-from threatshare.config import Config
 from threatshare.errors import LockLost, ThreatshareError
 from threatshare.http import Deadline
 from threatshare.runtime import Runtime
 from threatshare.state.lock import RunLock, try_lock
 from threatshare.state.store import Store
-from threatshare.state.unblocked import (
-    MAX_REASON,
-    MAX_WHO,
-    Matcher,
-    NotAnEntry,
-    UnblockList,
-    entry_of,
-    wider_than,
-)
+from threatshare.state.unblocked import Matcher, UnblockList, wider_than
 from threatshare.sync.change import CategoryChange
 from threatshare.sync.lifecycle import names_us
-from threatshare.timestamps import to_iso
 from threatshare.zia.activation import activate_pending
 
 log = structlog.get_logger(__name__)
@@ -134,8 +121,7 @@ def unblock_instance(
     try:
         with lock.kept_alive():
             unblocks = UnblockList(rt.redis, name)
-            unblocks.add(entries, rt.now(), reason, who)
-            why = clean_text(reason, MAX_REASON)
+            why, who = unblocks.add(entries, rt.now(), reason, who)
             log.info("unblock", instance=name, entries=len(entries), who=who, reason=why)
             inst = rt.config.instances[name]
             change = CategoryChange(
@@ -147,7 +133,7 @@ def unblock_instance(
                 run_id=uuid.uuid4().hex[:12],
                 now=rt.now,
                 category_id=Store(rt.redis).load(name).category_id,
-                who=clean_text(who, MAX_WHO) or "unknown",
+                who=who,
                 why=why,
             )
             try:
@@ -195,95 +181,3 @@ def undo(rt: Runtime, name: str, entry: str) -> bool:
     if done:
         log.info("unblock.undone", instance=name, entry_count=1, who=who_am_i())
     return done
-
-
-# --- the command (S7): arguments, output, exit codes ------------------------------------------
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def _fail(message: str, code: int = EXIT_USAGE) -> int:
-    print(message, file=sys.stderr)
-    return code
-
-
-def _names_and_entries(args: Any, config: Config) -> tuple[list[str], list[str]] | str:
-    rest = list(args.args)
-    if args.all:
-        return sorted(config.instances), rest
-    if not rest:
-        return "unblock: name an instance (or use --all)"
-    name, *entries = rest
-    if name not in config.instances:
-        return f"no instance {name!r} in the configuration"
-    return [name], entries
-
-
-def _print_list(rt: Runtime, names: list[str]) -> None:
-    rows = [("INSTANCE", "ENTRY", "WHEN", "WHO", "REASON")]
-    for name in names:
-        for item in UnblockList(rt.redis, name).entries():
-            rows.append((name, item.entry, to_iso(item.at) or "", item.who, item.reason))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _print_report(report: Unblocked, category: str) -> None:
-    if report.pending:
-        entries = ", ".join(report.entries)
-        print(f"{report.instance}: unblocked {entries}: {report.error}", file=sys.stderr)
-        return
-    state = "active in ZIA" if report.activated else "staged"
-    print(
-        f"{report.instance}: unblocked {', '.join(report.entries)}: {len(report.removed)} "
-        f"entries removed from {category!r} ({state if report.removed else 'none held'})"
-    )
-    if report.left_alone:
-        print(
-            f"{report.instance}: {len(report.left_alone)} matching entries were left alone: the "
-            "category's description does not name threatshare and this instance"
-        )
-    for wider in sorted(set(report.wider)):
-        print(f"{report.instance}: still blocked by the wider entry {wider}")
-    if report.error:
-        print(f"{report.instance}: {report.error}", file=sys.stderr)
-
-
-def unblock_command(args: Any, config: Config, client: redis.Redis) -> int:
-    """``threatshare unblock``: see :func:`unblock`; prints what was done."""
-    chosen = _names_and_entries(args, config)
-    if isinstance(chosen, str):
-        return _fail(chosen)
-    names, arguments = chosen
-    rt = Runtime(config, client)
-    try:
-        if args.list:
-            _print_list(rt, names)
-            return EXIT_OK
-        if args.undo:
-            entry = entry_of(args.undo)
-            done = [n for n in names if undo(rt, n, entry)]
-            for name in done:
-                print(f"{name}: {entry} is off the runtime allow list; new records push it again")
-            return EXIT_OK if done else _fail(f"{entry} is not on the runtime allow list", 1)
-        if not arguments:
-            return _fail("unblock: give at least one ENTRY (a URL, a host or a ZIA entry)")
-        entries = list(dict.fromkeys(entry_of(a) for a in arguments))
-        wait = config.settings.run_deadline.total_seconds() + rt.lock_lease
-        reports = unblock(rt, names, entries, reason=args.reason, lock_wait=wait)
-    except NotAnEntry as exc:
-        return _fail(f"unblock: {exc}")
-    except Busy as exc:
-        return _fail(f"unblock: {exc}; nothing was changed", EXIT_FAILED)
-    except ThreatshareError as exc:
-        return _fail(
-            f"unblock: {exc}; the entries already listed stay unblocked for every run, and the "
-            "next run of each instance retries their removal from ZIA",
-            EXIT_FAILED,
-        )
-    finally:
-        rt.close()
-    for report in reports:
-        _print_report(report, config.instances[report.instance].category)
-    return EXIT_FAILED if any(r.error for r in reports) else EXIT_OK
