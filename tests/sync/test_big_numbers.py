@@ -49,7 +49,7 @@ def _entries(prefix: str, count: int, domain: str = "big.example") -> list[str]:
 
 
 def _ledger(life: Life) -> set[str]:
-    return Ledger(life.redis).entries("life")
+    return set(Ledger(life.redis).scan("life"))
 
 
 def _scenario(life: Life, scale: int) -> None:

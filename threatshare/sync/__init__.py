@@ -11,13 +11,16 @@ The bookmark moves only when every source of the window was pulled and every ent
 rejected or skipped; on any error it stays, so what Mimecast saw meanwhile is shared on
 recovery.
 
-====================  =============================================================
+====================  ===================================================================
 ``window``            the span of record times a run pulls
-``pipeline``          :class:`~threatshare.sync.pipeline.Run`: pull, settle, withdraw
+``pipeline``          :class:`~threatshare.sync.pipeline.Run`: pull, update the category,
+                      withdraw
+``change``            the one path of every add to and removal from a category
 ``lifecycle``         reconcile, expire, make room and push (S13)
 ``lifecycle_alerts``  the quota warning and the "at capacity" e-mail, once per incident
 ``transitions``       :func:`sync_instance`: the state machine and its alerts
-====================  =============================================================
+``unblock``           the unblock operation: listed, removed, activated
+====================  ===================================================================
 """
 
 from threatshare.sync.transitions import RunResult, sync_all, sync_instance

@@ -51,7 +51,7 @@ def names_us(description: str, instance: str) -> bool:
 
 
 @dataclass
-class Outcome:
+class LifecycleReport:
     """What the lifecycle did in one run, for the counters and the alerts."""
 
     expired: int = 0
@@ -98,7 +98,7 @@ class Lifecycle:
         self.reconcile_every = reconcile_every
         #: The last chunk of the run: only then are reconciliation and expiry due.
         self.final = final
-        self.outcome = Outcome()
+        self.outcome = LifecycleReport()
 
     # --- deciding what is due, without ZIA -------------------------------------------------
 

@@ -269,11 +269,13 @@ class Run:
 
     # --- pushing -------------------------------------------------------------------------
 
-    def settle(self, state: InstanceState, deadline: Deadline, *, final: bool = True) -> None:
+    def update_category(
+        self, state: InstanceState, deadline: Deadline, *, final: bool = True
+    ) -> None:
         """The push of what this chunk staged and, with the ``final`` chunk of the run, the
         category's lifecycle (S13: reconcile, expire); no ZIA call at all when nothing is new,
         due or to reconcile."""
-        assert self.lock is not None  # settling happens only under the lock
+        assert self.lock is not None  # changing the category happens only under the lock
         tenant = self.rt.config.zia[self.inst.zia]
         change = self.changing(state)
         lifecycle = Lifecycle(

@@ -45,7 +45,7 @@ log = structlog.get_logger(__name__)
 PUSH_RESERVE = 0.25
 
 #: How one run ended.
-Outcome = Literal[
+RunOutcome = Literal[
     "ok", "retrying", "halted", "skipped_halted", "skipped_locked", "disabled", "dry_run"
 ]
 
@@ -56,7 +56,7 @@ class RunResult:
 
     instance: str
     run_id: str
-    outcome: Outcome
+    outcome: RunOutcome
     state: str
     counters: RunCounters = field(default_factory=RunCounters)
     error: dict[str, str] | None = None
@@ -182,7 +182,7 @@ def _share_in_chunks(
     assert run.lock is not None
     bookmark = state.bookmark
     if window.end <= window.start:
-        run.settle(state, deadline, final=True)  # expiry does not wait for new threats
+        run.update_category(state, deadline, final=True)  # expiry does not wait for new threats
         return max(window.end, bookmark or window.end)
     # Pulling stops early enough to leave the end of the deadline to pushing what it found.
     reserve = (deadline.at - deadline.clock()) * PUSH_RESERVE
@@ -198,7 +198,7 @@ def _share_in_chunks(
         # What was pulled is shared even when the pull was cut; the category's lifecycle
         # (reconcile, expiry) waits for the last chunk, so a catch-up expires nothing that a
         # later chunk would report again.
-        run.settle(state, deadline, final=complete and number == len(pieces))
+        run.update_category(state, deadline, final=complete and number == len(pieces))
         if not complete:
             break
         pulled += 1
