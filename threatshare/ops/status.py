@@ -47,6 +47,14 @@ def lifecycle_status(store: Store, name: str, inst: Instance) -> dict[str, Any]:
     }
 
 
+def _renamed_from(store: Store, name: str) -> dict[str, Any] | None:
+    """The instance, no longer configured, whose category this one adopted (a rename)."""
+    record = LifecycleRecord(store.redis, name).load()
+    if record.renamed_from is None:
+        return None
+    return {"instance": record.renamed_from, "at": to_iso(record.renamed_at)}
+
+
 def quota_status(store: Store, tenant: ZiaTenant) -> dict[str, Any] | None:
     """The tenant's quota after the last run's own changes, with the reserve it keeps."""
     quota = QuotaRecord(store.redis, tenant.tenant_id).latest()
@@ -84,6 +92,7 @@ def instance_status(config: Config, store: Store, name: str) -> dict[str, Any]:
         "quota": quota_status(store, tenant),
         "lifecycle": lifecycle_status(store, name, inst),
         "lost_span": st.lost_span,
+        "renamed_from": _renamed_from(store, name),
         "mimecast": inst.mimecast,
         "zia": inst.zia,
         "sources": list(inst.sources),
@@ -149,6 +158,12 @@ def render_table(records: list[dict[str, Any]], now: datetime | None = None) -> 
                 f"hand {life['removed_by_hand']}, foreign {life['foreign']}, unblocked "
                 f"{life['unblocked']} (threatshare unblock {r['name']} --list); next expiry "
                 f"{life['next_expiry'] or 'none'}"
+            )
+        if r.get("renamed_from"):
+            renamed = r["renamed_from"]
+            details.append(
+                f"{r['name']}: adopted the category of {renamed['instance']}, an instance no "
+                f"longer configured (renamed?), at {renamed['at']}"
             )
         if r["lost_span"]:
             span = r["lost_span"]

@@ -18,7 +18,7 @@ threatshare and this instance): an admin's entries are counted as ``foreign`` an
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -31,7 +31,7 @@ from threatshare.indicators.extract import Tally
 from threatshare.state.ledger import Ledger
 from threatshare.state.lifecycle import LifecycleRecord
 from threatshare.sync.change import CategoryChange
-from threatshare.zia.categories import CategoryContent, category_description
+from threatshare.zia.categories import CategoryContent, category_description, instance_named
 from threatshare.zia.client import Quota, ZiaClient
 from threatshare.zia.errors import CategoryGone
 
@@ -48,6 +48,23 @@ def names_us(description: str, instance: str) -> bool:
     wording :func:`~threatshare.zia.category_description` writes)."""
     # Up to and with the colon after the name: instance "url" is not instance "urls".
     return category_description(instance).split(":", 1)[0] + ":" in description
+
+
+def renamed_from(description: str, instance: str, configured: Collection[str]) -> str | None:
+    """The instance a category's description names when that instance is no longer
+    configured: the category of a renamed instance, which ``instance`` (now configured with
+    that category) owns. None when the description names ``instance``, a configured instance,
+    or none at all."""
+    named = instance_named(description)
+    if named is None or named == instance or named in configured:
+        return None
+    return named
+
+
+def owns(description: str, instance: str, configured: Collection[str]) -> bool:
+    """Whether ``instance`` owns the entries of a category with this description: it names
+    ``instance``, or an instance no longer configured (a rename)."""
+    return names_us(description, instance) or bool(renamed_from(description, instance, configured))
 
 
 @dataclass
@@ -82,6 +99,7 @@ class Lifecycle:
         change: CategoryChange,
         tally: Tally,
         reconcile_every: timedelta,
+        configured: Collection[str] = (),
         final: bool = True,
     ) -> None:
         self.name = change.name
@@ -96,6 +114,8 @@ class Lifecycle:
         self.tally = tally
         self.now: Callable[[], datetime] = change.now
         self.reconcile_every = reconcile_every
+        #: Every configured instance: a category naming none of them may be a renamed one's.
+        self.configured = configured
         #: The last chunk of the run: only then are reconciliation and expiry due.
         self.final = final
         self.outcome = LifecycleReport()
@@ -177,7 +197,12 @@ class Lifecycle:
         )
 
     def _adopt(self, content: CategoryContent, now: datetime) -> tuple[int, int]:
-        ours = names_us(content.description, self.name)
+        ours = owns(content.description, self.name, self.configured)
+        previous = renamed_from(content.description, self.name, self.configured)
+        if previous is not None and self.record.load().renamed_from != previous:
+            # Said once: the description keeps naming the old instance, and nothing is lost.
+            self.record.renamed(previous, now)
+            log.warning("lifecycle.renamed_instance_adopted", previous=previous)
         adopted = foreign = 0
         for start in range(0, len(content.urls), _COMPARE):
             chunk = content.urls[start : start + _COMPARE]

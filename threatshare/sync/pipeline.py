@@ -284,6 +284,7 @@ class Run:
             change=change,
             tally=self.tally,
             reconcile_every=self.rt.config.settings.reconcile_every,
+            configured=frozenset(self.rt.config.instances),
             final=final,
         )
         if not lifecycle.needs_zia(change.category_id):

@@ -32,7 +32,7 @@ from threatshare.state.lock import RunLock, try_lock
 from threatshare.state.store import Store
 from threatshare.state.unblocked import Matcher, UnblockList, wider_than
 from threatshare.sync.change import CategoryChange
-from threatshare.sync.lifecycle import names_us
+from threatshare.sync.lifecycle import owns
 from threatshare.zia.activation import activate_pending
 
 log = structlog.get_logger(__name__)
@@ -97,7 +97,7 @@ def _remove(
         content = client.read_category(change.category_id)
         targets = set(own)
         if content is not None:
-            ours = names_us(content.description, name)
+            ours = owns(content.description, name, rt.config.instances)
             known = set(own)
             for entry in content.urls:
                 if matches(entry) and entry not in known:

@@ -46,6 +46,17 @@ def category_description(instance: str, description: str = "") -> str:
     return f"{head} {description}".strip()
 
 
+def instance_named(description: str) -> str | None:
+    """The instance a category's description says threatshare manages it for (the wording
+    :func:`category_description` writes), or None."""
+    head = category_description("\0").split("\0", 1)[0]
+    start = description.find(head)
+    if start < 0:
+        return None
+    name, colon, _ = description[start + len(head) :].partition(":")
+    return name if colon and name else None
+
+
 class CategoryCalls:
     """Finding, creating and reading the instance's custom category."""
 
