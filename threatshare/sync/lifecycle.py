@@ -11,9 +11,9 @@ expire stale entries, make room for new threats, and push them.
 
 Nothing here calls ZIA when nothing is due and nothing is new. Every change to the category goes
 through :class:`~threatshare.sync.change.CategoryChange` (marks, ledger, quota). The entries
-removed are
-only ever the instance's own (pushed by it, or adopted from a category whose description names
-threatshare and this instance): an admin's entries are counted as ``foreign`` and left alone.
+removed are only ever the instance's own (pushed by it, or adopted from a category whose
+description names threatshare and this instance, or an instance no longer configured: a rename):
+an admin's entries are counted as ``foreign`` and left alone.
 """
 
 from __future__ import annotations

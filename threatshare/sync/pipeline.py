@@ -332,6 +332,8 @@ class Run:
     ) -> None:
         """Remove ``gone`` from the category for ``reason`` (forgotten only, when there is no
         category), through the run's one path of changes."""
+        if not gone:
+            return
         change = self.changing(state)
         self.check_lock()
         if change.category_id is None:
