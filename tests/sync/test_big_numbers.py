@@ -109,6 +109,7 @@ def _fill(life: Life, entries: list[str], *, create: bool = False) -> None:
     assert _ledger(life) >= set(entries)
 
 
+@pytest.mark.slow
 def test_100_000_entries_adopted_removed_by_hand_expired_withdrawn_and_unblocked(
     life: Life,
 ) -> None:
