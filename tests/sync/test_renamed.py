@@ -12,6 +12,7 @@ import structlog
 
 from tests.e2e import FAST
 from tests.sync.lifecycle_world import CATEGORY, DAY, INSTANCE, Life, make_life
+from threatshare.ops.live_check import check_live
 from threatshare.ops.status import render_table
 from threatshare.runtime import Runtime
 from threatshare.state.ledger import Ledger
@@ -79,3 +80,19 @@ def test_a_category_of_a_configured_instance_stays_foreign(life: Life) -> None:
     assert _run_as(life, "life", instances) == "ok"
     status = life.status()
     assert status["lifecycle"]["foreign"] == 1 and status["renamed_from"] is None
+
+
+def test_check_live_warns_of_categories_of_instances_no_longer_configured(life: Life) -> None:
+    """check --live names a category of an instance no longer configured: adopted when an
+    instance is configured with it, stranded when none is; the check itself still passes."""
+    life.zia.admin_create(CATEGORY, ["a.example"], category_description("old"))
+    life.zia.admin_create("Stranded URLs", ["b.example"], category_description("gone"))
+    life.zia.admin_create("Admin URLs", ["c.example"], "an admin's own")
+    result = check_live(life.config, life.redis)
+    assert result.ok, result.lines
+    warnings = [line for line in result.lines if line.startswith("warn ")]
+    assert len(warnings) == 2
+    assert f"category {CATEGORY!r} names instance 'old'" in warnings[0]
+    assert "instance 'life', configured with it, adopts its entries" in warnings[0]
+    assert "'Stranded URLs' names instance 'gone'" in warnings[1]
+    assert "never expire" in warnings[1]

@@ -126,6 +126,18 @@ class CategoryCalls:
                 sizes.append((name, total))
         return sorted(sizes, key=lambda item: (-item[1], item[0]))
 
+    def managed_categories(self) -> list[tuple[str, str]]:
+        """Every custom category whose description says threatshare manages it, with the
+        instance it names, by name (one GET of counts, not of URLs)."""
+        managed = []
+        for category in self._custom_categories():
+            name, description = category.get("configuredName"), category.get("description")
+            if isinstance(name, str) and isinstance(description, str):
+                instance = instance_named(description)
+                if instance is not None:
+                    managed.append((name, instance))
+        return sorted(managed)
+
     def find_category(self, name: str) -> str | None:
         """The id of the custom category ``name`` (exact name first, then any case), or None."""
         return self._find(name)
