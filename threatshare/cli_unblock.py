@@ -1,5 +1,6 @@
-"""``threatshare unblock`` (S7): the command's arguments, output and exit codes; the operation
-is :mod:`threatshare.sync.unblock`. Only :mod:`threatshare.cli` imports this module.
+"""``threatshare unblock`` (docs/design.md#unblocking): the command's arguments, output and
+exit codes; the operation is :mod:`threatshare.sync.unblock`. Only :mod:`threatshare.cli`
+imports this module.
 """
 
 from __future__ import annotations

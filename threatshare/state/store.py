@@ -1,6 +1,6 @@
-"""Per-instance state in Redis (S5): the state machine, bookmark, errors, the last run's counters
-(:class:`~threatshare.state.counters.RunCounters`) and their totals; and each ZIA tenant's
-activation count.
+"""Per-instance state in Redis (docs/design.md#state-in-redis): the state machine, bookmark,
+errors, the last run's counters (:class:`~threatshare.state.counters.RunCounters`) and their
+totals; and each ZIA tenant's activation count.
 
 One hash per instance holds the small fields. The bookmark only moves through
 :meth:`Store.finish_ok`, which is fenced by the run's lock token

@@ -213,7 +213,7 @@ class CategoryChange:
         refused: dict[str, str],
     ) -> None:
         """Push ``chunks`` (entry -> record time, newest first) into the category, creating it
-        with the first batch when there is none (S3: never a placeholder), at most ``room``
+        with the first batch when there is none (never a placeholder), at most ``room``
         entries. Raises :class:`~threatshare.errors.QuotaExhausted` when the quota shrank
         meanwhile, and :class:`CategoryGone` (after :meth:`gone`) when it was deleted by hand."""
         scores: dict[str, float] = {}
@@ -252,7 +252,7 @@ class CategoryChange:
         room: int,
         refused: dict[str, str],
     ) -> None:
-        """Create the category holding the first batch of what fits (S3)."""
+        """Create the category holding the first batch of what fits."""
         for first in stream:
             description = category_description(self.name, self.inst.description)
             created = client.create_with_entries(
@@ -265,7 +265,7 @@ class CategoryChange:
                 return
 
     def create_empty(self, client: ZiaClient) -> str | None:
-        """Nothing to push and no category: create it empty where the tenant allows (S3)."""
+        """Nothing to push and no category: create it empty where the tenant allows."""
         description = category_description(self.name, self.inst.description)
         try:
             created = client.find_or_create_category(self.inst.category, description)
@@ -284,8 +284,8 @@ class CategoryChange:
         self._set_category(category_id)
 
     def gone(self) -> int:
-        """The category was deleted by hand: every entry it held is staged again to refill a
-        new one (S13) when this change has a staging key, the category is forgotten, and the
+        """The category was deleted by hand (met once, here): every entry it held is staged
+        again in the run's staging to refill a new one, the category is forgotten, and the next
         look finds or creates it. How many entries were staged again."""
         assert self.staging is not None  # only a run, which stages, meets a deleted category
         staged = self.ledger.restage_all(self.name, self.staging, self.lock)

@@ -176,7 +176,7 @@ class Lifecycle:
         self.reconcile(client, found)
 
     def reconcile(self, client: ZiaClient, category_id: str) -> None:
-        """Compare the record with the category (one GET, S13). A category deleted by hand
+        """Compare the record with the category (one GET). A category deleted by hand
         is met here or by the push (:meth:`CategoryChange.gone`)."""
         content = client.read_category(category_id)
         now = self.now()
@@ -284,7 +284,7 @@ class Lifecycle:
             self.outcome.left_out += left_out
         except CategoryGone:
             # Deleted by hand since the last look (the change staged everything it held
-            # again): what this run pushed goes into a new one (S13), now.
+            # again): what this run pushed goes into a new one, now.
             self.outcome.pushed += change.tally.added - before
             if not again:
                 raise

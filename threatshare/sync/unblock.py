@@ -1,4 +1,4 @@
-"""Unblocking (S7, S13): the false-positive button; the command's shape is in
+"""Unblocking (docs/design.md#unblocking): the false-positive button; the command's shape is in
 :mod:`threatshare.cli_unblock`.
 
 Each entry is put on the instance's runtime allow list first (so no run pushes it again from
