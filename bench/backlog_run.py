@@ -50,7 +50,7 @@ def main(config_path: str, instance: str) -> int:
     report = {
         "outcome": result.outcome,
         "error": result.error,
-        "counters": {k: v for k, v in result.counters.items() if isinstance(v, int)},
+        "counters": result.counters.totals(),
         "sync_s": round(synced, 2),
         "wall_s": round(time.perf_counter() - started, 2),
         "activated": [a.zia for a in activations if a.activated],

@@ -129,7 +129,7 @@ def measure(
                 activate_pending(rt)
                 made = Counter(c.bucket for c in zia.calls[before:])
                 counters = result.counters
-                pushed, removed = counters.get("pushed", 0), counters.get("removed", 0)
+                pushed, removed = counters.pushed, counters.removed
                 totals.update(pushed=pushed, expired=removed, **{result.outcome: 1})
                 # The first run creates the category with its first batch: a POST, not a PUT.
                 adds = math.ceil(pushed / batch) - made["POST /urlCategories"]

@@ -13,7 +13,10 @@ Hierarchy (``code`` after the name; the ZIA leaves live in :mod:`threatshare.zia
     │                               run error)
     ├── TemporaryError              retry with backoff inside the run; no e-mail. Raised bare with
     │   │                           zia_auth_pending (ZIA refuses a fresh token and the wait for
-    │   │                           its key refresh does not fit the run) and internal (a bug in
+    │   │                           its key refresh does not fit the run), mimecast_clock (an
+    │   │                           answer without a Date header: Mimecast's time is unknown),
+    │   │                           bookmark_in_future (a bookmark past Mimecast's now, moved
+    │   │                           back: docs/design.md#mimecasts-clock) and internal (a bug in
     │   │                           a run, logged with its traceback; the instance retries)
     │   ├── NetworkError            network: timeouts, resets, DNS, dropped connections
     │   ├── RateLimited             rate_limited: HTTP 429; ``retry_after`` says how long to wait
@@ -34,6 +37,8 @@ Hierarchy (``code`` after the name; the ZIA leaves live in :mod:`threatshare.zia
         ├── Forbidden               zia_forbidden / mimecast_forbidden: role lacks a permission
         ├── QuotaExhausted          quota_exhausted: the tenant's custom-URL quota is used up
         ├── CategoryRefused         category_refused: the category cannot be created or used
+        ├── ActivationRefused       activation_refused: ZIA refused POST /status/activate for
+        │                           good; every instance of the tenant halts
         └── RequestRejected         mimecast_request / zia_request: other 4xx, final fail[]
             └── ZiaRejected         zia_request: keeps ZIA's own code, message and status
 

@@ -105,7 +105,7 @@ def sync_job(instance: str) -> dict[str, Any]:
         "instance": instance,
         "outcome": result.outcome,
         "run_id": result.run_id,
-        "pushed": int(result.counters.get("pushed", 0)),
+        "pushed": result.counters.pushed,
     }
 
 

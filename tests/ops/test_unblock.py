@@ -14,7 +14,7 @@ import pytest
 from tests.e2e import FAST
 from tests.sync.lifecycle_world import CATEGORY, INSTANCE, Life, make_life
 from threatshare import cli
-from threatshare.ops import unblock as unblock_module
+from threatshare.commands import unblock as unblock_module
 from threatshare.ops.status import instance_status
 from threatshare.runtime import Runtime
 from threatshare.state.store import Store

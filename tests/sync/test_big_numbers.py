@@ -49,7 +49,7 @@ def _entries(prefix: str, count: int, domain: str = "big.example") -> list[str]:
 
 
 def _ledger(life: Life) -> set[str]:
-    return Ledger(life.redis).entries("life")
+    return set(Ledger(life.redis).scan("life"))
 
 
 def _scenario(life: Life, scale: int) -> None:
@@ -109,6 +109,7 @@ def _fill(life: Life, entries: list[str], *, create: bool = False) -> None:
     assert _ledger(life) >= set(entries)
 
 
+@pytest.mark.slow
 def test_100_000_entries_adopted_removed_by_hand_expired_withdrawn_and_unblocked(
     life: Life,
 ) -> None:

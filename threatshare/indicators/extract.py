@@ -65,7 +65,7 @@ _INVALID_HOST = 16  # not a list: the host fails is_valid_entry
 
 _CACHE_SIZE = 1 << 15
 
-Outcome = tuple[Literal["accept", "skip", "reject"], str]
+Decision = tuple[Literal["accept", "skip", "reject"], str]
 
 
 @dataclasses.dataclass
@@ -165,7 +165,7 @@ class Extractor:
         kind, detail = self._judge(entry, host, host_level)
         return detail if kind == "skip" else None
 
-    def _decide_url(self, url: str) -> tuple[Outcome, ...]:
+    def _decide_url(self, url: str) -> tuple[Decision, ...]:
         try:
             parts = split_url(url)
         except Skipped as skipped:
@@ -176,7 +176,7 @@ class Extractor:
         if not self._want_urls:
             return (host_outcome,)
         if parts.entry is None:
-            url_outcome: Outcome = ("reject", parts.problem or "invalid")
+            url_outcome: Decision = ("reject", parts.problem or "invalid")
         elif parts.entry == parts.host:
             url_outcome = host_outcome
         else:
@@ -185,7 +185,7 @@ class Extractor:
             return (url_outcome,)
         return (url_outcome, host_outcome)
 
-    def _decide_sender(self, sender: str) -> Outcome:
+    def _decide_sender(self, sender: str) -> Decision:
         local, at, domain = sender.strip().rstrip(">").rpartition("@")
         if not at or not local:
             return ("reject", "bad_sender_address")
@@ -199,7 +199,7 @@ class Extractor:
         entry = host if _is_ip(host) else "." + host
         return self._judge(entry, host, True)
 
-    def _judge(self, entry: str, host: str, host_level: bool) -> Outcome:
+    def _judge(self, entry: str, host: str, host_level: bool) -> Decision:
         flags = self._host_flags(host)
         if flags & _REWRITER:
             return ("skip", "mimecast_rewriter")
@@ -238,7 +238,7 @@ def builtin_protected_hosts() -> frozenset[str]:
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _apply(outcomes: tuple[Outcome, ...], tally: Tally) -> list[str]:
+def _apply(outcomes: tuple[Decision, ...], tally: Tally) -> list[str]:
     entries: list[str] = []
     for kind, value in outcomes:
         if kind == "accept":

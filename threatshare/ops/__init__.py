@@ -1,5 +1,5 @@
 """What operators run and read: ``status``, the ``run --once`` summary and its progress,
-``check --live``, ``unblock``, and the operations endpoint (docs/design.md#operations-endpoint).
+``check --live``, ``explain``, and the operations endpoint (docs/design.md#operations-endpoint).
 
 =====================  ==========================================================================
 ``status``             the ``status`` records, as JSON or a table (docs/design.md#command-line)

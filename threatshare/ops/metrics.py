@@ -17,18 +17,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from threatshare.ops.snapshot import Snapshot, age_seconds
+from threatshare.state.counters import TOTALS
 
 STATES = ("new", "ok", "retrying", "halted", "disabled")
 
-#: status record ``totals`` counter -> (metric name, help)
-TOTALS = {
-    "pulled": ("threatshare_instance_records_pulled_total", "Mimecast records pulled"),
-    "pushed": ("threatshare_instance_entries_pushed_total", "Entries ZIA accepted"),
-    "rejected": ("threatshare_instance_entries_rejected_total", "Entries or records rejected"),
-    "skipped": ("threatshare_instance_entries_skipped_total", "Entries or records skipped"),
-    "removed": ("threatshare_instance_entries_removed_total", "Entries withdrawn by config"),
-}
-#: status record ``lifecycle`` count (when present) -> (metric name, help)
+#: status record ``lifecycle`` count (docs/design.md#expiry, when present) -> (metric name, help)
 LIFECYCLE = {
     "expired": ("threatshare_instance_entries_expired_total", "Entries removed on expiry"),
     "evicted": ("threatshare_instance_entries_evicted_total", "Entries evicted for room"),
@@ -68,7 +61,7 @@ def _instance_families(records: list[dict[str, Any]], snapshot: Snapshot) -> Ite
         "Failed runs by error code",
         labels=["instance", "code"],
     )
-    totals = {k: CounterMetricFamily(n, h, labels=label) for k, (n, h) in TOTALS.items()}
+    totals = {t.name: CounterMetricFamily(t.metric, t.help, labels=label) for t in TOTALS}
     lifecycle = {k: CounterMetricFamily(n, h, labels=label) for k, (n, h) in LIFECYCLE.items()}
     for r in records:
         name = r["name"]

@@ -24,10 +24,10 @@ def summary(results: list[RunResult]) -> str:
             (
                 r.instance,
                 r.outcome,
-                str(c.get("pulled", 0)),
-                str(c.get("pushed", c.get("would_push", 0))),
-                str(c.get("skipped", 0)),
-                str(c.get("rejected", 0)),
+                str(c.pulled),
+                str(c.pushed if c.would_push is None else c.would_push),
+                str(c.skipped),
+                str(c.rejected),
                 error[:120],
             )
         )
@@ -37,7 +37,7 @@ def summary(results: list[RunResult]) -> str:
 def dry_run_report(results: list[RunResult]) -> str:
     lines = []
     for r in results:
-        lines.append(f"{r.instance}: would push {r.counters.get('would_push', 0)} entries")
+        lines.append(f"{r.instance}: would push {r.counters.would_push or 0} entries")
         lines.extend(f"  {entry}" for entry in r.would_push)
     return "\n".join(lines)
 

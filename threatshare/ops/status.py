@@ -28,17 +28,6 @@ from threatshare.state.store import Store
 from threatshare.state.unblocked import UnblockList
 from threatshare.timestamps import from_iso, to_iso
 
-EMPTY_RUN = {
-    "pulled": 0,
-    "pushed": 0,
-    "rejected": 0,
-    "skipped": 0,
-    "removed": 0,
-    "skipped_by_reason": {},
-    "rejected_by_reason": {},
-}
-
-
 #: Staged changes that wait longer than this for activation protect nobody yet: a problem.
 PENDING_TOO_LONG = timedelta(minutes=15)
 
@@ -68,6 +57,14 @@ def lifecycle_status(store: Store, name: str, inst: Instance) -> dict[str, Any]:
     }
 
 
+def _renamed_from(store: Store, name: str) -> dict[str, Any] | None:
+    """The instance, no longer configured, whose category this one adopted (a rename)."""
+    record = LifecycleRecord(store.redis, name).load()
+    if record.renamed_from is None:
+        return None
+    return {"instance": record.renamed_from, "at": to_iso(record.renamed_at)}
+
+
 def quota_status(store: Store, tenant: ZiaTenant) -> dict[str, Any] | None:
     """The tenant's quota after the last run's own changes, with the reserve it keeps."""
     quota = QuotaRecord(store.redis, tenant.tenant_id).latest()
@@ -82,7 +79,8 @@ def instance_status(config: Config, store: Store, name: str) -> dict[str, Any]:
     inst = config.instances[name]
     st = store.load(name)
     state = st.state if inst.enabled else "disabled"
-    last_run = {**EMPTY_RUN, **{k: v for k, v in st.last_run.items() if k in EMPTY_RUN}}
+    last_run = st.last_run.as_dict()
+    last_run.pop("would_push", None)  # a dry run stores nothing
     tenant = config.zia[inst.zia]
     return {
         "name": name,
@@ -105,6 +103,7 @@ def instance_status(config: Config, store: Store, name: str) -> dict[str, Any]:
         "lifecycle": lifecycle_status(store, name, inst),
         "lost_span": st.lost_span,
         "clock_skew_seconds": st.clock_skew,
+        "renamed_from": _renamed_from(store, name),
         "mimecast": inst.mimecast,
         "zia": inst.zia,
         "sources": list(inst.sources),
@@ -241,6 +240,12 @@ def render_table(
             details.append(
                 f"{r['name']}: the clock of the worker of the last run is {abs(skew)}s "
                 f"{direction} Mimecast's (Mimecast's is used; fix the worker's time sync)"
+            )
+        if r.get("renamed_from"):
+            renamed = r["renamed_from"]
+            details.append(
+                f"{r['name']}: adopted the category of {renamed['instance']}, an instance no "
+                f"longer configured (renamed?), at {renamed['at']}"
             )
         if r["lost_span"]:
             span = r["lost_span"]

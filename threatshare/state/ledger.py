@@ -64,9 +64,6 @@ class Ledger:
     def entry_count(self, name: str) -> int:
         return int(self.redis.zcard(keys.instance_last_seen(name)))
 
-    def entries(self, name: str) -> set[str]:
-        return set(self.scan(name))
-
     def scan(self, name: str) -> Iterator[str]:
         """Every entry of the category, a thousand per round trip (bounded memory)."""
         for entry, _ in self.redis.zscan_iter(keys.instance_last_seen(name), count=_SCAN):
@@ -191,9 +188,6 @@ class Ledger:
             for entry, stone in zip(entries, stones, strict=True)
             if stone is not None and sightings[entry] <= float(stone)
         }
-
-    def tombstone_count(self, name: str) -> int:
-        return int(self.redis.zcard(keys.instance_tombstones(name)))
 
     # --- the window being worked on (a run's own staging key) -----------------------------
 

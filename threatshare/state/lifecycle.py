@@ -24,6 +24,9 @@ class LifecycleState:
     last_reconciled: datetime | None
     capacity_since: datetime | None
     looked_up: bool
+    #: The instance, no longer configured, whose category this one adopted (a rename), and when.
+    renamed_from: str | None = None
+    renamed_at: datetime | None = None
 
 
 class LifecycleRecord:
@@ -41,6 +44,8 @@ class LifecycleRecord:
             last_reconciled=from_iso(raw.get("last_reconciled")),
             capacity_since=from_iso(raw.get("capacity_since")),
             looked_up=raw.get("looked_up") == "1",
+            renamed_from=raw.get("renamed_from") or None,
+            renamed_at=from_iso(raw.get("renamed_at")),
         )
 
     def add(self, **counts: int) -> None:
@@ -59,6 +64,12 @@ class LifecycleRecord:
     def looked_up(self) -> None:
         """The category was looked up by name once (found, created, or not creatable yet)."""
         self.redis.hset(self.key, "looked_up", "1")
+
+    def renamed(self, previous: str, at: datetime) -> None:
+        """The category of ``previous``, an instance no longer configured, is this one's now."""
+        self.redis.hset(
+            self.key, mapping={"renamed_from": previous, "renamed_at": to_iso(at) or ""}
+        )
 
     def forget_category(self) -> None:
         """The category is gone: the next run looks it up (or creates it) again."""

@@ -1,5 +1,6 @@
-"""Per-instance state in Redis (docs/design.md#state-in-redis): the state machine, bookmark, errors
-and counters (a tenant's quota is :mod:`threatshare.state.quota`'s).
+"""Per-instance state in Redis (docs/design.md#state-in-redis): the state machine, bookmark,
+errors, the last run's counters (:class:`~threatshare.state.counters.RunCounters`) and their
+totals; and each ZIA tenant's activation count.
 
 One hash per instance holds the small fields. The bookmark only moves through
 :meth:`Store.finish_ok`, which is fenced by the run's lock token
@@ -17,12 +18,12 @@ from typing import Any, Literal
 import redis
 
 from threatshare import keys
+from threatshare.state.counters import TOTALS, RunCounters
 from threatshare.state.fenced import FencedWriter
 from threatshare.state.lock import RunLock
 from threatshare.timestamps import from_iso, to_iso
 
 State = Literal["new", "ok", "retrying", "halted", "disabled"]
-COUNTERS = ("pulled", "pushed", "rejected", "skipped", "removed")
 
 # Moves the bookmark and records success only while the caller still holds the lock.
 _FENCED_FINISH = """
@@ -49,7 +50,7 @@ class InstanceState:
     category_id: str | None = None
     fingerprint: str | None = None
     lost_span: dict[str, str] | None = None
-    last_run: dict[str, Any] = field(default_factory=dict)
+    last_run: RunCounters = field(default_factory=RunCounters)
     totals: dict[str, int] = field(default_factory=dict)
     run_id: str | None = None
     #: The span of one chunk of the window, as the last runs adapted it (None: the default).
@@ -84,10 +85,12 @@ class Store:
             setattr(st, attr, from_iso(raw.get(attr)))
         for attr in ("category_id", "fingerprint", "halted_fingerprint", "run_id"):
             setattr(st, attr, raw.get(attr) or None)
-        for attr in ("last_error", "lost_span", "last_run"):
+        for attr in ("last_error", "lost_span"):
             if raw.get(attr):
                 setattr(st, attr, json.loads(raw[attr]))
-        st.totals = {c: int(raw.get(f"total_{c}", 0)) for c in COUNTERS}
+        if raw.get("last_run"):
+            st.last_run = RunCounters.from_dict(json.loads(raw["last_run"]))
+        st.totals = {t.name: int(raw.get(f"total_{t.name}", 0)) for t in TOTALS}
         if raw.get("chunk_seconds"):
             st.chunk_span = timedelta(seconds=float(raw["chunk_seconds"]))
         if raw.get("clock_skew"):
@@ -130,7 +133,7 @@ class Store:
     def record_run(
         self,
         name: str,
-        counters: dict[str, Any],
+        counters: RunCounters,
         *,
         outcome: str | None = None,
         error_code: str | None = None,
@@ -140,10 +143,11 @@ class Store:
         run counts by outcome and error code and the last duration
         (docs/design.md#operations-endpoint), in the same round trip."""
         with self.redis.pipeline() as pipe:
-            pipe.hset(keys.instance_state(name), "last_run", json.dumps(counters, sort_keys=True))
-            for counter in COUNTERS:
-                if counters.get(counter):
-                    pipe.hincrby(keys.instance_state(name), f"total_{counter}", counters[counter])
+            stored = json.dumps(counters.as_dict(), sort_keys=True)
+            pipe.hset(keys.instance_state(name), "last_run", stored)
+            for counter, count in counters.totals().items():
+                if count:
+                    pipe.hincrby(keys.instance_state(name), f"total_{counter}", count)
             stats = keys.instance_run_stats(name)
             if outcome is not None:
                 pipe.hincrby(stats, f"runs:{outcome}", 1)

@@ -111,8 +111,9 @@ class UnblockList:
         self.key = keys.instance_unblocked(name)
         self.pending_key = keys.instance_unblock_pending(name)
 
-    def add(self, entries: Iterable[str], at: datetime, reason: str, who: str) -> None:
-        """List ``entries``, each pending until :meth:`removed` (one transaction)."""
+    def add(self, entries: Iterable[str], at: datetime, reason: str, who: str) -> tuple[str, str]:
+        """List ``entries``, each pending until :meth:`removed` (one transaction per thousand);
+        the reason and the name as kept (cleaned)."""
         reason = clean_text(reason, MAX_REASON)
         who = clean_text(who, MAX_WHO) or "unknown"
         mapping = {e: Unblock(e, at, reason, who).to_json() for e in entries}
@@ -121,6 +122,7 @@ class UnblockList:
                 pipe.hset(self.key, mapping=chunk)
                 pipe.sadd(self.pending_key, *chunk)
                 pipe.execute()
+        return reason, who
 
     def undo(self, entry: str) -> bool:
         """Take ``entry`` off the list (and off what is pending); False when it was not on it."""

@@ -46,10 +46,11 @@ log = structlog.get_logger(__name__)
 #: entries found in a category of its own that its record lacked (adopted).
 Action = Literal["added", "removed", "adopted"]
 #: Why entries leave the category: no longer reported (expiry), making room for newer ones
-#: (eviction), excluded by a changed configuration (withdrawal), unblocked by an operator, or
-#: found gone from the category (removed by hand in ZIA).
-Reason = Literal["expired", "evicted", "withdrawn", "unblocked", "removed_by_hand"]
-REASONS: tuple[Reason, ...] = ("expired", "evicted", "withdrawn", "unblocked", "removed_by_hand")
+#: (eviction), excluded by a changed configuration (withdrawal), or unblocked by an operator.
+Reason = Literal["expired", "evicted", "withdrawn", "unblocked"]
+#: A removal threatshare did not make but noticed: an admin took the entries out in ZIA.
+ByHand = Literal["removed_by_hand"]
+REASONS: tuple[Reason, ...] = ("expired", "evicted", "withdrawn", "unblocked")
 
 #: The lifecycle total each removal reason adds to (a withdrawal has none of its own).
 _TOTAL_OF: dict[Reason, str] = {
@@ -68,7 +69,7 @@ class Accepted:
     entries: tuple[str, ...]
     run_id: str
     #: Why they were removed (None for an add).
-    reason: Reason | None = None
+    reason: Reason | ByHand | None = None
     #: The operator and the reason they gave (an unblock), cleaned.
     who: str | None = None
     why: str | None = None
@@ -182,7 +183,9 @@ class CategoryChange:
             reason=change.why or "",
         )
 
-    def _change(self, action: Action, batch: Iterable[str], reason: Reason | None) -> Accepted:
+    def _change(
+        self, action: Action, batch: Iterable[str], reason: Reason | ByHand | None
+    ) -> Accepted:
         return Accepted(self.name, action, tuple(batch), self.run_id, reason, self.who, self.why)
 
     def _about_to_change(self) -> None:
@@ -260,10 +263,9 @@ class CategoryChange:
         refused: dict[str, str],
     ) -> None:
         """Push ``chunks`` (entry -> record time, newest first) into the category, creating it
-        with the first batch when there is none (docs/design.md#pushing-to-zia: never a
-        placeholder), at most ``room`` entries. Raises :class:`~threatshare.errors.QuotaExhausted`
-        when the quota shrank meanwhile, and :class:`CategoryGone` (after :meth:`gone`) when it was
-        deleted by hand."""
+        with the first batch when there is none (never a placeholder), at most ``room``
+        entries. Raises :class:`~threatshare.errors.QuotaExhausted` when the quota shrank
+        meanwhile, and :class:`CategoryGone` (after :meth:`gone`) when it was deleted by hand."""
         scores: dict[str, float] = {}
 
         def batches() -> Iterator[list[str]]:
@@ -300,7 +302,7 @@ class CategoryChange:
         room: int,
         refused: dict[str, str],
     ) -> None:
-        """Create the category holding the first batch of what fits (docs/design.md#capacity)."""
+        """Create the category holding the first batch of what fits."""
         for first in stream:
             description = category_description(self.name, self.inst.description)
             created = client.create_with_entries(
@@ -313,8 +315,7 @@ class CategoryChange:
                 return
 
     def create_empty(self, client: ZiaClient) -> str | None:
-        """Nothing to push and no category: create it empty where the tenant allows
-        (docs/design.md#pushing-to-zia)."""
+        """Nothing to push and no category: create it empty where the tenant allows."""
         description = category_description(self.name, self.inst.description)
         try:
             created = client.find_or_create_category(self.inst.category, description)
@@ -333,9 +334,9 @@ class CategoryChange:
         self._set_category(category_id)
 
     def gone(self) -> int:
-        """The category was deleted by hand: every entry it held is staged again to refill a
-        new one (docs/design.md#reconciliation) when this change has a staging key, the category is
-        forgotten, and the look finds or creates it. How many entries were staged again."""
+        """The category was deleted by hand (met once, here): every entry it held is staged
+        again in the run's staging to refill a new one, the category is forgotten, and the next
+        look finds or creates it. How many entries were staged again."""
         assert self.staging is not None  # only a run, which stages, meets a deleted category
         staged = self.ledger.restage_all(self.name, self.staging, self.lock)
         self._recreating = True

@@ -11,14 +11,14 @@ reconcile with ZIA, expire stale entries, make room for new threats, and push th
 
 Nothing here calls ZIA when nothing is due and nothing is new. Every change to the category goes
 through :class:`~threatshare.sync.change.CategoryChange` (marks, ledger, quota). The entries
-removed are
-only ever the instance's own (pushed by it, or adopted from a category whose description names
-threatshare and this instance): an admin's entries are counted as ``foreign`` and left alone.
+removed are only ever the instance's own (pushed by it, or adopted from a category whose
+description names threatshare and this instance, or an instance no longer configured: a rename):
+an admin's entries are counted as ``foreign`` and left alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -31,7 +31,7 @@ from threatshare.indicators.extract import Tally
 from threatshare.state.ledger import Ledger
 from threatshare.state.lifecycle import LifecycleRecord
 from threatshare.sync.change import CategoryChange
-from threatshare.zia.categories import CategoryContent, names_us
+from threatshare.zia.categories import CategoryContent, instance_named, names_us
 from threatshare.zia.client import Quota, ZiaClient
 from threatshare.zia.errors import CategoryGone
 
@@ -43,8 +43,25 @@ CAPACITY = "capacity"
 _COMPARE = 1000
 
 
+def renamed_from(description: str, instance: str, configured: Collection[str]) -> str | None:
+    """The instance a category's description names when that instance is no longer
+    configured: the category of a renamed instance, which ``instance`` (now configured with
+    that category) owns. None when the description names ``instance``, a configured instance,
+    or none at all."""
+    named = instance_named(description)
+    if named is None or named == instance or named in configured:
+        return None
+    return named
+
+
+def owns(description: str, instance: str, configured: Collection[str]) -> bool:
+    """Whether ``instance`` owns the entries of a category with this description: it names
+    ``instance``, or an instance no longer configured (a rename)."""
+    return names_us(description, instance) or bool(renamed_from(description, instance, configured))
+
+
 @dataclass
-class Outcome:
+class LifecycleReport:
     """What the lifecycle did in one run, for the counters and the alerts."""
 
     expired: int = 0
@@ -75,6 +92,7 @@ class Lifecycle:
         change: CategoryChange,
         tally: Tally,
         reconcile_every: timedelta,
+        configured: Collection[str] = (),
         final: bool = True,
     ) -> None:
         self.name = change.name
@@ -89,9 +107,11 @@ class Lifecycle:
         self.tally = tally
         self.now: Callable[[], datetime] = change.now
         self.reconcile_every = reconcile_every
+        #: Every configured instance: a category naming none of them may be a renamed one's.
+        self.configured = configured
         #: The last chunk of the run: only then are reconciliation and expiry due.
         self.final = final
-        self.outcome = Outcome()
+        self.outcome = LifecycleReport()
 
     # --- deciding what is due, without ZIA -------------------------------------------------
 
@@ -150,8 +170,8 @@ class Lifecycle:
         self.reconcile(client, found)
 
     def reconcile(self, client: ZiaClient, category_id: str) -> None:
-        """Compare the record with the category (one GET, docs/design.md#reconciliation). A category
-        deleted by hand is met here or by the push (:meth:`CategoryChange.gone`)."""
+        """Compare the record with the category (one GET). A category deleted by hand
+        is met here or by the push (:meth:`CategoryChange.gone`)."""
         content = client.read_category(category_id)
         now = self.now()
         if content is None:
@@ -171,7 +191,12 @@ class Lifecycle:
         )
 
     def _adopt(self, content: CategoryContent, now: datetime) -> tuple[int, int]:
-        ours = names_us(content.description, self.name)
+        ours = owns(content.description, self.name, self.configured)
+        previous = renamed_from(content.description, self.name, self.configured)
+        if previous is not None and self.record.load().renamed_from != previous:
+            # Said once: the description keeps naming the old instance, and nothing is lost.
+            self.record.renamed(previous, now)
+            log.warning("lifecycle.renamed_instance_adopted", previous=previous)
         adopted = foreign = 0
         for start in range(0, len(content.urls), _COMPARE):
             chunk = content.urls[start : start + _COMPARE]
@@ -253,7 +278,7 @@ class Lifecycle:
             self.outcome.left_out += left_out
         except CategoryGone:
             # Deleted by hand since the last look (the change staged everything it held
-            # again): what this run pushed goes into a new one (docs/design.md#reconciliation), now.
+            # again): what this run pushed goes into a new one, now.
             self.outcome.pushed += change.tally.added - before
             if not again:
                 raise

@@ -27,7 +27,7 @@ from threatshare.capacity import (
 from threatshare.config import Config
 from threatshare.state.lifecycle import LifecycleRecord
 from threatshare.state.quota import QuotaRecord
-from threatshare.sync.lifecycle import Outcome
+from threatshare.sync.lifecycle import LifecycleReport
 from threatshare.timestamps import to_iso
 from threatshare.zia.client import ZiaClient
 
@@ -107,7 +107,7 @@ def report_capacity(
     name: str,
     outbox: Outbox,
     record: LifecycleRecord,
-    outcome: Outcome,
+    outcome: LifecycleReport,
     entries: int,
     now: datetime,
 ) -> bool:

@@ -19,7 +19,7 @@ ZIA's hourly activation limit asks for.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +31,7 @@ from threatshare.indicators.evidence import impersonation_evidence, url_evidence
 from threatshare.indicators.extract import Extractor, Tally
 from threatshare.progress import Phase, RunProgress
 from threatshare.runtime import Runtime
+from threatshare.state.counters import RunCounters
 from threatshare.state.ledger import Ledger
 from threatshare.state.lock import RunLock
 from threatshare.state.provenance import KEEP, MessageKey, ProvenanceBook, Sighting
@@ -57,20 +58,24 @@ def _record_time(record: Any, field_name: str, window_end: float) -> float:
         return window_end
 
 
-def counters_of(tally: Tally, pushed: int, refused: dict[str, str], removed: int) -> dict[str, Any]:
-    """The counters of ``last_run`` in ``status`` (docs/design.md#command-line)."""
+def counters_of(
+    tally: Tally, pushed: int, refused: dict[str, str], removed: Mapping[str, int]
+) -> RunCounters:
+    """The counters of a run: what it pulled, pushed, rejected and skipped (by reason) and
+    what it removed from the category (by reason)."""
     rejected = dict(tally.rejected)
     if refused:
         rejected["refused_by_zia"] = rejected.get("refused_by_zia", 0) + len(refused)
-    return {
-        "pulled": tally.pulled,
-        "pushed": pushed,
-        "rejected": sum(rejected.values()),
-        "skipped": sum(tally.skipped.values()),
-        "removed": removed,
-        "skipped_by_reason": dict(tally.skipped),
-        "rejected_by_reason": rejected,
-    }
+    return RunCounters(
+        pulled=tally.pulled,
+        pushed=pushed,
+        rejected=sum(rejected.values()),
+        skipped=sum(tally.skipped.values()),
+        removed=sum(removed.values()),
+        skipped_by_reason=dict(tally.skipped),
+        rejected_by_reason=rejected,
+        removed_by_reason={reason: count for reason, count in removed.items() if count},
+    )
 
 
 class Run:
@@ -323,11 +328,13 @@ class Run:
 
     # --- pushing -------------------------------------------------------------------------
 
-    def settle(self, state: InstanceState, deadline: Deadline, *, final: bool = True) -> None:
+    def update_category(
+        self, state: InstanceState, deadline: Deadline, *, final: bool = True
+    ) -> None:
         """The push of what this chunk staged and, with the ``final`` chunk of the run, the
         category's lifecycle (docs/design.md#reconciliation: reconcile, expire); no ZIA call at all
         when nothing is new, due or to reconcile."""
-        assert self.lock is not None  # settling happens only under the lock
+        assert self.lock is not None  # changing the category happens only under the lock
         tenant = self.rt.config.zia[self.inst.zia]
         change = self.changing(state)
         lifecycle = Lifecycle(
@@ -336,6 +343,7 @@ class Run:
             change=change,
             tally=self.tally,
             reconcile_every=self.rt.config.settings.reconcile_every,
+            configured=frozenset(self.rt.config.instances),
             final=final,
         )
         if not lifecycle.needs_zia(change.category_id):
@@ -383,6 +391,8 @@ class Run:
     ) -> None:
         """Remove ``gone`` from the category for ``reason`` (forgotten only, when there is no
         category), through the run's one path of changes."""
+        if not gone:
+            return
         change = self.changing(state)
         self.check_lock()
         if change.category_id is None:
@@ -412,5 +422,6 @@ class Run:
         unblocks.removed(self.lock, pending)
         log.info("run.unblock_finished", removed=len(gone))
 
-    def counters(self) -> dict[str, Any]:
-        return counters_of(self.tally, self.pushed, self.refused, self.removed)
+    def counters(self) -> RunCounters:
+        removed = {} if self.change is None else self.change.tally.removed
+        return counters_of(self.tally, self.pushed, self.refused, removed)

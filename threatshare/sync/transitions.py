@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, NoReturn
+from typing import Literal, NoReturn
 
 import structlog
 
@@ -40,6 +40,7 @@ from threatshare.errors import (
 from threatshare.fingerprint import fingerprint
 from threatshare.http import Deadline
 from threatshare.runtime import Runtime
+from threatshare.state.counters import RunCounters
 from threatshare.state.lock import try_lock
 from threatshare.state.store import InstanceState, Store
 from threatshare.sync.activation import Activation
@@ -56,7 +57,7 @@ PUSH_RESERVE = 0.25
 BOOKMARK_SLACK = timedelta(seconds=60)
 
 #: How one run ended.
-Outcome = Literal[
+RunOutcome = Literal[
     "ok", "retrying", "halted", "skipped_halted", "skipped_locked", "disabled", "dry_run"
 ]
 
@@ -67,9 +68,9 @@ class RunResult:
 
     instance: str
     run_id: str
-    outcome: Outcome
+    outcome: RunOutcome
     state: str
-    counters: dict[str, Any] = field(default_factory=dict)
+    counters: RunCounters = field(default_factory=RunCounters)
     error: dict[str, str] | None = None
     would_push: list[str] = field(default_factory=list)  # dry run: a sample
 
@@ -127,7 +128,7 @@ def _sync(rt: Runtime, run: Run) -> RunResult:
         window = window_for(state, inst, rt.config.settings, _mimecast_now(rt, run, deadline))
         run.pull(window, deadline)
         counters = run.counters()
-        counters["would_push"] = run.new_in_dry_run
+        counters.would_push = run.new_in_dry_run
         return RunResult(name, run.run_id, "dry_run", state.state, counters, None, run.sample)
 
     run.lock = try_lock(rt.redis, name, rt.lock_lease)
@@ -194,7 +195,7 @@ def _locked(
     if not store.finish_ok(name, run.lock, bookmark, rt.now(), current):
         raise LockLost("the run lost its lock before it could move the bookmark")
     store.record_run(name, run.counters(), outcome="ok", duration=run.duration())
-    log.info("run.ok", **{k: v for k, v in run.counters().items() if isinstance(v, int)})
+    log.info("run.ok", **run.counters().totals())
     if state.halted_since is not None:
         Outbox(rt.redis).put(
             _alert(rt, name, "recovered", state, None), str(to_iso(state.error_since))
@@ -237,7 +238,7 @@ def _share_in_chunks(
     reached)."""
     assert run.lock is not None
     if window.end <= window.start:
-        run.settle(state, deadline, final=True)  # expiry does not wait for new threats
+        run.update_category(state, deadline, final=True)  # expiry does not wait for new threats
         return max(window.end, bookmark or window.end)
     # Pulling stops early enough to leave the end of the deadline to pushing what it found.
     reserve = (deadline.at - deadline.clock()) * PUSH_RESERVE
@@ -253,7 +254,7 @@ def _share_in_chunks(
         # What was pulled is shared even when the pull was cut; the category's lifecycle
         # (reconcile, expiry) waits for the last chunk, so a catch-up expires nothing that a
         # later chunk would report again.
-        run.settle(state, deadline, final=complete and number == len(pieces))
+        run.update_category(state, deadline, final=complete and number == len(pieces))
         if not complete:
             break
         pulled += 1

@@ -66,6 +66,15 @@ def url_count(category: dict[str, Any]) -> int | None:
 
 def _count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+def instance_named(description: str) -> str | None:
+    """The instance a category's description says threatshare manages it for (the wording
+    :func:`category_description` writes), or None."""
+    head = category_description("\0").split("\0", 1)[0]
+    start = description.find(head)
+    if start < 0:
+        return None
+    name, colon, _ = description[start + len(head) :].partition(":")
+    return name if colon and name else None
 
 
 class CategoryCalls:
@@ -135,6 +144,18 @@ class CategoryCalls:
             if total is not None and isinstance(name, str):
                 sizes.append((name, total))
         return sorted(sizes, key=lambda item: (-item[1], item[0]))
+
+    def managed_categories(self) -> list[tuple[str, str]]:
+        """Every custom category whose description says threatshare manages it, with the
+        instance it names, by name (one GET of counts, not of URLs)."""
+        managed = []
+        for category in self._custom_categories():
+            name, description = category.get("configuredName"), category.get("description")
+            if isinstance(name, str) and isinstance(description, str):
+                instance = instance_named(description)
+                if instance is not None:
+                    managed.append((name, instance))
+        return sorted(managed)
 
     def find_category(self, name: str) -> str | None:
         """The id of the custom category ``name`` (exact name first, then any case), or None."""

@@ -1,54 +1,47 @@
-"""``threatshare unblock`` (docs/design.md#unblocking): the false-positive button.
+"""Unblocking (docs/design.md#unblocking): the false-positive button; the command's shape
+(arguments, output, exit codes) is :mod:`threatshare.commands.unblock`.
 
 Each entry is put on the instance's runtime allow list first (so no run pushes it again from
 that moment), then it and every entry at or under it are removed from the category and the
-tenant is activated, all before the command returns. When ZIA does not accept the removal
+tenant is activated, all before the operation returns. When ZIA does not accept the removal
 (an edit lock past the retries, a 5xx, the process killed), the entry stays pending on the
-list and the instance's next run removes it (``Run.honour_unblocks``); the command says so
-and exits 1. The command holds the instance's run lock meanwhile, and a run reads the list
-once it holds that lock, so a run that had already pulled the entry cannot push it back. Who
-(the OS user), when and why are kept with the entry and logged.
+list and the instance's next run removes it (``Run.honour_unblocks``). The operation holds the
+instance's run lock meanwhile, and a run reads the list once it holds that lock, so a run that
+had already pulled the entry cannot push it back. Who (the OS user), when and why are kept with
+the entry, logged, and written to the audit trail.
 
-The category is read once (one GET), so entries in ZIA that the record lost are found too;
-an entry in a category whose description does not name threatshare and this instance is not
-threatshare's to remove and is left alone (counted). A wildcard over a parent domain that
-still blocks an unblocked host is named, for the operator to decide.
+The category is read once (one GET), so entries in ZIA that the record lost are found too; an
+entry in a category that is not this instance's (its description names neither this instance
+nor a renamed one) is left alone (counted). Entries that still block an entry from *above*
+(its host, a ``.domain`` wildcard, a shorter path, as ZIA matches) are named; with ``wider``
+they are unblocked too.
 """
 
 from __future__ import annotations
 
 import getpass
-import sys
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-import redis
 import structlog
 
-from threatshare.config import Config
 from threatshare.errors import LockLost, ThreatshareError
-from threatshare.http import Deadline, RetryPolicy, interactive
-from threatshare.indicators.entry import NotAnEntry, entry_of
+from threatshare.http import Deadline
 from threatshare.indicators.matching import blocks
 from threatshare.runtime import Runtime
-from threatshare.scrub import clean_text
 from threatshare.state.ledger import Ledger
 from threatshare.state.lock import RunLock, try_lock
 from threatshare.state.store import Store
 from threatshare.state.unblocked import (
-    MAX_REASON,
-    MAX_WHO,
     Matcher,
     UnblockList,
 )
 from threatshare.sync import halt_refused_tenants
 from threatshare.sync.activation import activate_pending
 from threatshare.sync.change import CategoryChange
-from threatshare.timestamps import to_iso
-from threatshare.zia.categories import names_us
+from threatshare.sync.lifecycle import owns
 
 log = structlog.get_logger(__name__)
 
@@ -143,7 +136,7 @@ def _remove(
         in_zia: list[str] = []
         if content is not None:
             in_zia = content.urls
-            ours = names_us(content.description, name)
+            ours = owns(content.description, name, rt.config.instances)
             extra = _above(asked, in_zia) if wider is not None and ours else []
             lost = [e for e in extra if e not in set(entries)]
             if lost:  # wider entries in ZIA that the record had lost
@@ -179,8 +172,7 @@ def unblock_instance(
     try:
         with lock.kept_alive():
             unblocks = UnblockList(rt.redis, name)
-            unblocks.add(entries, rt.now(), reason, who)
-            why = clean_text(reason, MAX_REASON)
+            why, who = unblocks.add(entries, rt.now(), reason, who)
             log.info("unblock", instance=name, entries=len(entries), who=who, reason=why)
             inst = rt.config.instances[name]
             change = CategoryChange(
@@ -193,7 +185,7 @@ def unblock_instance(
                 now=rt.now,
                 category_id=Store(rt.redis).load(name).category_id,
                 audit_retention=rt.config.settings.audit_retention,
-                who=clean_text(who, MAX_WHO) or "unknown",
+                who=who,
                 why=why,
             )
             listed = list(entries)
@@ -276,114 +268,3 @@ def undo(rt: Runtime, name: str, entry: str) -> bool:
     if done:
         log.info("unblock.undone", instance=name, entry_count=1, who=who_am_i())
     return done
-
-
-# --- the command (docs/design.md#unblocking): arguments, output, exit codes -----------------------
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-#: An unblock removing more entries than this (or any --all) asks for --yes first.
-CONFIRM_ABOVE = 100
-
-
-def _fail(message: str, code: int = EXIT_USAGE) -> int:
-    print(message, file=sys.stderr)
-    return code
-
-
-def _names_and_entries(args: Any, config: Config) -> tuple[list[str], list[str]] | str:
-    rest = list(args.args)
-    if args.all:
-        return sorted(config.instances), rest
-    if not rest:
-        return "unblock: name an instance (or use --all)"
-    name, *entries = rest
-    if name not in config.instances:
-        return f"no instance {name!r} in the configuration"
-    return [name], entries
-
-
-def _print_list(rt: Runtime, names: list[str]) -> None:
-    rows = [("INSTANCE", "ENTRY", "WHEN", "WHO", "REASON")]
-    for name in names:
-        for item in UnblockList(rt.redis, name).entries():
-            rows.append((name, item.entry, to_iso(item.at) or "", item.who, item.reason))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _print_report(report: Unblocked, category: str) -> None:
-    if report.pending:
-        entries = ", ".join(report.entries)
-        print(f"{report.instance}: unblocked {entries}: {report.error}", file=sys.stderr)
-        return
-    state = "active in ZIA" if report.activated else "staged"
-    print(
-        f"{report.instance}: unblocked {', '.join(report.entries)}: {len(report.removed)} "
-        f"entries removed from {category!r} ({state if report.removed else 'none held'})"
-    )
-    if report.left_alone:
-        print(
-            f"{report.instance}: {len(report.left_alone)} matching entries were left alone: the "
-            "category's description does not name threatshare and this instance"
-        )
-    for wider in sorted(set(report.widened)):
-        print(f"{report.instance}: also unblocked the wider entry {wider}")
-    for wider in sorted(set(report.wider)):
-        print(
-            f"{report.instance}: still blocked by the wider entry {wider} "
-            "(threatshare unblock --wider removes it too)"
-        )
-    if report.error:
-        print(f"{report.instance}: {report.error}", file=sys.stderr)
-
-
-def unblock_command(args: Any, config: Config, client: redis.Redis) -> int:
-    """``threatshare unblock``: see :func:`unblock`; prints what was done."""
-    chosen = _names_and_entries(args, config)
-    if isinstance(chosen, str):
-        return _fail(chosen)
-    names, arguments = chosen
-    # Someone waits for the answer: an unreachable ZIA is given up on within 30 s, and the
-    # entries listed by then are removed by the next run.
-    rt = Runtime(config, client, policy=interactive(RetryPolicy()))
-    try:
-        if args.list:
-            _print_list(rt, names)
-            return EXIT_OK
-        if args.undo:
-            entry = entry_of(args.undo)
-            done = [n for n in names if undo(rt, n, entry)]
-            for name in done:
-                print(f"{name}: {entry} is off the runtime allow list; new records push it again")
-            return EXIT_OK if done else _fail(f"{entry} is not on the runtime allow list", 1)
-        if not arguments:
-            return _fail("unblock: give at least one ENTRY (a URL, a host or a ZIA entry)")
-        entries = list(dict.fromkeys(entry_of(a) for a in arguments))
-        wider = bool(getattr(args, "wider", False))
-        counts = preview(rt, names, entries, wider=wider)
-        total = sum(counts.values())
-        if (args.all or total > CONFIRM_ABOVE) and not getattr(args, "yes", False):
-            where = ", ".join(f"{n} ({c})" for n, c in counts.items() if c) or "no instance"
-            return _fail(
-                f"unblock: this would remove {total} entries from {where}; "
-                "run it again with --yes to go ahead",
-                EXIT_FAILED,
-            )
-        wait = config.settings.run_deadline.total_seconds() + rt.lock_lease
-        reports = unblock(rt, names, entries, reason=args.reason, lock_wait=wait, wider=wider)
-    except NotAnEntry as exc:
-        return _fail(f"unblock: {exc}")
-    except Busy as exc:
-        return _fail(f"unblock: {exc}; nothing was changed", EXIT_FAILED)
-    except ThreatshareError as exc:
-        return _fail(
-            f"unblock: {exc}; the entries already listed stay unblocked for every run, and the "
-            "next run of each instance retries their removal from ZIA",
-            EXIT_FAILED,
-        )
-    finally:
-        rt.close()
-    for report in reports:
-        _print_report(report, config.instances[report.instance].category)
-    return EXIT_FAILED if any(r.error or r.wider for r in reports) else EXIT_OK
