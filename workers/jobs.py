@@ -116,7 +116,8 @@ def activate_job(tenant_id: str) -> dict[str, Any]:
         if name is None:
             log.warning("job.unknown_tenant", tenant_id=tenant_id)
             return {"tenant": None, "activated": False}
-        activation = activate_tenant(rt, name, Deadline.after(ACTIVATION_DEADLINE))
+        deadline = Deadline.after(ACTIVATION_DEADLINE, rt.monotonic)
+        activation = activate_tenant(rt, name, deadline)
     return {"tenant": name, "activated": activation.activated, "error": activation.error}
 
 
