@@ -73,6 +73,7 @@ class Shape:
     inject_for: float = 300.0  # seconds
     drain_for: float = 180.0  # seconds to wait after the last threat
     steady: bool = False  # start every tenant with its hourly activation budget spent
+    interval_s: int | None = None  # the product's default unless set (a smoke run: shorter)
 
     @property
     def per_account(self) -> int:
@@ -256,8 +257,9 @@ def measure(redis_url: str, shape: Shape | None = None) -> dict[str, Any]:
                     for name, emulator in accounts.items()
                 }
             )
+            overrides = {} if shape.interval_s is None else {"interval": f"{shape.interval_s}s"}
             config = write_config(
-                sandbox, Path(tmp) / "fleet.toml", instances, redis_url, extra=extra
+                sandbox, Path(tmp) / "fleet.toml", instances, redis_url, overrides, extra=extra
             )
             loaded = load(config)
             settings = loaded.settings
