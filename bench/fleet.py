@@ -225,6 +225,17 @@ def _scheduler_figures(log: Path) -> dict[str, Any]:
     return {"ticks": None, "cpu_ms_per_tick": None}
 
 
+def _runs_by_kind(logs: list[Path]) -> Counter[str]:
+    """The runs the workers began, by the kind of job (``sync`` of a slot, ``round``)."""
+    kinds: Counter[str] = Counter()
+    for log in logs:
+        for line in log.read_text(errors="replace").splitlines():
+            if '"run.start"' in line:
+                job_id = str(json.loads(line).get("job_id", ""))
+                kinds[job_id.split("-", 1)[0]] += 1
+    return kinds
+
+
 def _used_memory(client: redis.Redis) -> int:
     return int(client.info("memory")["used_memory"])
 
@@ -319,6 +330,8 @@ def measure(redis_url: str, shape: Shape | None = None) -> dict[str, Any]:
             states = Counter(Store(client).load(name).state for name in instances)
             mimecast_calls = sum(len(e.calls) for e in accounts.values())
             scheduler = _scheduler_figures(logs / "scheduler.log")
+            runs = _runs_by_kind([logs / f"worker{w}.log" for w in range(shape.workers)])
+            ran_for = time.monotonic() - fleet_started
     finally:
         stop.set()
         for process in processes:
@@ -348,6 +361,12 @@ def measure(redis_url: str, shape: Shape | None = None) -> dict[str, Any]:
             "max": _round(warm_up),
         },
         "scheduler": scheduler,
+        # Runs begun, by kind, and the slot runs done per instance and interval (1.0: the
+        # workers kept up with every slot; less: slot jobs expired unrun, for want of workers).
+        "runs": dict(runs),
+        "slot_runs_per_instance_interval": round(
+            runs["sync"] * settings.interval.total_seconds() / (ran_for * shape.instances), 2
+        ),
         "redis_bytes_per_instance": round(memory_per_instance),
         "load_average": {"start": list(load_before), "end": list(load_after)},
         "threats": shape.threats,
