@@ -23,7 +23,6 @@ most activations any tenant answered within one rolling hour (history included).
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -41,13 +40,12 @@ from typing import Any
 import redis
 
 from bench.common import load, percentile, write_config
+from bench.fleet_figures import most_in_an_hour, runs_by_kind, scheduler_figures, used_memory
 from threatshare import keys
 from threatshare.sandbox.mimecast import MimecastEmulator
 from threatshare.sandbox.mimecast_logs import url_log
 from threatshare.sandbox.server import EmulatorServer
 from threatshare.sandbox.world import Sandbox, to_toml
-from threatshare.sandbox.zia import ZiaEmulator
-from threatshare.sandbox.zia_limits import counts_toward_limits
 from threatshare.state.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,21 +173,6 @@ def _spend_activation_budget(
         tenant.emulator.record_history(ACTIVATE_BUCKET, ages)
 
 
-def most_in_an_hour(emulator: ZiaEmulator) -> int:
-    """The most activations the tenant answered within any rolling hour, history included."""
-    stamps = sorted(
-        c.at
-        for c in emulator.calls
-        if c.bucket == ACTIVATE_BUCKET and counts_toward_limits(c.status)
-    )
-    most, first = 0, 0
-    for last, at in enumerate(stamps):
-        while stamps[first] <= at - HOUR:
-            first += 1
-        most = max(most, last - first + 1)
-    return most
-
-
 def _warm_up(client: redis.Redis, names: list[str], timeout: float) -> dict[str, float]:
     """Seconds from the fleet's start to each instance's first successful run, once every
     instance had one; RuntimeError (saying how far the fleet got) after ``timeout``."""
@@ -214,30 +197,6 @@ def _warm_up(client: redis.Redis, names: list[str], timeout: float) -> dict[str,
 def warm_up_timeout(shape: Shape) -> float:
     """How long the bench waits for every instance's first run before it gives up."""
     return max(WARMUP_TIMEOUT, WARMUP_PER_INSTANCE * shape.instances)
-
-
-def _scheduler_figures(log: Path) -> dict[str, Any]:
-    """The scheduler's own account of its ticks, from its last ``scheduler.stop`` line."""
-    for line in reversed(log.read_text(errors="replace").splitlines()):
-        if '"scheduler.stop"' in line:
-            event = json.loads(line)
-            return {"ticks": event.get("ticks"), "cpu_ms_per_tick": event.get("cpu_ms_per_tick")}
-    return {"ticks": None, "cpu_ms_per_tick": None}
-
-
-def _runs_by_kind(logs: list[Path]) -> Counter[str]:
-    """The runs the workers began, by the kind of job (``sync`` of a slot, ``round``)."""
-    kinds: Counter[str] = Counter()
-    for log in logs:
-        for line in log.read_text(errors="replace").splitlines():
-            if '"run.start"' in line:
-                job_id = str(json.loads(line).get("job_id", ""))
-                kinds[job_id.split("-", 1)[0]] += 1
-    return kinds
-
-
-def _used_memory(client: redis.Redis) -> int:
-    return int(client.info("memory")["used_memory"])
 
 
 def measure(redis_url: str, shape: Shape | None = None) -> dict[str, Any]:
@@ -277,7 +236,7 @@ def measure(redis_url: str, shape: Shape | None = None) -> dict[str, Any]:
             if shape.steady:
                 tenant_ids = {t: zia.tenant_id for t, zia in loaded.zia.items()}
                 _spend_activation_budget(client, sandbox, tenant_ids, rng)
-            memory_before = _used_memory(client)
+            memory_before = used_memory(client)
             load_before = os.getloadavg()
             fleet_started = time.monotonic()  # the emulators' clock; earlier calls are history
             logs = Path(tmp)
@@ -313,7 +272,7 @@ def measure(redis_url: str, shape: Shape | None = None) -> dict[str, Any]:
                 time.sleep(1.0)
             stop.set()
             poller.join(timeout=5)
-            memory_per_instance = (_used_memory(client) - memory_before) / shape.instances
+            memory_per_instance = (used_memory(client) - memory_before) / shape.instances
             load_after = os.getloadavg()
             for process in processes:
                 _stop(process)
@@ -329,8 +288,8 @@ def measure(redis_url: str, shape: Shape | None = None) -> dict[str, Any]:
             hourly = [most_in_an_hour(e) for e in emulators]
             states = Counter(Store(client).load(name).state for name in instances)
             mimecast_calls = sum(len(e.calls) for e in accounts.values())
-            scheduler = _scheduler_figures(logs / "scheduler.log")
-            runs = _runs_by_kind([logs / f"worker{w}.log" for w in range(shape.workers)])
+            scheduler = scheduler_figures(logs / "scheduler.log")
+            runs = runs_by_kind([logs / f"worker{w}.log" for w in range(shape.workers)])
             ran_for = time.monotonic() - fleet_started
     finally:
         stop.set()
