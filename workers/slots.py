@@ -1,4 +1,4 @@
-"""The order in which a slot's sync jobs go on the queue (S9, S11).
+"""The order in which a slot's sync jobs go on the queue (docs/design.md#the-fleet).
 
 Three rules, each against a way a large fleet starves some of its instances:
 
