@@ -183,4 +183,5 @@ def _preload(rt: Runtime, name: str, records: list[dict[str, Any]], time_field: 
     extract = extractor.url_record if time_field == "date" else extractor.impersonation_record
     tally = Tally()
     entries = [entry for record in records for entry in extract(record, tally)]
-    Ledger(rt.redis).record_pushed(name, entries, datetime.now(UTC))
+    pushed_at = datetime.now(UTC).timestamp()
+    Ledger(rt.redis).record_pushed(name, dict.fromkeys(entries, pushed_at))

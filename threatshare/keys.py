@@ -2,13 +2,16 @@
 
 All keys share the prefix ``threatshare:``. Keys of one instance share the hash tag
 ``{i:<name>}`` so that the Lua scripts and transactions touching them work on Redis Cluster too.
-RQ's own keys (``rq:*``) are RQ's business; the queue is named :data:`QUEUE`.
+RQ's own keys (``rq:*``) are RQ's business; the queues are named :data:`QUEUE` and
+:data:`FIRST_RUN_QUEUE`.
 """
 
 from __future__ import annotations
 
 PREFIX = "threatshare:"
 QUEUE = "threatshare"
+#: First runs of new instances: workers take from it before :data:`QUEUE`.
+FIRST_RUN_QUEUE = "threatshare-first-runs"
 
 
 def _instance(name: str) -> str:

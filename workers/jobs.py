@@ -117,7 +117,8 @@ def activate_job(tenant_id: str) -> dict[str, Any]:
         if name is None:
             log.warning("job.unknown_tenant", tenant_id=tenant_id)
             return {"zia": None, "activated": False}
-        activation = activate_tenant(rt, name, Deadline.after(ACTIVATION_DEADLINE))
+        deadline = Deadline.after(ACTIVATION_DEADLINE, rt.monotonic)
+        activation = activate_tenant(rt, name, deadline)
         # A permanent refusal halts the organisation's instances: never a quiet retry.
         halted = halt_refused_tenants(rt, [activation])
     return {

@@ -11,8 +11,9 @@ the same jobs, locks and rate limits, so a second machine can join later by poin
 With ``settings.listen`` the operations endpoint (docs/design.md#operations-endpoint) serves from a
 thread of this process.
 
-SIGTERM or SIGINT: the current run finishes, the scheduler stops after its tick, and the
-embedded Redis (if this process started it) is shut down with its data flushed to disk.
+SIGTERM or SIGINT: the current run ends at its next check (:mod:`workers.worker`), the
+scheduler stops after its tick, and the embedded Redis (if this process started it) is shut
+down with its data flushed to disk.
 """
 
 from __future__ import annotations

@@ -7,11 +7,21 @@ It is a ``SimpleWorker``: jobs run in the worker's own process, one after the ot
 bounded by RQ's ``job_timeout`` (SIGALRM in the main thread) above the run's own deadline, and
 RQ's started-job registry is kept for the whole ``job_timeout``.
 
-Shutdown. The first SIGTERM or SIGINT is a warm shutdown: the current run finishes (it ends by
-its deadline) and the worker exits 0. A second one is a cold shutdown: the run is abandoned
-where it stands, which is safe by design (the bookmark moves only at the very end, fenced by the
-run's lock; what was pushed is pushed again by the next run, harmlessly), and its lock lease
-lapses within seconds. A worker killed outright leaves the same state.
+Shutdown. A worker stops within a few seconds of SIGTERM or SIGINT, whatever it is doing, as
+Kubernetes expects (it kills a pod 30 s after SIGTERM). The first signal is a warm shutdown:
+the worker takes no further job, and the job in progress is told to end. The worker's runtime
+has a run-deadline clock that jumps past every deadline at that moment and a sleep that
+returns at once, so the run ends at its next check (between pages, between chunks, before a
+retry or a wait for ZIA's budget) through its ordinary path: the bookmark stays where the last
+fully shared chunk put it. A run still going :data:`STOP_GRACE` seconds later (a call to a
+hung upstream) is abandoned where it stands, as on a second signal (a cold shutdown). That is
+safe by design: the bookmark moves only after a fully shared chunk, fenced by the run's lock;
+what was pushed is pushed again by the next run, harmlessly; the run's lock is released on the
+way out, or its lease lapses within seconds. A worker killed outright leaves the same state.
+
+RQ's own teardown would wait up to a minute for its pub/sub thread (redis-py's ``stop()``
+joins a thread that may be in a 60 s wait); :class:`FleetWorker` polls that channel every
+:data:`PUBSUB_POLL` seconds instead, so stopping never waits on it.
 
 Allow-list. Anyone who can write to Redis can put a job on the queue, and RQ would import and
 call whatever function it names (the JSON serializer prevents unpickling, not that). A
@@ -26,6 +36,10 @@ The worker runs no RQ scheduler: the fleet's schedule is ``threatshare scheduler
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
 from typing import Any
 
 import redis
@@ -34,15 +48,46 @@ from rq import SimpleWorker
 from rq.job import Job
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
+from rq.worker import WorkerStatus
 
 from threatshare.config import Config
 from threatshare.connection import redis_for
 from threatshare.runtime import Runtime
 from threatshare.scrub import clean_line
 from workers.jobs import JOB_FUNCTIONS, fleet_runtime, using_runtime
-from workers.scheduler import fleet_queue
+from workers.scheduler import first_run_queue, fleet_queue
 
 log = structlog.get_logger(__name__)
+
+#: Seconds a run has to end by itself after SIGTERM before it is abandoned where it stands.
+STOP_GRACE = 5.0
+#: How far the run-deadline clock jumps when the worker is asked to stop: past any deadline.
+STOP_JUMP = 10 * 365 * 24 * 3600.0
+#: Seconds between two looks of the pub/sub thread at whether the worker is stopping.
+PUBSUB_POLL = 1.0
+
+
+class StopSignal:
+    """The stop request a worker's runs see: a deadline clock and a sleep that both know it.
+
+    ``monotonic`` is the runtime's run-deadline clock (:attr:`Runtime.monotonic`): once
+    :meth:`set`, it reads :data:`STOP_JUMP` ahead, so every deadline of the run in progress
+    has passed at its next check. ``sleep`` returns at once when stopping."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def set(self) -> None:
+        self.event.set()
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+    def monotonic(self) -> float:
+        return time.monotonic() + (STOP_JUMP if self.event.is_set() else 0.0)
+
+    def sleep(self, seconds: float) -> None:
+        self.event.wait(max(0.0, seconds))
 
 
 def separate_client(client: redis.Redis) -> redis.Redis:
@@ -98,8 +143,40 @@ class FleetWorker(SimpleWorker):
         kwargs.setdefault("serializer", JSONSerializer)
         kwargs["job_class"] = FleetJob
         connection = separate_client(runtime.redis)
-        super().__init__([fleet_queue(connection)], connection=connection, **kwargs)
+        # In this order: a new instance's first run before anything else (workers.slots).
+        queues = [first_run_queue(connection), fleet_queue(connection)]
+        super().__init__(queues, connection=connection, **kwargs)
+        self.stop_signal = StopSignal()
+        runtime.monotonic = self.stop_signal.monotonic
+        runtime.sleep = self.stop_signal.sleep
         self.runtime = runtime
+        self._abandon: threading.Timer | None = None
+
+    def handle_warm_shutdown_request(self) -> None:
+        """The first SIGTERM or SIGINT: the job in progress ends at its next check, or is
+        abandoned :data:`STOP_GRACE` seconds later (see the module's docstring)."""
+        super().handle_warm_shutdown_request()
+        self.stop_signal.set()
+        if self.get_state() == WorkerStatus.BUSY and self._abandon is None:
+            log.info("worker.stopping", grace_s=STOP_GRACE)
+            # A second signal is RQ's cold shutdown (SystemExit in the job, wherever it is).
+            self._abandon = threading.Timer(STOP_GRACE, os.kill, (os.getpid(), signal.SIGTERM))
+            self._abandon.daemon = True
+            self._abandon.start()
+
+    def subscribe(self) -> None:
+        """RQ's subscription to its command channel, polled every :data:`PUBSUB_POLL` s (RQ
+        waits 60 s, which its teardown then waits out)."""
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=PUBSUB_POLL, daemon=True, exception_handler=self._pubsub_exception_handler
+        )
+
+    def teardown(self) -> None:
+        if self._abandon is not None:
+            self._abandon.cancel()
+        super().teardown()
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         structlog.contextvars.bind_contextvars(job_id=job.id)

@@ -151,6 +151,7 @@ def _every_metric_exported() -> set[str]:
         },
         "totals": {name: 1 for name in TOTALS},
         "lifecycle": {name: 1 for name in LIFECYCLE},
+        "clock_skew_seconds": 3,
     }
     tenant = TenantView(
         "prod",
@@ -158,6 +159,7 @@ def _every_metric_exported() -> set[str]:
         activations=1,
         rate_limited=1,
         last_activation="2024-05-10T11:58:00Z",
+        pending_activation_since="2024-05-10T11:50:00Z",
     )
     snapshot = Snapshot(at, [record], [tenant], outbox=1, workers=2)
     exported = list(families(snapshot))

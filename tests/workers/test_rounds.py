@@ -25,6 +25,18 @@ def config(tmp_path: Path, redis_url: str) -> Config:
     return write_config(tmp_path, redis_url, interval="60s")
 
 
+def have_run(client: redis.Redis, *names: str) -> None:
+    """Record ``names`` as instances whose last run was ok (what a run's success writes)."""
+    for name in names:
+        client.hset(keys.instance_state(name), "state", "ok")
+
+
+@pytest.fixture(autouse=True)
+def established(redis_client: redis.Redis) -> None:
+    """The instances of these tests have had their first run, as in a paced fleet."""
+    have_run(redis_client, "a", "b")
+
+
 @pytest.fixture
 def base(redis_client: redis.Redis) -> int:
     """The instant (µs, whole second) of the paced tenant's newest activation."""
@@ -98,6 +110,24 @@ class TestWhichInstanceRunsWhen:
         log_activations(redis_client, prod, base, 30)
         scheduler = Scheduler(config, redis_client)
         scheduler.tick(at(base, PACED_GAP - ROUND_LEAD + 1))
+        newer = at(base, PACED_GAP)
+        log_activations(redis_client, prod, newer, 1)
+        again = scheduler.tick(at(base, 2 * PACED_GAP - ROUND_LEAD + 1))
+        assert kinds(again, "round-") == [keys.round_slot("a", newer // SECOND)]
+
+    def test_an_instance_never_run_is_left_out_of_its_tenants_round(
+        self, config: Config, redis_client: redis.Redis, base: int
+    ) -> None:
+        """An instance of a paced tenant that never ran gets no round run (its first run is
+        its slot's job, at the front); once its run was ok, the next round takes it."""
+        prod = config.zia["prod"].tenant_id
+        redis_client.delete(keys.instance_state("a"))
+        log_activations(redis_client, prod, base, 30)
+        scheduler = Scheduler(config, redis_client)
+        first = scheduler.tick(at(base, PACED_GAP - ROUND_LEAD + 1))
+        assert kinds(first, "round-") == []
+        assert kinds(first, "sync-a-"), "its first run is queued in its slot"
+        have_run(redis_client, "a")
         newer = at(base, PACED_GAP)
         log_activations(redis_client, prod, newer, 1)
         again = scheduler.tick(at(base, 2 * PACED_GAP - ROUND_LEAD + 1))

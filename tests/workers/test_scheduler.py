@@ -26,6 +26,7 @@ from workers.scheduler import (
     Scheduler,
     TenantActivations,
     activation_due,
+    first_run_queue,
     fleet_queue,
     recent_activations,
 )
@@ -77,7 +78,8 @@ def config(tmp_path: Path, redis_url: str) -> Config:
 
 
 def queued(client: redis.Redis) -> list[str]:
-    return fleet_queue(client).get_job_ids()
+    """Every queued job id, in the order a fleet worker takes them (first runs first)."""
+    return first_run_queue(client).get_job_ids() + fleet_queue(client).get_job_ids()
 
 
 def slot_now(client: redis.Redis, length: int) -> int:
@@ -148,8 +150,11 @@ class TestActivationJobs:
     def test_marked_tenant_gets_one_activation_at_the_front(
         self, config: Config, redis_client: redis.Redis
     ) -> None:
-        """A tenant with unactivated changes gets one activation job, ahead of the sync jobs."""
+        """A tenant with unactivated changes gets one activation job, ahead of the sync jobs
+        of instances that have run."""
         tenant_id = config.zia["prod"].tenant_id
+        for name in ("a", "b"):
+            redis_client.hset(keys.instance_state(name), "state", "ok")
         ActivationMarks(redis_client).mark_unactivated(tenant_id)
         scheduler = Scheduler(config, redis_client)
         scheduler.tick()

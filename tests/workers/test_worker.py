@@ -19,10 +19,25 @@ from threatshare.sandbox.world import Sandbox
 from threatshare.state.store import Store
 from workers import jobs
 from workers.scheduler import fleet_queue
+from workers.worker import STOP_GRACE
 
 from .processes import spawn, stop, tail, wait_for
 
-INSTANCES = {"urls": {"zia": "prod", "category": "Worker URLs", "sources": ["malicious_urls"]}}
+INSTANCES = {
+    "urls": {
+        "zia": "prod",
+        "category": "Worker URLs",
+        "sources": ["malicious_urls"],
+        "fetch_from": "2h",
+    }
+}
+#: Seconds an emulated Mimecast call takes: a run of many calls is long; a hung call longer
+#: than any bound of these tests.
+LONG_CALL = 3.0
+HUNG_CALL = 120.0
+#: How long a worker may take to exit once asked to, on a loaded machine: the product's
+#: few seconds plus a process's teardown, with room to spare.
+STOP_BOUND = 20.0
 
 
 @pytest.fixture
@@ -48,66 +63,111 @@ class TestWorkerProcess:
     def test_burst_worker_runs_the_queue_and_exits(
         self, config_path: Path, tmp_path: Path, redis_client: redis.Redis, sandbox: Sandbox
     ) -> None:
-        """`worker --burst` runs what is queued, then exits 0 by itself."""
-        job = fleet_queue(redis_client).enqueue(jobs.sync_job, "urls", result_ttl=60)
+        """`worker --burst` runs what is queued, then exits 0 by itself, without waiting out
+        RQ's minute-long poll of its command channel."""
+        job = fleet_queue(redis_client).enqueue(jobs.sync_job, "urls", result_ttl=600)
         log = tmp_path / "worker.log"
         process = spawn(config_path, "worker", "--burst", log=log)
-        assert process.wait(timeout=30) == 0, tail(log)
+        assert process.wait(timeout=50) == 0, tail(log)
         assert job.latest_result().return_value["outcome"] == "ok"
         assert sandbox.tenants["prod"].emulator.staged_urls("Worker URLs") == {"slow.example/x"}
 
-    def test_sigterm_lets_the_current_run_finish(
+    def test_sigterm_ends_the_run_at_its_next_check(
         self, config_path: Path, tmp_path: Path, redis_client: redis.Redis, sandbox: Sandbox
     ) -> None:
-        """SIGTERM during a run: the run completes (bookmark moved), then the worker exits 0."""
-        sandbox.mimecast.latency = 1.0
+        """SIGTERM during a long run: the run ends at its next check instead of running on, the
+        worker exits 0 long before the run would have ended, the bookmark is at most where a
+        fully shared chunk put it, and the next run shares everything."""
+        config_path.write_text(config_path.read_text().replace('"2h"', '"7d"'))
+        sandbox.mimecast.latency = LONG_CALL
         log = tmp_path / "worker.log"
         process = spawn(config_path, "worker", log=log)
         try:
-            job = fleet_queue(redis_client).enqueue(jobs.sync_job, "urls", result_ttl=60)
-            wait_for("the run to start", lambda: started(redis_client, job), timeout=20)
+            job = fleet_queue(redis_client).enqueue(jobs.sync_job, "urls", result_ttl=600)
+            wait_for("the run to start", lambda: started(redis_client, job), timeout=60)
+            wait_for("the run's first chunk", lambda: "run.start" in log.read_text(), timeout=60)
+            calls_at_signal = len(sandbox.mimecast.calls)
             process.send_signal(signal.SIGTERM)
-            assert process.wait(timeout=30) == 0, tail(log)
+            assert process.wait(timeout=STOP_BOUND) == 0, tail(log)
         finally:
             stop(process)
-        assert job.get_status(refresh=True) == JobStatus.FINISHED
-        assert job.latest_result().return_value["outcome"] == "ok"
-        assert Store(redis_client).load("urls").bookmark is not None
+        # A 7-day window of 12-hour chunks needs over a dozen calls of LONG_CALL seconds each;
+        # the run stopped after at most the one in flight and one more.
+        assert len(sandbox.mimecast.calls) <= calls_at_signal + 2
+        assert "worker.stopping" in log.read_text()
+        state = Store(redis_client).load("urls")
+        assert state.bookmark is None or state.bookmark < datetime.now(UTC) - timedelta(hours=1)
+        sandbox.mimecast.latency = 0.0
+        fleet_queue(redis_client).enqueue(jobs.sync_job, "urls", result_ttl=60)
+        again = spawn(config_path, "worker", "--burst", log=log)
+        assert again.wait(timeout=STOP_BOUND * 4) == 0, tail(log)
+        assert Store(redis_client).load("urls").state == "ok"
+        assert sandbox.tenants["prod"].emulator.staged_urls("Worker URLs") == {"slow.example/x"}
+
+    def test_a_run_stuck_in_a_call_is_abandoned_after_the_grace(
+        self, config_path: Path, tmp_path: Path, redis_client: redis.Redis, sandbox: Sandbox
+    ) -> None:
+        """One SIGTERM while the run waits on a hung upstream: STOP_GRACE later the run is
+        abandoned where it stands, the worker exits, and the run's lock is free."""
+        sandbox.mimecast.latency = HUNG_CALL
+        log = tmp_path / "worker.log"
+        process = spawn(config_path, "worker", log=log)
+        try:
+            job = fleet_queue(redis_client).enqueue(jobs.sync_job, "urls", result_ttl=600)
+            wait_for("the run to start", lambda: started(redis_client, job), timeout=60)
+            wait_for(
+                "the run's lock",
+                lambda: redis_client.exists(keys.instance_lock("urls")),
+                timeout=60,
+                every=0.05,
+            )
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=STOP_GRACE + STOP_BOUND)
+        finally:
+            stop(process)
+        assert process.returncode is not None
+        state = Store(redis_client).load("urls")
+        assert state.bookmark is None and state.state != "ok"
+        wait_for(
+            "the lock to be free",
+            lambda: not redis_client.exists(keys.instance_lock("urls")),
+            timeout=30,
+        )
 
     def test_second_sigterm_abandons_the_run_cleanly(
         self, config_path: Path, tmp_path: Path, redis_client: redis.Redis, sandbox: Sandbox
     ) -> None:
-        """Two SIGTERMs abandon the run: nothing half-written, the lock lapses within a lease,
-        and the next run shares everything."""
-        sandbox.mimecast.latency = 2.0
+        """Two SIGTERMs abandon the run at once: nothing half-written, the lock is free, and
+        the next run shares everything."""
+        sandbox.mimecast.latency = HUNG_CALL
         log = tmp_path / "worker.log"
         process = spawn(config_path, "worker", log=log)
         try:
-            job = fleet_queue(redis_client).enqueue(jobs.sync_job, "urls", result_ttl=60)
-            wait_for("the run to start", lambda: started(redis_client, job), timeout=20)
+            job = fleet_queue(redis_client).enqueue(jobs.sync_job, "urls", result_ttl=600)
+            wait_for("the run to start", lambda: started(redis_client, job), timeout=60)
             wait_for(
                 "the run's lock",
                 lambda: redis_client.exists(keys.instance_lock("urls")),
-                timeout=10,
+                timeout=60,
                 every=0.05,
             )
             process.send_signal(signal.SIGTERM)
             time.sleep(1.2)  # RQ ignores a second signal within one second of the first
             process.send_signal(signal.SIGTERM)
-            process.wait(timeout=15)
+            process.wait(timeout=STOP_BOUND)
         finally:
             stop(process)
         state = Store(redis_client).load("urls")
         assert state.bookmark is None and state.state != "ok"
         wait_for(
-            "the lease to lapse",
+            "the lock to be free",
             lambda: not redis_client.exists(keys.instance_lock("urls")),
-            timeout=6,
+            timeout=30,
         )
         sandbox.mimecast.latency = 0.0
         fleet_queue(redis_client).enqueue(jobs.sync_job, "urls", result_ttl=60)
         again = spawn(config_path, "worker", "--burst", log=log)
-        assert again.wait(timeout=30) == 0, tail(log)
+        assert again.wait(timeout=STOP_BOUND * 4) == 0, tail(log)
         assert Store(redis_client).load("urls").bookmark is not None
         assert sandbox.tenants["prod"].emulator.staged_urls("Worker URLs") == {"slow.example/x"}
 

@@ -111,7 +111,7 @@ def _tenant_families(snapshot: Snapshot) -> Iterator[Metric]:
     )
     pending = GaugeMetricFamily(
         "threatshare_tenant_activation_pending_seconds",
-        "Seconds the oldest staged change has waited for activation (absent: none waits)",
+        "Seconds the oldest staged change has waited for activation (0: none waits)",
         labels=label,
     )
     refused = GaugeMetricFamily(
@@ -120,9 +120,9 @@ def _tenant_families(snapshot: Snapshot) -> Iterator[Metric]:
         labels=label,
     )
     for t in snapshot.tenants:
+        # 0 rather than absent when nothing waits: an alert on "> 900" then always has a series.
         waited = age_seconds(t.pending_activation_since, snapshot.at)
-        if waited is not None:
-            pending.add_metric([t.name], waited)
+        pending.add_metric([t.name], waited or 0.0)
         refused.add_metric([t.name], 1.0 if t.activation_refused else 0.0)
         for part, family in quota.items():
             if t.quota and t.quota.get(part) is not None:
