@@ -176,5 +176,6 @@ def _preload(rt: Runtime, name: str, records: list[dict[str, Any]], time_field: 
     extractor = Extractor(rt.config.instances[name].sources)
     extract = extractor.url_record if time_field == "date" else extractor.impersonation_record
     tally = Tally()
-    entries = [entry for record in records for entry in extract(record, tally)]
-    Ledger(rt.redis).record_pushed(name, entries, datetime.now(UTC))
+    when = datetime.now(UTC).timestamp()
+    sightings = {entry: when for record in records for entry in extract(record, tally)}
+    Ledger(rt.redis).record_pushed(name, sightings)
