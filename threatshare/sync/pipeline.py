@@ -18,6 +18,7 @@ activates each changed tenant once (:mod:`threatshare.zia.activation`), which is
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
@@ -27,6 +28,7 @@ import structlog
 from threatshare.alerts.outbox import Outbox
 from threatshare.http import Deadline
 from threatshare.indicators.extract import Extractor, Tally
+from threatshare.indicators.rules import Rules
 from threatshare.progress import Phase, RunProgress
 from threatshare.runtime import Runtime
 from threatshare.state.activation_marks import ActivationMarks
@@ -54,7 +56,13 @@ def _record_time(record: Any, field_name: str, default: float) -> float:
         return default
 
 
-def counters_of(tally: Tally, pushed: int, refused: dict[str, str], removed: int) -> dict[str, Any]:
+def counters_of(
+    tally: Tally,
+    pushed: int,
+    refused: dict[str, str],
+    removed: int,
+    withdrawn: Counter[str] | None = None,
+) -> dict[str, Any]:
     """The counters of S7's ``last_run``."""
     rejected = dict(tally.rejected)
     if refused:
@@ -67,6 +75,8 @@ def counters_of(tally: Tally, pushed: int, refused: dict[str, str], removed: int
         "removed": removed,
         "skipped_by_reason": dict(tally.skipped),
         "rejected_by_reason": rejected,
+        "withdrawn": sum((withdrawn or {}).values()),
+        "withdrawn_by_reason": dict(withdrawn or {}),
     }
 
 
@@ -89,8 +99,10 @@ class Run:
         self.tally = Tally()
         # One per run: its caches of decisions serve the whole window.
         self.extractor = Extractor(
-            self.inst.sources, self.inst.allow, rt.config.settings.protected_hosts
+            self.inst.sources, self.inst.allow, rules=Rules.of(rt.config.settings)
         )
+        #: entries withdrawn because today's rules would not push them, by reason.
+        self.withdrawn: Counter[str] = Counter()
         self.pushed = 0
         self.removed = 0
         self.refused: dict[str, str] = {}
@@ -161,6 +173,10 @@ class Run:
             for entry in [e for e in timed if self.unblocked(e)]:
                 del timed[entry]
                 self.tally.skipped["unblocked"] += 1
+            # A wildcard never covers what an operator unblocked.
+            for entry in [e for e in timed if e[0] == "." and self.unblocked.any_under(e)]:
+                del timed[entry]
+                self.tally.skipped["covers_allowed"] += 1
         # Entries met earlier in this run need no look-up: a known one is still known, a
         # staged one only needs its newest record time, kept here and written once at the end.
         seen = self.seen
@@ -302,16 +318,18 @@ class Run:
         self.report("pushing")
 
     def withdraw(self, state: InstanceState, deadline: Deadline) -> None:
-        """Remove from the category what the configuration now says must not be there (an
-        entry newly on the allow list or under a protected host). Checked when the
-        configuration changed, not on every run."""
+        """Remove from the category what today's rules would not push (docs/design.md#what-
+        is-never-blocked): checked when the configuration or the shipped rules changed (the
+        fingerprint), not on every run."""
         if state.category_id is None:
             return
-        gone = [e for e in self.ledger.scan(self.name) if self.extractor.withdrawn(e)]
+        reasons = {e: self.extractor.withdrawn(e) for e in self.ledger.scan(self.name)}
+        gone = [e for e, reason in reasons.items() if reason]
         if not gone:
             return
         self._remove(state.category_id, gone, deadline)
-        log.info("run.withdrawn", removed=len(gone))
+        self.withdrawn.update(reason for reason in reasons.values() if reason)
+        log.info("run.withdrawn", removed=len(gone), by_reason=dict(self.withdrawn))
 
     def _remove(self, category_id: str, gone: list[str], deadline: Deadline) -> None:
         """Remove ``gone`` from the category (REMOVE_FROM_LIST in batches) and from the
@@ -354,4 +372,4 @@ class Run:
         log.info("run.unblock_finished", removed=len(gone))
 
     def counters(self) -> dict[str, Any]:
-        return counters_of(self.tally, self.pushed, self.refused, self.removed)
+        return counters_of(self.tally, self.pushed, self.refused, self.removed, self.withdrawn)
