@@ -118,6 +118,13 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
         f"{path}: valid ({len(config.instances)} instances, {len(config.mimecast)} Mimecast "
         f"accounts, {len(config.zia)} ZIA tenants)"
     )
+    from threatshare.indicators.rules import summary_lines
+
+    for line in summary_lines(config):
+        print(f"rules: {line}")
+    for name, inst in sorted(config.instances.items()):
+        if inst.allow:
+            print(f"rules: instances.{name}.allow: {len(inst.allow)} entries")
     if not args.live:
         return EXIT_OK
     from threatshare.ops.live_check import check_live

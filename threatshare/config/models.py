@@ -292,6 +292,24 @@ class ZiaTenant(_Model):
         return hashlib.sha256((basis or "").encode()).hexdigest()[:16]
 
 
+def _allow_problem(entry: str) -> str | None:
+    """Why an ``allow`` entry is not a host, a URL or a ZIA entry, or None."""
+    text = entry.strip()
+    if not text:
+        return "an empty entry allows nothing; remove it"
+    if "*" in text:
+        return (
+            f"{entry!r}: '*' is not an entry; a host already covers its subdomains "
+            "(write 'partner.example' for '*.partner.example')"
+        )
+    if _CIDR.fullmatch(text.removeprefix("http://").removeprefix("https://")):
+        return (
+            f"{entry!r} is an address range; allow takes a host, a URL or a ZIA entry "
+            "(list the addresses one by one)"
+        )
+    return None
+
+
 class Instance(_Model):
     mimecast: str
     zia: str
@@ -325,20 +343,9 @@ class Instance(_Model):
     @field_validator("allow")
     @classmethod
     def _allow(cls, value: list[str]) -> list[str]:
-        for entry in value:
-            text = entry.strip()
-            if not text:
-                raise ValueError("an empty entry allows nothing; remove it")
-            if "*" in text:
-                raise ValueError(
-                    f"{entry!r}: '*' is not an entry; a host already covers its subdomains "
-                    "(write 'partner.example' for '*.partner.example')"
-                )
-            if _CIDR.fullmatch(text.removeprefix("http://").removeprefix("https://")):
-                raise ValueError(
-                    f"{entry!r} is an address range; allow takes a host, a URL or a ZIA entry "
-                    "(list the addresses one by one)"
-                )
+        problems = [problem for entry in value if (problem := _allow_problem(entry))]
+        if problems:
+            raise ValueError("; ".join(problems))
         return value
 
     @field_validator("expire_after")

@@ -30,6 +30,8 @@ EMPTY_RUN = {
     "removed": 0,
     "skipped_by_reason": {},
     "rejected_by_reason": {},
+    "withdrawn": 0,
+    "withdrawn_by_reason": {},
 }
 
 
@@ -169,4 +171,10 @@ def render_table(records: list[dict[str, Any]], now: datetime | None = None) -> 
         if reasons:
             listed = ", ".join(f"{k}={v}" for k, v in sorted(reasons.items()))
             details.append(f"{r['name']}: last run skipped/rejected: {listed}")
+        if run["withdrawn"]:
+            listed = ", ".join(f"{k}={v}" for k, v in sorted(run["withdrawn_by_reason"].items()))
+            details.append(
+                f"{r['name']}: last run withdrew {run['withdrawn']} entries today's rules would "
+                f"not push: {listed}"
+            )
     return "\n".join([*render_rows(rows), *(["", *details] if details else [])])

@@ -163,7 +163,9 @@ class Run:
         self.check_lock()
         timed: dict[str, float] = {}
         for record in page:
-            when = _record_time(record, time_field, default_time)
+            # A record dated after the window counts as seen at its end: no date from upstream
+            # can keep an entry from expiring (docs/design.md#what-is-never-blocked).
+            when = min(_record_time(record, time_field, default_time), default_time)
             for entry in extract(record, self.tally):
                 if timed.get(entry, -1.0) < when:
                     timed[entry] = when
