@@ -59,8 +59,11 @@ def test_rule_additions_are_checked_for_their_form(tmp_path: Path) -> None:
     loaded = load(tmp_path, settings=good)
     assert loaded.settings.wrappers[0] == "go.corp.example/r query:dest"
     with pytest.raises(ConfigError) as err:
-        load(tmp_path, settings='wrappers = ["go.corp.example/r rot13"]\n'
-             'protected_endpoints = ["sso.corp.example"]\n')
+        load(
+            tmp_path,
+            settings='wrappers = ["go.corp.example/r rot13"]\n'
+            'protected_endpoints = ["sso.corp.example"]\n',
+        )
     problems = "\n".join(err.value.problems)
     assert "settings.wrappers" in problems and "DECODER" in problems
     assert "settings.protected_endpoints" in problems
@@ -76,7 +79,11 @@ def test_check_shows_a_line_per_rule_set(tmp_path: Path) -> None:
     path.chmod(0o600)
     done = subprocess.run(
         [sys.executable, "-m", "threatshare", "--config", str(path), "check"],
-        capture_output=True, text=True, cwd=ROOT, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     rules = [line for line in done.stdout.splitlines() if line.startswith("rules: ")]

@@ -74,8 +74,10 @@ def test_three_levels_of_wrapping_are_undone_and_a_fourth_is_not() -> None:
     assert run(url(three)) == (EVIL, {"wrapper": 1})
     four = google(three)
     assert run(url(four)) == ([], {"wrapper": 1})
-    mixed = google("https://nam02.safelinks.protection.outlook.com/?url=" + quote(
-        "https://urldefense.proofpoint.com/v2/url?u=https-3A__evil.example_x", safe=""))
+    mixed = google(
+        "https://nam02.safelinks.protection.outlook.com/?url="
+        + quote("https://urldefense.proofpoint.com/v2/url?u=https-3A__evil.example_x", safe="")
+    )
     assert run(url(mixed)) == (EVIL, {"wrapper": 1})
 
 
@@ -156,10 +158,21 @@ def test_platforms_suffixes_and_addresses(value: str, entries: list[str], skippe
 @pytest.mark.parametrize(
     ("record", "expected"),
     [
-        (url("https://oneclient.sfx.ms/Win/Preview/OneDriveSetup.exe",
-             category="Dangerous file extension"), "category"),
-        (url("https://files.evil.example/a.exe", category="Business",
-             tagMap={"DangerousFileExt": {"Status": ["Block"]}}), "tag"),
+        (
+            url(
+                "https://oneclient.sfx.ms/Win/Preview/OneDriveSetup.exe",
+                category="Dangerous file extension",
+            ),
+            "category",
+        ),
+        (
+            url(
+                "https://files.evil.example/a.exe",
+                category="Business",
+                tagMap={"DangerousFileExt": {"Status": ["Block"]}},
+            ),
+            "tag",
+        ),
         (url("https://files.evil.example/a.exe", category="dangerous-file_EXTENSION"), "spelling"),
     ],
 )
@@ -197,8 +210,12 @@ def test_policy_verdicts_from_the_configuration() -> None:
 def test_sender_domains(address: str, entries: list[str], skipped: dict) -> None:
     """A sender is pushed as its registrable domain, never over a suffix or an allowed host."""
     rules = Rules(protected_hosts=["files.contoso-share.example"])
-    got = run(sender(address), ("malicious_domains",), allow=["https://login.partner.example/"],
-              rules=rules)
+    got = run(
+        sender(address),
+        ("malicious_domains",),
+        allow=["https://login.partner.example/"],
+        rules=rules,
+    )
     assert got == (entries, skipped)
 
 

@@ -21,8 +21,13 @@ def config(**settings: object) -> Config:
             "mimecast": {"main": {"client_id": "a", "client_secret": "b"}},
             "zia": {"prod": {"cloud": "zscloud.net"}},
             "instances": {
-                "x": {"mimecast": "main", "zia": "prod", "category": "X",
-                      "sources": ["malicious_urls"], "allow": ["partner.example"]},
+                "x": {
+                    "mimecast": "main",
+                    "zia": "prod",
+                    "category": "X",
+                    "sources": ["malicious_urls"],
+                    "allow": ["partner.example"],
+                },
             },
         }
     )
@@ -58,11 +63,18 @@ def test_every_shipped_line_loads() -> None:
 
 def test_summary_has_a_line_per_rule_set_with_additions() -> None:
     """check's lines name each rule set, its version, its size and the configured additions."""
-    lines = Rules(protected_hosts=["a.example", "b.example"], wrappers=["w.example query:u"]).summary()
+    lines = Rules(
+        protected_hosts=["a.example", "b.example"], wrappers=["w.example query:u"]
+    ).summary()
     assert len(lines) == 5
     text = "\n".join(lines)
-    for name in ("public suffixes", "protected hosts", "shared endpoints", "wrappers",
-                 "policy verdicts"):
+    for name in (
+        "public suffixes",
+        "protected hosts",
+        "shared endpoints",
+        "wrappers",
+        "policy verdicts",
+    ):
         assert name in text
     assert "2 from settings.protected_hosts" in text
     assert "1 from settings.wrappers" in text
