@@ -67,6 +67,7 @@ _PROTECTED = 8
 _INVALID_HOST = 16  # not a list: the host fails is_valid_entry
 _SUFFIX = 32  # not a list: a public suffix or above one
 _COVERS = 64  # a parent of an allowed or protected host: no wildcard here
+_IP = 128  # not a list: an IP literal (lists match it exactly, it has no parents)
 
 Outcome = tuple[Literal["accept", "skip", "reject"], str]
 Zones = dict[str, int]
@@ -134,8 +135,12 @@ class Extractor:
         self._verdict_memo: dict[str, bool] = {}
         # Bound to the instance (not module-level caches) because the lists differ per instance.
         self._url_outcomes = ByteBoundedCache(self._decide_url, _outcomes_size)
+        self._url_known = self._url_outcomes.items
+        self._url_missed = self._url_outcomes.missed
         self._sender_outcome = ByteBoundedCache(self._decide_sender, _outcome_size)
-        self._host_flags = ByteBoundedCache(self._flags_of, _flags_size)
+        self._host_cache = ByteBoundedCache(self._flags_of, _flags_size)
+        self._host_known = self._host_cache.items
+        self._host_missed = self._host_cache.missed
 
     def url_record(self, record: object, tally: Tally) -> list[str]:
         """Entries for ``malicious_urls`` and/or ``url_domains`` from one URL-log record."""
@@ -151,10 +156,13 @@ class Extractor:
             return []
         if not (self._want_urls or self._want_url_hosts):
             return []
-        if self._is_policy_verdict(record):
+        if self._verdicts and self._is_policy_verdict(record):
             tally.skip("policy_verdict")
             return []
-        return _apply(self._url_outcomes(url), tally)
+        outcomes = self._url_known.get(url)
+        if outcomes is None:
+            outcomes = self._url_missed(url)
+        return _apply(outcomes, tally)
 
     def impersonation_record(self, record: object, tally: Tally) -> list[str]:
         """The ``.domain`` entry for ``malicious_domains`` from one impersonation-log record."""
@@ -201,24 +209,24 @@ class Extractor:
     # --- decisions (cached) --------------------------------------------------------------
 
     def _is_policy_verdict(self, record: dict[str, object]) -> bool:
-        if not self._verdicts:
-            return False
+        memo = self._verdict_memo
         category = record.get("category")
-        if isinstance(category, str) and self._verdict_name(category):
-            return True
+        if isinstance(category, str):
+            known = memo.get(category)
+            if known or (known is None and self._verdict_name(category)):
+                return True
         tags = record.get("tagMap")
         if isinstance(tags, dict):
             for name in tags:
-                if isinstance(name, str) and self._verdict_name(name):
+                known = memo.get(name)
+                if known or (known is None and self._verdict_name(name)):
                     return True
         return False
 
-    def _verdict_name(self, name: str) -> bool:
-        known = self._verdict_memo.get(name)
-        if known is None:
-            known = verdict_key(name) in self._verdicts
-            if len(self._verdict_memo) < 4096 and len(name) <= 256:
-                self._verdict_memo[name] = known
+    def _verdict_name(self, name: object) -> bool:
+        known = isinstance(name, str) and verdict_key(name) in self._verdicts
+        if isinstance(name, str) and len(self._verdict_memo) < 4096 and len(name) <= 256:
+            self._verdict_memo[name] = known  # a few names repeat across every record
         return known
 
     def _decide_url(self, url: str) -> tuple[Outcome, ...]:
@@ -241,11 +249,13 @@ class Extractor:
                         return tuple(outcomes)  # nothing to recover, or too deep: no entry
                     url = target
                     continue
-            return (*outcomes, *self._judge_url(parts, flags))
+            if outcomes:  # wrapped: one count per reason, as for any record
+                return tuple(dict.fromkeys((*outcomes, *self._judge_url(parts, flags))))
+            return self._judge_url(parts, flags)
         return tuple(outcomes)  # pragma: no cover - the loop returns
 
     def _judge_url(self, parts: UrlParts, flags: int) -> tuple[Outcome, ...]:
-        host_outcome = self._judge_host_level(parts.host, parts.host)
+        host_outcome = self._judge_host_level(parts.host, parts.host, flags)
         if not self._want_urls:
             return (host_outcome,)
         if parts.entry is None:
@@ -253,7 +263,7 @@ class Extractor:
         elif parts.entry == parts.host:
             url_outcome = host_outcome
         elif not parts.has_path:
-            url_outcome = self._judge_host_level(parts.entry, parts.host)
+            url_outcome = self._judge_host_level(parts.entry, parts.host, flags)
         else:
             url_outcome = self._judge_path(parts, flags)
         if not self._want_url_hosts or url_outcome == host_outcome:
@@ -279,9 +289,10 @@ class Extractor:
             return ("skip", "public_suffix")
         return self._judge_wildcard("." + registrable, registrable)
 
-    def _judge_host_level(self, entry: str, host: str) -> Outcome:
+    def _judge_host_level(self, entry: str, host: str, flags: int | None = None) -> Outcome:
         """A host-level entry (``host`` or ``host:port``): it blocks the whole host."""
-        flags = self._host_flags(host)
+        if flags is None:
+            flags = self._host_flags(host)
         if flags & (_ALLOWED | _PROTECTED | _SUFFIX | _WRAPPER | _INVALID_HOST):
             if flags & _ALLOWED:
                 return ("skip", "allowed")
@@ -335,9 +346,13 @@ class Extractor:
                     return True
         return False
 
+    def _host_flags(self, host: str) -> int:
+        flags = self._host_known.get(host)
+        return self._host_missed(host) if flags is None else flags
+
     def _flags_of(self, host: str) -> int:
         flags = _zone_flags(host, self._zones)
-        if not _is_ip(host) and self.rules.suffixes.at_or_above(host):
+        if not flags & _IP and self.rules.suffixes.at_or_above(host):
             flags |= _SUFFIX
         return flags if is_valid_entry(host) else flags | _INVALID_HOST
 
@@ -354,8 +369,7 @@ def _apply(outcomes: tuple[Outcome, ...], tally: Tally) -> list[str]:
     entries: list[str] = []
     for kind, value in outcomes:
         if kind == "accept":
-            if value not in entries:
-                entries.append(value)
+            entries.append(value)
         elif kind == "skip":
             tally.skip(value)
         else:
@@ -368,7 +382,10 @@ def _outcome_size(outcome: Outcome) -> int:
 
 
 def _outcomes_size(outcomes: tuple[Outcome, ...]) -> int:
-    return sum(len(value) + 64 for _, value in outcomes)
+    size = 0
+    for _, value in outcomes:
+        size += len(value) + 64
+    return size
 
 
 def _flags_size(flags: int) -> int:
@@ -399,7 +416,7 @@ def _zone_flags(host: str, zones: Zones) -> int:
     ``_COVERS`` counts only for the host itself (it marks parents, not zones)."""
     flags = zones.get(host, 0)
     if _is_ip(host):
-        return flags & ~_COVERS
+        return (flags & ~_COVERS) | _IP
     dot = host.find(".")
     while dot >= 0:
         found = zones.get(host[dot + 1 :])
