@@ -39,6 +39,20 @@ from threatshare.indicators.normalise import (
     split_url,
 )
 from threatshare.indicators.rules import Rules, Wrapper, host_keys, shipped_data, verdict_key
+from threatshare.indicators.zones import (
+    ALLOWED,
+    COVERS,
+    ENDPOINT,
+    INVALID_HOST,
+    IP,
+    PROTECTED,
+    SUFFIX,
+    WRAPPER,
+    build_zones,
+    is_ip,
+    zone_flags,
+    zones_of,
+)
 
 #: Impersonation identifiers that judge the sender's domain (the only ones that make it an
 #: indicator). Name-type identifiers (``internal_user_name``, ``custom_name_list``,
@@ -59,18 +73,7 @@ DOMAIN_IDENTIFIERS = frozenset(
 #: How many wrappers deep a target is still looked for.
 MAX_WRAPPING = 3
 
-# What a host is on or under, as bit flags, so that one walk up its labels answers every list.
-_WRAPPER = 1  # a zone of data/wrappers.txt (the zone's host is kept apart, see _zone_of)
-_ENDPOINT = 2  # a zone of data/protected_endpoints.txt
-_ALLOWED = 4
-_PROTECTED = 8
-_INVALID_HOST = 16  # not a list: the host fails is_valid_entry
-_SUFFIX = 32  # not a list: a public suffix or above one
-_COVERS = 64  # a parent of an allowed or protected host: no wildcard here
-_IP = 128  # not a list: an IP literal (lists match it exactly, it has no parents)
-
 Outcome = tuple[Literal["accept", "skip", "reject"], str]
-Zones = dict[str, int]
 
 
 @dataclasses.dataclass
@@ -115,22 +118,7 @@ class Extractor:
         self._want_url_hosts = "url_domains" in sources
         self._want_senders = "malicious_domains" in sources
         self.rules = rules = rules or Rules(protected_hosts=extra_protected)
-        zones: Zones = {}
-        for host in rules.wrappers:
-            zones[host] = zones.get(host, 0) | _WRAPPER
-        for host in rules.endpoints:
-            zones[host] = zones.get(host, 0) | _ENDPOINT
-        shielded = [(host, _PROTECTED) for host in rules.protected]
-        shielded += [(host, _ALLOWED) for host in host_keys(allow)]
-        for host, flag in shielded:
-            zones[host] = zones.get(host, 0) | flag
-            if not _is_ip(host):
-                dot = host.find(".")
-                while dot >= 0:
-                    parent = host[dot + 1 :]
-                    zones[parent] = zones.get(parent, 0) | _COVERS
-                    dot = host.find(".", dot + 1)
-        self._zones = zones
+        self._zones = build_zones(rules, host_keys(allow))
         self._verdicts = rules.verdicts
         self._verdict_memo: dict[str, bool] = {}
         # Bound to the instance (not module-level caches) because the lists differ per instance.
@@ -192,15 +180,15 @@ class Extractor:
             return detail if kind == "skip" else None
         authority, slash, path = entry.partition("/")
         host = authority
-        if not _is_ip(host) or host.count(":") == 1:
+        if not is_ip(host) or host.count(":") == 1:
             host = authority.rpartition(":")[0] or authority  # drop a port
         if not slash:
             kind, detail = self._judge_host_level(entry, host)
             return detail if kind == "skip" else None
         flags = self._host_flags(host)
-        if flags & _WRAPPER and self._wrapper_of(host, "/" + path) is not None:
+        if flags & WRAPPER and self._wrapper_of(host, "/" + path) is not None:
             return "wrapper"
-        if _is_ip(host) and path.isdigit():
+        if is_ip(host) and path.isdigit():
             return "ip_range"  # "/8" after an address reads as a range: the host stands alone
         parts = UrlParts(host, entry, None, True, "/" + path, "")
         kind, detail = self._judge_path(parts, flags)
@@ -239,7 +227,7 @@ class Extractor:
             except Rejected as rejected:
                 return (*outcomes, ("reject", rejected.reason))
             flags = self._host_flags(parts.host)
-            if flags & _WRAPPER:
+            if flags & WRAPPER:
                 wrapper = self._wrapper_of(parts.host, parts.path)
                 if wrapper is not None:
                     if not outcomes:
@@ -280,7 +268,7 @@ class Extractor:
             return ("skip", skipped.reason)
         except Rejected as rejected:
             return ("reject", rejected.reason)
-        if _is_ip(host):
+        if is_ip(host):
             return self._judge_host_level(host, host)  # an address has no subdomains
         # A look-alike sender stands for the name its owner registered: mail.evil.example
         # gives .evil.example, which also covers the next subdomain they send from.
@@ -293,21 +281,21 @@ class Extractor:
         """A host-level entry (``host`` or ``host:port``): it blocks the whole host."""
         if flags is None:
             flags = self._host_flags(host)
-        if flags & (_ALLOWED | _PROTECTED | _SUFFIX | _WRAPPER | _INVALID_HOST):
-            if flags & _ALLOWED:
+        if flags & (ALLOWED | PROTECTED | SUFFIX | WRAPPER | INVALID_HOST):
+            if flags & ALLOWED:
                 return ("skip", "allowed")
-            if flags & _SUFFIX:
+            if flags & SUFFIX:
                 return ("skip", "public_suffix")
-            if flags & _PROTECTED:
+            if flags & PROTECTED:
                 return ("skip", "protected_host")
-            if flags & _WRAPPER:
+            if flags & WRAPPER:
                 return ("skip", "wrapper")  # the wrapper's host carries everyone's links
         return self._valid(entry, host, flags)
 
     def _judge_wildcard(self, entry: str, domain: str) -> Outcome:
         """A ``.domain`` entry: it blocks the domain and every host under it."""
         outcome = self._judge_host_level(entry, domain)
-        if outcome[0] == "accept" and self._host_flags(domain) & _COVERS:
+        if outcome[0] == "accept" and self._host_flags(domain) & COVERS:
             return ("skip", "covers_allowed")
         return outcome
 
@@ -315,24 +303,24 @@ class Extractor:
         """A path entry: it blocks that path and what is under it, on one host."""
         entry = parts.entry
         assert entry is not None
-        if flags & (_ALLOWED | _PROTECTED | _ENDPOINT):
-            if flags & _ALLOWED:
+        if flags & (ALLOWED | PROTECTED | ENDPOINT):
+            if flags & ALLOWED:
                 return ("skip", "allowed")
-            if flags & _PROTECTED and parts.query:
+            if flags & PROTECTED and parts.query:
                 # The query made the URL specific; without it the entry is the platform's.
                 return ("skip", "protected_query")
-            if flags & _ENDPOINT and self._at_endpoint(parts.host, parts.path):
+            if flags & ENDPOINT and self._at_endpoint(parts.host, parts.path):
                 return ("skip", "protected_endpoint")
         return self._valid(entry, parts.host, flags)
 
     def _valid(self, entry: str, host: str, flags: int) -> Outcome:
         # The last guard: a gap in the shaping must never reach ZIA, which refuses the whole
         # request for one invalid entry. A host's own validity is part of its cached flags.
-        valid = not flags & _INVALID_HOST if entry == host else is_valid_entry(entry)
+        valid = not flags & INVALID_HOST if entry == host else is_valid_entry(entry)
         return ("accept", entry) if valid else ("reject", "invalid_entry")
 
     def _wrapper_of(self, host: str, path: str) -> Wrapper | None:
-        for zone in _zones_of(host, self._zones, _WRAPPER):
+        for zone in zones_of(host, self._zones, WRAPPER):
             wrapper = self.rules.wrapper_for(host, zone, path)
             if wrapper is not None:
                 return wrapper
@@ -340,7 +328,7 @@ class Extractor:
 
     def _at_endpoint(self, host: str, path: str) -> bool:
         segments = [s for s in path.lower().split("/") if s]
-        for zone in _zones_of(host, self._zones, _ENDPOINT):
+        for zone in zones_of(host, self._zones, ENDPOINT):
             for endpoint in self.rules.endpoints.get(zone, ()):
                 if endpoint.touches(segments):
                     return True
@@ -351,10 +339,10 @@ class Extractor:
         return self._host_missed(host) if flags is None else flags
 
     def _flags_of(self, host: str) -> int:
-        flags = _zone_flags(host, self._zones)
-        if not flags & _IP and self.rules.suffixes.at_or_above(host):
-            flags |= _SUFFIX
-        return flags if is_valid_entry(host) else flags | _INVALID_HOST
+        flags = zone_flags(host, self._zones)
+        if not flags & IP and self.rules.suffixes.at_or_above(host):
+            flags |= SUFFIX
+        return flags if is_valid_entry(host) else flags | INVALID_HOST
 
 
 def builtin_protected_hosts() -> frozenset[str]:
@@ -405,36 +393,3 @@ def _has_domain_identifier(record: dict[str, object]) -> bool:
             if isinstance(source, str) and source.lower() in DOMAIN_IDENTIFIERS:
                 return True
     return False
-
-
-def _is_ip(host: str) -> bool:
-    return ":" in host or host.rpartition(".")[2].isdigit()
-
-
-def _zone_flags(host: str, zones: Zones) -> int:
-    """The flags of every zone ``host`` is on or under (IP literals: exact match only);
-    ``_COVERS`` counts only for the host itself (it marks parents, not zones)."""
-    flags = zones.get(host, 0)
-    if _is_ip(host):
-        return (flags & ~_COVERS) | _IP
-    dot = host.find(".")
-    while dot >= 0:
-        found = zones.get(host[dot + 1 :])
-        if found:
-            flags |= found & ~_COVERS
-        dot = host.find(".", dot + 1)
-    return flags
-
-
-def _zones_of(host: str, zones: Zones, flag: int) -> list[str]:
-    """The zones with ``flag`` that ``host`` is on or under, nearest first."""
-    found = [host] if zones.get(host, 0) & flag else []
-    if _is_ip(host):
-        return found
-    dot = host.find(".")
-    while dot >= 0:
-        parent = host[dot + 1 :]
-        if zones.get(parent, 0) & flag:
-            found.append(parent)
-        dot = host.find(".", dot + 1)
-    return found
