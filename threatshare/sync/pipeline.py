@@ -320,18 +320,23 @@ class Run:
         self.report("pushing")
 
     def withdraw(self, state: InstanceState, deadline: Deadline) -> None:
-        """Remove from the category what today's rules would not push (docs/design.md#what-
-        is-never-blocked): checked when the configuration or the shipped rules changed (the
-        fingerprint), not on every run."""
+        """Remove from the category what today's rules would not push (see
+        docs/design.md#what-is-never-blocked): checked when the configuration or the shipped
+        rules changed (the fingerprint), not on every run."""
         if state.category_id is None:
             return
-        reasons = {e: self.extractor.withdrawn(e) for e in self.ledger.scan(self.name)}
-        gone = [e for e, reason in reasons.items() if reason]
+        gone: list[str] = []
+        reasons: Counter[str] = Counter()
+        for entry in self.ledger.scan(self.name):
+            reason = self.extractor.withdrawn(entry)
+            if reason:
+                gone.append(entry)
+                reasons[reason] += 1
         if not gone:
             return
         self._remove(state.category_id, gone, deadline)
-        self.withdrawn.update(reason for reason in reasons.values() if reason)
-        log.info("run.withdrawn", removed=len(gone), by_reason=dict(self.withdrawn))
+        self.withdrawn.update(reasons)  # counted once ZIA took the removal
+        log.info("run.withdrawn", removed=len(gone), by_reason=dict(reasons))
 
     def _remove(self, category_id: str, gone: list[str], deadline: Deadline) -> None:
         """Remove ``gone`` from the category (REMOVE_FROM_LIST in batches) and from the
