@@ -1,4 +1,4 @@
-"""From Mimecast records to ZIA entries (S2), and what is never blocked.
+"""From Mimecast records to ZIA entries, and what is never blocked.
 
 =============  ===============================================================
 ``normalise``  one URL or host made into a valid ZIA entry, or the reason it cannot be
