@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import publicsuffixlist
 import pytest
 
 from threatshare.indicators.suffixes import (
@@ -90,3 +91,23 @@ def test_a_list_of_one_s_own_is_read_the_same_way() -> None:
     assert small.at_or_above("any.wild.example")
     assert not small.at_or_above("keep.wild.example")
     assert small.registrable("a.b.corp.example") == "corp.example"
+
+
+def test_every_rule_of_the_list_agrees_with_the_package_s_own_reading() -> None:
+    """Below, on and at every rule of the shipped list, our registrable domain is the one the
+    publicsuffixlist package itself computes."""
+    theirs = publicsuffixlist.PublicSuffixList()
+    rules = [
+        line.split()[0].lower().lstrip("!").removeprefix("*.")
+        for line in Path(publicsuffixlist.PSLFILE).read_text("utf-8").splitlines()
+        if line.strip() and not line.startswith("//")
+    ]
+    assert len(rules) > 5000
+    differences = []
+    for rule in rules:
+        for name in (rule, f"a.{rule}", f"b.a.{rule}"):
+            ascii_name = name if name.isascii() else name.encode("idna").decode()
+            expected = theirs.privatesuffix(ascii_name)
+            if registrable_domain(name) != expected:
+                differences.append((name, expected, registrable_domain(name)))
+    assert differences == []

@@ -126,6 +126,7 @@ class Extractor:
         self._url_known = self._url_outcomes.items
         self._url_missed = self._url_outcomes.missed
         self._sender_outcome = ByteBoundedCache(self._decide_sender, _outcome_size)
+        self._sender_known = self._sender_outcome.items
         self._host_cache = ByteBoundedCache(self._flags_of, _flags_size)
         self._host_known = self._host_cache.items
         self._host_missed = self._host_cache.missed
@@ -168,7 +169,10 @@ class Extractor:
         if not _has_domain_identifier(record):
             tally.skip("no_domain_identifier")
             return []
-        return _apply((self._sender_outcome(sender),), tally)
+        outcome = self._sender_known.get(sender)
+        if outcome is None:
+            outcome = self._sender_outcome.missed(sender)
+        return _apply((outcome,), tally)
 
     def withdrawn(self, entry: str) -> str | None:
         """Why an entry pushed earlier would not be pushed by today's rules, as a skip reason;

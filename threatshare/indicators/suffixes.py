@@ -9,8 +9,9 @@ rules' digest, so an upgrade re-judges what the category holds).
 Two questions are asked, both of a host already shaped (ASCII, lower case):
 
 - :func:`registrable_domain`: the name one party registered (``mail.evil.example`` →
-  ``evil.example``), or None for a public suffix itself; the list's own test vectors
-  (``tests/indicators/data/test_psl.txt``) hold it to the list's meaning.
+  ``evil.example``), or None for a public suffix itself: the list's own algorithm over sets
+  built once (a few set look-ups per name), held to the list's meaning by its own test vectors
+  (``tests/indicators/data/test_psl.txt``).
 - :func:`at_or_above_suffix`: whether the host is a public suffix, or a parent of one
   (``amazonaws.com`` is above ``s3.amazonaws.com``). One set look-up on the hot path: the set
   holds every rule and every parent of a rule; wildcard rules (``*.ck``) are checked against the
@@ -34,6 +35,7 @@ class SuffixList:
     def __init__(self, text: str) -> None:
         self.version = "unknown"
         above: set[str] = set()
+        plain: set[str] = set()
         wildcards: set[str] = set()
         exceptions: set[str] = set()
         rules = 0
@@ -51,14 +53,17 @@ class SuffixList:
             if rule.startswith("*."):
                 rule = rule[2:]
                 wildcards.add(rule)
+            # A wildcard's base is read as a suffix too (``nom.br`` under ``*.nom.br``), as the
+            # package reads it: the stricter reading, for names no one should block whole.
+            plain.add(rule)
             labels = rule.split(".")
             above.update(".".join(labels[i:]) for i in range(len(labels)))
         self.rules = rules
         self.digest = hashlib.sha256(text.encode()).hexdigest()[:16]
         self._above = frozenset(above)
+        self._plain = frozenset(plain)
         self._wildcards = frozenset(wildcards)
         self._exceptions = frozenset(exceptions)
-        self._psl = publicsuffixlist.PublicSuffixList(text)
 
     def at_or_above(self, host: str) -> bool:
         """Whether ``host`` is a public suffix or a parent of one (see the module)."""
@@ -72,11 +77,25 @@ class SuffixList:
         ``name`` is a public suffix, has an empty label or is not a domain name at all."""
         if not name or name.startswith(".") or ".." in name or name.endswith("."):
             return None
-        ascii_name = _ascii(name.lower())
-        if not ascii_name:
+        host = _ascii(name.lower())
+        if not host or "." not in host:
             return None
-        found = self._psl.privatesuffix(ascii_name)
-        return found if isinstance(found, str) else None
+        # Candidates from the whole name down to its last label; the first that a rule makes
+        # a public suffix is the longest match (an exception names the label above its suffix).
+        candidates = [host]
+        dot = host.find(".")
+        while dot >= 0:
+            candidates.append(host[dot + 1 :])
+            dot = host.find(".", dot + 1)
+        found = len(candidates) - 1  # no rule: the last label alone (the list's default "*")
+        for index, candidate in enumerate(candidates):
+            if candidate in self._exceptions:
+                found = index + 1
+                break
+            if candidate in self._plain or candidate.partition(".")[2] in self._wildcards:
+                found = index
+                break
+        return candidates[found - 1] if found > 0 else None
 
 
 @cache
