@@ -38,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--backlog", type=int, nargs="+", metavar="N", help="backlog sizes (records)"
     )
+    parser.add_argument(
+        "--backlog-url-bytes",
+        type=int,
+        metavar="N",
+        help="backlog: pad every URL to N bytes (e.g. 8192 with --backlog 40000)",
+    )
     parser.add_argument("--fleet-instances", type=int, help="fleet: instances (default 200)")
     parser.add_argument("--fleet-tenants", type=int, help="fleet: ZIA tenants (default 10)")
     parser.add_argument("--fleet-accounts", type=int, help="fleet: Mimecast accounts (default 20)")
@@ -64,7 +70,7 @@ def _plans(args: argparse.Namespace, redis_url: str) -> dict[str, Callable[[], d
     return {
         "throughput": lambda: throughput.measure(redis_url, records),
         "calls": lambda: calls.measure(redis_url, call_sizes),
-        "backlog": lambda: backlog.measure(redis_url, sizes),
+        "backlog": lambda: backlog.measure(redis_url, sizes, args.backlog_url_bytes),
         "fleet": lambda: fleet.measure_regimes(redis_url, shapes),
         "lifecycle": lambda: lifecycle.measure(redis_url, days=args.days or (75 if quick else 365)),
         "explain": lambda: explain.measure(redis_url, 10_000 if quick else 100_000),

@@ -21,6 +21,7 @@ from typing import Any
 import redis
 
 from bench.common import write_config
+from threatshare.sandbox.mimecast_logs import generated_url_log
 from threatshare.sandbox.world import Sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +56,22 @@ def _tail(path: Path, lines: int = 5) -> list[str]:
     return path.read_text(errors="replace").splitlines()[-lines:]
 
 
-def measure_one(redis_url: str, count: int, timeout: float = 900) -> dict[str, Any]:
+def _padded(url_bytes: int) -> Any:
+    """Records whose URL is ``url_bytes`` long, padded in the query (a distinct URL each):
+    the input that makes a decision cache bounded by count, not bytes, hold hundreds of MB."""
+
+    def make(index: int, date: str) -> dict[str, Any]:
+        record = generated_url_log(index, date)
+        url = record["url"] + "&pad="
+        record["url"] = url + "x" * max(0, url_bytes - len(url))
+        return record
+
+    return make
+
+
+def measure_one(
+    redis_url: str, count: int, timeout: float = 900, url_bytes: int | None = None
+) -> dict[str, Any]:
     client = redis.Redis.from_url(redis_url)
     client.flushall()
     now = datetime.now(UTC)
@@ -69,8 +85,9 @@ def measure_one(redis_url: str, count: int, timeout: float = 900) -> dict[str, A
         }
     }
     with Sandbox(url_quota=count + 10_000) as sandbox, tempfile.TemporaryDirectory() as tmp:
+        make = _padded(url_bytes) if url_bytes else generated_url_log
         sandbox.mimecast.set_url_log_generator(
-            count, now - timedelta(days=30) + timedelta(minutes=5), now - timedelta(minutes=5)
+            count, now - timedelta(days=30) + timedelta(minutes=5), now - timedelta(minutes=5), make
         )
         config = write_config(
             sandbox, Path(tmp) / "backlog.toml", instances, redis_url, {"run_deadline": "1h"}
@@ -87,6 +104,7 @@ def measure_one(redis_url: str, count: int, timeout: float = 900) -> dict[str, A
     wall = report.get("wall_s") or 0
     return {
         "records": count,
+        "url_bytes": url_bytes,
         "outcome": report.get("outcome"),
         "error": report.get("error"),
         "wall_s": wall,
@@ -101,8 +119,10 @@ def measure_one(redis_url: str, count: int, timeout: float = 900) -> dict[str, A
     }
 
 
-def measure(redis_url: str, sizes: tuple[int, ...] = (100_000, 1_000_000)) -> dict[str, Any]:
-    runs = [measure_one(redis_url, size) for size in sizes]
+def measure(
+    redis_url: str, sizes: tuple[int, ...] = (100_000, 1_000_000), url_bytes: int | None = None
+) -> dict[str, Any]:
+    runs = [measure_one(redis_url, size, url_bytes=url_bytes) for size in sizes]
     peaks = [run["peak_rss_mb"] for run in runs]
     return {
         "runs": runs,

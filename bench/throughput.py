@@ -182,6 +182,6 @@ def _preload(rt: Runtime, name: str, records: list[dict[str, Any]], time_field: 
     extractor = Extractor(rt.config.instances[name].sources)
     extract = extractor.url_record if time_field == "date" else extractor.impersonation_record
     tally = Tally()
-    entries = [entry for record in records for entry in extract(record, tally)]
-    pushed_at = datetime.now(UTC).timestamp()
-    Ledger(rt.redis).record_pushed(name, dict.fromkeys(entries, pushed_at))
+    when = datetime.now(UTC).timestamp()
+    sightings = {entry: when for record in records for entry in extract(record, tally)}
+    Ledger(rt.redis).record_pushed(name, sightings)

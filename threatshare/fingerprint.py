@@ -32,6 +32,7 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 
 from threatshare.config import Config
+from threatshare.indicators.rules import rules_digest
 
 #: PBKDF2 rounds of the key: makes every guess costly; a process stretches each key once.
 KEY_ROUNDS = 50_000
@@ -57,7 +58,9 @@ def _plain(value: Any, secrets: list[str]) -> Any:
 def fingerprint(config: Config, instance: str) -> str:
     """Keyed hash of an instance's settings and of the Mimecast and ZIA tables it uses
     (docs/design.md#state-in-redis): new credentials count as a change, like "edit and Save" in the
-    reference product."""
+    reference product. The rules of what is never blocked count too (the shipped data, the suffix
+    list and the settings lists, docs/design.md#what-is-never-blocked): a change of them is what
+    makes the next run withdraw what those rules would no longer push."""
     inst = config.instances[instance]
     account, tenant = config.mimecast[inst.mimecast], config.zia[inst.zia]
     secrets: list[str] = []
@@ -65,6 +68,7 @@ def fingerprint(config: Config, instance: str) -> str:
         "instance": _plain(inst, secrets),
         "mimecast": _plain(account, secrets),
         "zia": _plain(tenant, secrets),
+        "rules": rules_digest(config, instance),
     }
     blob = json.dumps(settings, sort_keys=True).encode()
     # Length-prefixed, so two secret lists cannot run together into the same key material.

@@ -14,7 +14,6 @@ from threatshare.indicators.extract import (
     Extractor,
     Tally,
     builtin_protected_hosts,
-    is_mimecast_rewriter,
 )
 from threatshare.indicators.normalise import Rejected, Skipped, is_valid_entry, normalise_host
 
@@ -92,13 +91,13 @@ URL_RECORD_CASES: list[tuple[str, tuple[str, ...], object, list[str], dict, dict
      ["evilpartner.example"], {}, {}),
     # Mimecast's link rewriters.
     ("rewriter-regional", BOTH_URL_SOURCES, url("https://protect-eu.mimecast.com/s/abc?domain=x"),
-     [], {"mimecast_rewriter": 1}, {}),
+     [], {"wrapper": 1}, {}),
     ("rewriter-numbered", BOTH_URL_SOURCES, url("https://protect2.mimecast.com/s/abc"),
-     [], {"mimecast_rewriter": 1}, {}),
+     [], {"wrapper": 1}, {}),
     ("rewriter-mimecastprotect", BOTH_URL_SOURCES, url("https://url.uk.m.mimecastprotect.com/s/x"),
-     [], {"mimecast_rewriter": 1}, {}),
+     [], {"wrapper": 1}, {}),
     ("rewriter-offshore", BOTH_URL_SOURCES, url("https://protect-je.mimecast-offshore.com/s/x"),
-     [], {"mimecast_rewriter": 1}, {}),
+     [], {"wrapper": 1}, {}),
     ("mimecast-site-not-rewriter", ("malicious_urls",), url("https://www.mimecast.com/blog/x"),
      ["www.mimecast.com/blog/x"], {}, {}),
     # Malformed and non-malicious records.
@@ -148,7 +147,10 @@ IMPERSONATION_CASES: list[tuple[str, object, list[str], dict, dict]] = [
      [".xn--bcher-shop-9db.example"], {}, {}),
     ("display-name-form", sender("CEO <ceo@examp1e.com>", "similar_internal_domain"),
      [".examp1e.com"], {}, {}),
-    ("ip-sender-stays-bare", sender("a@8.8.8.8", "newly_observed_domain"), ["8.8.8.8"], {}, {}),
+    ("ip-sender-stays-bare", sender("a@45.33.32.156", "newly_observed_domain"), ["45.33.32.156"],
+     {}, {}),
+    ("resolver-sender-protected", sender("a@8.8.8.8", "newly_observed_domain"), [],
+     {"protected_host": 1}, {}),
     ("only-name-identifiers", sender("johndoe@gmail.com", "internal_user_name", "custom_name_list",
      domain_sources=("reply_address_mismatch", "targeted_threat_dictionary")),
      [], {"no_domain_identifier": 1}, {}),
@@ -279,8 +281,11 @@ def test_builtin_protected_hosts() -> None:
     ],
 )
 def test_mimecast_rewriter_hosts(host: str, expected: bool) -> None:
-    """Only Mimecast's own rewriting hosts count as rewriters, not look-alikes of them."""
-    assert is_mimecast_rewriter(host) is expected
+    """Only Mimecast's own rewriting hosts count as wrappers, not look-alikes of them."""
+    tally = Tally()
+    entries = Extractor(("malicious_urls",)).url_record(url(f"https://{host}/s/abc"), tally)
+    assert (tally.skipped["wrapper"] == 1) is expected
+    assert (entries == []) is expected
 
 
 def test_domain_identifiers_are_the_documented_ones() -> None:

@@ -26,6 +26,8 @@ DOCUMENTED = {
     "skipped_by_reason",
     "rejected_by_reason",
     "removed_by_reason",
+    "withdrawn",
+    "withdrawn_by_reason",
 }
 
 

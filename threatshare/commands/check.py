@@ -31,6 +31,14 @@ def _check(args: argparse.Namespace, config: Config) -> int:
         counted(len(config.zia), "ZIA tenant"),
     )
     print(f"{path}: valid ({', '.join(counts)})")
+    from threatshare.indicators.rules import summary_lines
+
+    # What is never blocked: each rule set's version and size, and what the configuration adds.
+    for line in summary_lines(config):
+        print(f"rules: {line}")
+    for name, inst in sorted(config.instances.items()):
+        if inst.allow:
+            print(f"rules: instances.{name}.allow: {len(inst.allow)} entries")
     if not args.live:
         return EXIT_OK
     from threatshare.ops.live_check import check_live

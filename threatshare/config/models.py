@@ -43,6 +43,15 @@ MIN_EXPIRE_AFTER = timedelta(hours=1)
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
 ENV_PREFIX = "THREATSHARE_"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+# Shapes of the rule additions (docs/design.md#what-is-never-blocked); what they mean is
+# threatshare.indicators' business, here only their form is checked.
+_HOST_PART = r"[A-Za-z0-9_*-]+(?:\.[A-Za-z0-9_-]+)+|[0-9a-fA-F:]*:[0-9a-fA-F:]+"
+_ENDPOINT_LINE = re.compile(rf"(?:{_HOST_PART})(?:/[^\s/?#]+)+")
+_WRAPPER_LINE = re.compile(
+    rf"(?:{_HOST_PART})(?:/[^\s/?#]+)*\s+(?:query:[A-Za-z0-9_.-]+(?:,[A-Za-z0-9_.-]+)*|path:[0-9]|opaque)"
+)
+# An allow entry is a host, a URL or a ZIA entry; a range or a pattern is none of them.
+_CIDR = re.compile(r"\[?[0-9A-Fa-f.:]+\]?/[0-9]{1,3}")
 DEFAULT_CONFIG_PATH = "threatshare.toml"
 
 Source = Literal["malicious_domains", "malicious_urls", "url_domains"]
@@ -148,6 +157,11 @@ class Settings(_Model):
     log_format: Literal["auto", "json", "console"] = "auto"
     admins: Recipients = []
     protected_hosts: list[str] = []  # added to the built-in list shipped with the package
+    # The rules of docs/design.md#what-is-never-blocked, each added to the data shipped in
+    # threatshare/indicators/data/ (same line formats as there).
+    protected_endpoints: list[str] = []  # HOST/PATH, `*` for one path segment
+    wrappers: list[str] = []  # HOST[/PATH] query:A,B | path:N | opaque
+    policy_verdicts: list[str] = []  # a Mimecast category or tagMap key
     # HOST:PORT of the operations endpoint inside `threatshare run`
     # (docs/design.md#operations-endpoint); none when unset.
     listen: str | None = None
@@ -164,6 +178,25 @@ class Settings(_Model):
         # The message never repeats the URL (it may carry a password).
         if value is not None and urlsplit(value.get_secret_value()).scheme not in REDIS_SCHEMES:
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("protected_endpoints")
+    @classmethod
+    def _endpoints(cls, value: list[str]) -> list[str]:
+        for line in value:
+            if not _ENDPOINT_LINE.fullmatch(line.strip()):
+                raise ValueError(f"{line!r} is not HOST/PATH (e.g. 'login.example.com/*/oauth2')")
+        return value
+
+    @field_validator("wrappers")
+    @classmethod
+    def _wrappers(cls, value: list[str]) -> list[str]:
+        for line in value:
+            if not _WRAPPER_LINE.fullmatch(line.strip()):
+                raise ValueError(
+                    f"{line!r} is not 'HOST[/PATH] DECODER' with DECODER one of query:NAME[,NAME], "
+                    "path:N, opaque"
+                )
         return value
 
     @field_validator("listen")
@@ -369,6 +402,24 @@ class ZiaTenant(_Model):
         return hashlib.sha256((basis or "").encode()).hexdigest()[:16]
 
 
+def _allow_problem(entry: str) -> str | None:
+    """Why an ``allow`` entry is not a host, a URL or a ZIA entry, or None."""
+    text = entry.strip()
+    if not text:
+        return "an empty entry allows nothing; remove it"
+    if "*" in text:
+        return (
+            f"{entry!r}: '*' is not an entry; a host already covers its subdomains "
+            "(write 'partner.example' for '*.partner.example')"
+        )
+    if _CIDR.fullmatch(text.removeprefix("http://").removeprefix("https://")):
+        return (
+            f"{entry!r} is an address range; allow takes a host, a URL or a ZIA entry "
+            "(list the addresses one by one)"
+        )
+    return None
+
+
 class Instance(_Model):
     mimecast: str
     zia: str
@@ -399,6 +450,14 @@ class Instance(_Model):
         if "url_domains" in value and "malicious_urls" not in value:
             raise ValueError("url_domains requires malicious_urls")
         return list(dict.fromkeys(value))
+
+    @field_validator("allow")
+    @classmethod
+    def _allow(cls, value: list[str]) -> list[str]:
+        problems = [problem for entry in value if (problem := _allow_problem(entry))]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
 
     @field_validator("expire_after")
     @classmethod

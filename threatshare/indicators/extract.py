@@ -1,36 +1,58 @@
 """From Mimecast records to the entries an instance pushes to its ZIA category
 (docs/design.md#entries).
 
-An :class:`Extractor` holds one instance's choices (sources, allow list, protected hosts) and
-turns each record into entries, counting every outcome in a :class:`Tally`:
+An :class:`Extractor` holds one instance's choices (sources, allow list) and the rules of what
+is never blocked (:class:`~threatshare.indicators.rules.Rules`, see
+docs/design.md#what-is-never-blocked), and turns each record into entries, counting every
+outcome in a :class:`Tally`:
 
 - accepted: an entry to push, returned (shaped by :mod:`threatshare.indicators.normalise`);
-- skipped: fine but never pushed: a non-global IP literal, a host on or under the allow
-  list, Mimecast's own link rewriter, a host-level entry for a protected shared platform, an
-  impersonation hit without a domain-type identifier;
+- skipped: fine but never pushed, with its reason: a policy verdict (``policy_verdict``), a link
+  wrapper (``wrapper``, its target judged in its place), a public suffix or above
+  (``public_suffix``), a host on or under the allow list (``allowed``), a host-level entry
+  for a protected platform (``protected_host``), a path entry there from a URL with a query
+  (``protected_query``) or at a shared endpoint (``protected_endpoint``), a wildcard over an
+  allowed or protected host (``covers_allowed``), a non-global IP literal, an impersonation
+  hit without a domain-type identifier;
 - rejected: cannot be made into a valid entry, or the record itself is malformed.
 
 Within one record, identical outcomes count once: ``https://evil.example/`` gives the same
 entry for ``malicious_urls`` and ``url_domains``, and one reason for a URL skipped as a whole.
-Decisions are cached per URL and per host, because Mimecast repeats the same URLs across
-clicks and recipients.
+Decisions are cached per URL, per sender and per host in caches bounded by bytes
+(:mod:`threatshare.indicators.cache`), because Mimecast repeats the same URLs across clicks
+and recipients. Cheap checks come first: a host's flags are one walk up its labels, cached.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from functools import cache, lru_cache
-from importlib import resources
+from collections.abc import Sequence
 from typing import Literal
 
+from threatshare.indicators.cache import ByteBoundedCache
 from threatshare.indicators.normalise import (
     Rejected,
     Skipped,
+    UrlParts,
     is_valid_entry,
     normalise_host,
     split_url,
+)
+from threatshare.indicators.rules import Rules, Wrapper, host_keys, shipped_data, verdict_key
+from threatshare.indicators.zones import (
+    ALLOWED,
+    COVERS,
+    ENDPOINT,
+    INVALID_HOST,
+    IP,
+    PROTECTED,
+    SUFFIX,
+    WRAPPER,
+    build_zones,
+    is_ip,
+    zone_flags,
+    zones_of,
 )
 
 #: Impersonation identifiers that judge the sender's domain (the only ones that make it an
@@ -49,21 +71,8 @@ DOMAIN_IDENTIFIERS = frozenset(
     }
 )
 
-# Mimecast's link rewriters. The logs carry the original URL; blocking a rewriter host would
-# break every protected link in every mailbox. Zones: the host and everything under it.
-# Regional domains: a host whose label right under the domain starts with "protect"
-# (protect-eu.mimecast.com, protect2.mimecast.com, protect-je.mimecast-offshore.com …).
-_REWRITER_ZONES = ("mimecastprotect.com",)
-_REWRITER_DOMAINS = ("mimecast.com", "mimecast-offshore.com", "mimecast-pscom-us.com")
-
-# What a host is on or under, as bit flags, so that one walk up its labels answers every list.
-_REWRITER = 1
-_REWRITER_PARENT = 2  # a child label starting with "protect" is a rewriter
-_ALLOWED = 4
-_PROTECTED = 8
-_INVALID_HOST = 16  # not a list: the host fails is_valid_entry
-
-_CACHE_SIZE = 1 << 15
+#: How many wrappers deep a target is still looked for.
+MAX_WRAPPING = 3
 
 Decision = tuple[Literal["accept", "skip", "reject"], str]
 
@@ -93,10 +102,10 @@ class Extractor:
     """Turns one instance's Mimecast records into ZIA entries, per its sources and lists.
 
     ``sources``: any of ``malicious_urls``, ``url_domains``, ``malicious_domains``.
-    ``allow``: hosts never pushed, nor anything under them, at every level.
-    ``extra_protected``: more hosts for which no host-level entry is pushed
-    (docs/design.md#what-is-never-blocked), added to
-    :func:`builtin_protected_hosts`.
+    ``allow``: hosts never pushed, nor anything under them, at every level (a host, a URL or an
+    entry as ZIA shows it).
+    ``rules``: what is never blocked (shipped data and configuration); by default the shipped
+    data, with ``extra_protected`` added to its protected hosts.
     """
 
     def __init__(
@@ -104,20 +113,24 @@ class Extractor:
         sources: Sequence[str],
         allow: Sequence[str] = (),
         extra_protected: Sequence[str] = (),
+        rules: Rules | None = None,
     ) -> None:
         self._want_urls = "malicious_urls" in sources
         self._want_url_hosts = "url_domains" in sources
         self._want_senders = "malicious_domains" in sources
-        zones = _rewriter_zones()
-        for host in builtin_protected_hosts() | _host_keys(extra_protected):
-            zones[host] = zones.get(host, 0) | _PROTECTED
-        for host in _host_keys(allow):
-            zones[host] = zones.get(host, 0) | _ALLOWED
-        self._zones = zones
-        # Bound to the instance (not a module-level cache) because the lists differ per instance.
-        self._url_outcomes = lru_cache(maxsize=_CACHE_SIZE)(self._decide_url)
-        self._sender_outcome = lru_cache(maxsize=_CACHE_SIZE)(self._decide_sender)
-        self._host_flags = lru_cache(maxsize=_CACHE_SIZE)(self._flags_of)
+        self.rules = rules = rules or Rules(protected_hosts=extra_protected)
+        self._zones = build_zones(rules, host_keys(allow))
+        self._verdicts = rules.verdicts
+        self._verdict_memo: dict[str, bool] = {}
+        # Bound to the instance (not module-level caches) because the lists differ per instance.
+        self._url_outcomes = ByteBoundedCache(self._decide_url, _outcomes_size)
+        self._url_known = self._url_outcomes.items
+        self._url_missed = self._url_outcomes.missed
+        self._sender_outcome = ByteBoundedCache(self._decide_sender, _outcome_size)
+        self._sender_known = self._sender_outcome.items
+        self._host_cache = ByteBoundedCache(self._flags_of, _flags_size)
+        self._host_known = self._host_cache.items
+        self._host_missed = self._host_cache.missed
 
     def url_record(self, record: object, tally: Tally) -> list[str]:
         """Entries for ``malicious_urls`` and/or ``url_domains`` from one URL-log record."""
@@ -133,7 +146,13 @@ class Extractor:
             return []
         if not (self._want_urls or self._want_url_hosts):
             return []
-        return _apply(self._url_outcomes(url), tally)
+        if self._verdicts and self._is_policy_verdict(record):
+            tally.skip("policy_verdict")
+            return []
+        outcomes = self._url_known.get(url)
+        if outcomes is None:
+            outcomes = self._url_missed(url)
+        return _apply(outcomes, tally)
 
     def impersonation_record(self, record: object, tally: Tally) -> list[str]:
         """The ``.domain`` entry for ``malicious_domains`` from one impersonation-log record."""
@@ -151,36 +170,95 @@ class Extractor:
         if not _has_domain_identifier(record):
             tally.skip("no_domain_identifier")
             return []
-        return _apply((self._sender_outcome(sender),), tally)
+        outcome = self._sender_known.get(sender)
+        if outcome is None:
+            outcome = self._sender_outcome.missed(sender)
+        return _apply((outcome,), tally)
+
+    def withdrawn(self, entry: str) -> str | None:
+        """Why an entry pushed earlier would not be pushed by today's rules, as a skip reason;
+        None when it may stay. Judged from the entry alone: what only a record told (its
+        query, its verdict) is not known here."""
+        if entry.startswith("."):
+            domain = entry[1:]
+            kind, detail = self._judge_wildcard(entry, domain)
+            return detail if kind == "skip" else None
+        authority, slash, path = entry.partition("/")
+        host = authority
+        if not is_ip(host) or host.count(":") == 1:
+            host = authority.rpartition(":")[0] or authority  # drop a port
+        if not slash:
+            kind, detail = self._judge_host_level(entry, host)
+            return detail if kind == "skip" else None
+        flags = self._host_flags(host)
+        if flags & WRAPPER and self._wrapper_of(host, "/" + path) is not None:
+            return "wrapper"
+        if is_ip(host) and path.isdigit():
+            return "ip_range"  # "/8" after an address reads as a range: the host stands alone
+        parts = UrlParts(host, entry, None, True, "/" + path, "")
+        kind, detail = self._judge_path(parts, flags)
+        return detail if kind == "skip" else None
 
     # --- decisions (cached) --------------------------------------------------------------
 
-    def withdrawn(self, entry: str) -> str | None:
-        """Why an entry pushed earlier must now leave the category (the allow list or the
-        protected hosts grew since), as a skip reason; None when it may stay."""
-        host_level = "/" not in entry
-        host = entry.lstrip(".").split("/", 1)[0]
-        if not _is_ip(host):
-            host = host.rpartition(":")[0] or host  # drop a port
-        kind, detail = self._judge(entry, host, host_level)
-        return detail if kind == "skip" else None
+    def _is_policy_verdict(self, record: dict[str, object]) -> bool:
+        memo = self._verdict_memo
+        category = record.get("category")
+        if isinstance(category, str):
+            known = memo.get(category)
+            if known or (known is None and self._verdict_name(category)):
+                return True
+        tags = record.get("tagMap")
+        if isinstance(tags, dict):
+            for name in tags:
+                known = memo.get(name)
+                if known or (known is None and self._verdict_name(name)):
+                    return True
+        return False
+
+    def _verdict_name(self, name: object) -> bool:
+        known = isinstance(name, str) and verdict_key(name) in self._verdicts
+        if isinstance(name, str) and len(self._verdict_memo) < 4096 and len(name) <= 256:
+            self._verdict_memo[name] = known  # a few names repeat across every record
+        return known
 
     def _decide_url(self, url: str) -> tuple[Decision, ...]:
-        try:
-            parts = split_url(url)
-        except Skipped as skipped:
-            return (("skip", skipped.reason),)
-        except Rejected as rejected:
-            return (("reject", rejected.reason),)
-        host_outcome = self._judge(parts.host, parts.host, True)
+        outcomes: list[Decision] = []
+        for depth in range(MAX_WRAPPING + 1):
+            try:
+                parts = split_url(url)
+            except Skipped as skipped:
+                return (*outcomes, ("skip", skipped.reason))
+            except Rejected as rejected:
+                return (*outcomes, ("reject", rejected.reason))
+            flags = self._host_flags(parts.host)
+            if flags & WRAPPER:
+                wrapper = self._wrapper_of(parts.host, parts.path)
+                if wrapper is not None:
+                    if not outcomes:
+                        outcomes.append(("skip", "wrapper"))
+                    target = wrapper.decode(parts.path, parts.query)
+                    if target is None or depth == MAX_WRAPPING:
+                        return tuple(outcomes)  # nothing to recover, or too deep: no entry
+                    url = target
+                    continue
+            if outcomes:  # wrapped: one count per reason, as for any record
+                return tuple(dict.fromkeys((*outcomes, *self._judge_url(parts, flags))))
+            return self._judge_url(parts, flags)
+        return tuple(outcomes)  # pragma: no cover - the loop returns
+
+    def _judge_url(self, parts: UrlParts, flags: int) -> tuple[Decision, ...]:
+        host_outcome = self._judge_host_level(parts.host, parts.host, flags)
         if not self._want_urls:
             return (host_outcome,)
         if parts.entry is None:
             url_outcome: Decision = ("reject", parts.problem or "invalid")
         elif parts.entry == parts.host:
             url_outcome = host_outcome
+        elif not parts.has_path:
+            url_outcome = self._judge_host_level(parts.entry, parts.host, flags)
         else:
-            url_outcome = self._judge(parts.entry, parts.host, not parts.has_path)
+            url_outcome = self._judge_path(parts, flags)
         if not self._want_url_hosts or url_outcome == host_outcome:
             return (url_outcome,)
         return (url_outcome, host_outcome)
@@ -195,44 +273,86 @@ class Extractor:
             return ("skip", skipped.reason)
         except Rejected as rejected:
             return ("reject", rejected.reason)
-        # ".x" covers the domain and its subdomains; an IP literal has none, so it stays bare.
-        entry = host if _is_ip(host) else "." + host
-        return self._judge(entry, host, True)
+        if is_ip(host):
+            return self._judge_host_level(host, host)  # an address has no subdomains
+        # A look-alike sender stands for the name its owner registered: mail.evil.example
+        # gives .evil.example, which also covers the next subdomain they send from.
+        registrable = self.rules.suffixes.registrable(host)
+        if registrable is None:
+            return ("skip", "public_suffix")
+        return self._judge_wildcard("." + registrable, registrable)
 
-    def _judge(self, entry: str, host: str, host_level: bool) -> Decision:
-        flags = self._host_flags(host)
-        if flags & _REWRITER:
-            return ("skip", "mimecast_rewriter")
-        if flags & _ALLOWED:
-            return ("skip", "allowed")
-        if host_level and flags & _PROTECTED:
-            return ("skip", "protected_host")
+    def _judge_host_level(self, entry: str, host: str, flags: int | None = None) -> Decision:
+        """A host-level entry (``host`` or ``host:port``): it blocks the whole host."""
+        if flags is None:
+            flags = self._host_flags(host)
+        if flags & (ALLOWED | PROTECTED | SUFFIX | WRAPPER | INVALID_HOST):
+            if flags & ALLOWED:
+                return ("skip", "allowed")
+            if flags & SUFFIX:
+                return ("skip", "public_suffix")
+            if flags & PROTECTED:
+                return ("skip", "protected_host")
+            if flags & WRAPPER:
+                return ("skip", "wrapper")  # the wrapper's host carries everyone's links
+        return self._valid(entry, host, flags)
+
+    def _judge_wildcard(self, entry: str, domain: str) -> Decision:
+        """A ``.domain`` entry: it blocks the domain and every host under it."""
+        outcome = self._judge_host_level(entry, domain)
+        if outcome[0] == "accept" and self._host_flags(domain) & COVERS:
+            return ("skip", "covers_allowed")
+        return outcome
+
+    def _judge_path(self, parts: UrlParts, flags: int) -> Decision:
+        """A path entry: it blocks that path and what is under it, on one host."""
+        entry = parts.entry
+        assert entry is not None
+        if flags & (ALLOWED | PROTECTED | ENDPOINT):
+            if flags & ALLOWED:
+                return ("skip", "allowed")
+            if flags & PROTECTED and parts.query:
+                # The query made the URL specific; without it the entry is the platform's.
+                return ("skip", "protected_query")
+            if flags & ENDPOINT and self._at_endpoint(parts.host, parts.path):
+                return ("skip", "protected_endpoint")
+        return self._valid(entry, parts.host, flags)
+
+    def _valid(self, entry: str, host: str, flags: int) -> Decision:
         # The last guard: a gap in the shaping must never reach ZIA, which refuses the whole
         # request for one invalid entry. A host's own validity is part of its cached flags.
-        valid = not flags & _INVALID_HOST if entry == host else is_valid_entry(entry)
-        if not valid:
-            return ("reject", "invalid_entry")
-        return ("accept", entry)
+        valid = not flags & INVALID_HOST if entry == host else is_valid_entry(entry)
+        return ("accept", entry) if valid else ("reject", "invalid_entry")
+
+    def _wrapper_of(self, host: str, path: str) -> Wrapper | None:
+        for zone in zones_of(host, self._zones, WRAPPER):
+            wrapper = self.rules.wrapper_for(host, zone, path)
+            if wrapper is not None:
+                return wrapper
+        return None
+
+    def _at_endpoint(self, host: str, path: str) -> bool:
+        segments = [s for s in path.lower().split("/") if s]
+        for zone in zones_of(host, self._zones, ENDPOINT):
+            for endpoint in self.rules.endpoints.get(zone, ()):
+                if endpoint.touches(segments):
+                    return True
+        return False
+
+    def _host_flags(self, host: str) -> int:
+        flags = self._host_known.get(host)
+        return self._host_missed(host) if flags is None else flags
 
     def _flags_of(self, host: str) -> int:
-        flags = _zone_flags(host, self._zones)
-        return flags if is_valid_entry(host) else flags | _INVALID_HOST
+        flags = zone_flags(host, self._zones)
+        if not flags & IP and self.rules.suffixes.at_or_above(host):
+            flags |= SUFFIX
+        return flags if is_valid_entry(host) else flags | INVALID_HOST
 
 
-def is_mimecast_rewriter(host: str) -> bool:
-    """Whether ``host`` (shaped: lower case, ASCII) is one of Mimecast's link-rewriting hosts."""
-    return bool(_zone_flags(host, _rewriter_zones()) & _REWRITER)
-
-
-@cache
 def builtin_protected_hosts() -> frozenset[str]:
     """The protected hosts shipped in ``threatshare/indicators/data/protected_hosts.txt``."""
-    text = (
-        resources.files("threatshare.indicators")
-        .joinpath("data/protected_hosts.txt")
-        .read_text("utf-8")
-    )
-    return _host_keys(line.partition("#")[0] for line in text.splitlines())
+    return host_keys(shipped_data()["protected_hosts"].lines)
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -250,6 +370,21 @@ def _apply(outcomes: tuple[Decision, ...], tally: Tally) -> list[str]:
     return entries
 
 
+def _outcome_size(outcome: Decision) -> int:
+    return len(outcome[1]) + 64
+
+
+def _outcomes_size(outcomes: tuple[Decision, ...]) -> int:
+    size = 0
+    for _, value in outcomes:
+        size += len(value) + 64
+    return size
+
+
+def _flags_size(flags: int) -> int:
+    return 0
+
+
 def _has_domain_identifier(record: dict[str, object]) -> bool:
     identifiers = record.get("identifiers")
     if isinstance(identifiers, list):
@@ -263,44 +398,3 @@ def _has_domain_identifier(record: dict[str, object]) -> bool:
             if isinstance(source, str) and source.lower() in DOMAIN_IDENTIFIERS:
                 return True
     return False
-
-
-def _host_keys(values: Iterable[str]) -> frozenset[str]:
-    """Hosts of a configured list, in the form the shaped entries use (IDNA, lower case)."""
-    keys = set()
-    for value in values:
-        # "*.x" and ".x" mean "x and below", which is what every list here means anyway.
-        text = value.strip().lower().lstrip("*").lstrip(".")
-        if not text:
-            continue
-        try:
-            keys.add(normalise_host(text))
-        except (Rejected, Skipped):
-            keys.add(text.rstrip("."))  # e.g. a private address: kept as written
-    return frozenset(keys)
-
-
-def _is_ip(host: str) -> bool:
-    return ":" in host or host.rpartition(".")[2].isdigit()
-
-
-def _rewriter_zones() -> dict[str, int]:
-    zones = dict.fromkeys(_REWRITER_ZONES, _REWRITER)
-    zones.update(dict.fromkeys(_REWRITER_DOMAINS, _REWRITER_PARENT))
-    return zones
-
-
-def _zone_flags(host: str, zones: dict[str, int]) -> int:
-    """The flags of every zone ``host`` is on or under (IP literals: exact match only)."""
-    flags = zones.get(host, 0)
-    if _is_ip(host):
-        return flags & ~_REWRITER_PARENT
-    dot = host.find(".")
-    while dot >= 0:
-        found = zones.get(host[dot + 1 :])
-        if found:
-            if found & _REWRITER_PARENT and host[:dot].rpartition(".")[2].startswith("protect"):
-                found |= _REWRITER
-            flags |= found
-        dot = host.find(".", dot + 1)
-    return flags

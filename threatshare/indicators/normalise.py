@@ -100,6 +100,8 @@ class UrlParts(NamedTuple):
     entry: str | None  # host[:port][/path]; None when it cannot be made valid
     problem: str | None  # why ``entry`` is None
     has_path: bool  # ``entry`` is path-level (host-level entries get stricter checks)
+    path: str = "/"  # the path as serialised (case kept): wrappers read their target in it
+    query: str = ""  # the query as serialised, without "?": "" when the URL had none
 
 
 def normalise_url(value: str) -> str:
@@ -144,14 +146,16 @@ def split_url(value: str) -> UrlParts:
     text = _browser_trim(value)
     if not text:
         raise Rejected("empty")
-    scheme, hostname, port, path = _parse(_with_scheme(text))
+    scheme, hostname, port, path, query = _parse(_with_scheme(text))
     if scheme not in _WEB_SCHEMES:
         raise Rejected("unsupported_scheme")
     host = _shape_host(hostname)
     if ":" in host:
         # ZIA matches an IPv6 literal only as a whole host: no port, no path.
-        return UrlParts(host, host, None, False)
-    has_path = path != "/"
+        return UrlParts(host, host, None, False, path, query)
+    # "1.0.0.0/8" after an address reads as a range to whoever looks at the category: the
+    # address alone is the entry (docs/design.md#what-is-never-blocked).
+    has_path = path != "/" and not (path[1:].isdigit() and host.rpartition(".")[2].isdigit())
     entry = host
     if port:
         entry = f"{entry}:{port}"
@@ -159,7 +163,7 @@ def split_url(value: str) -> UrlParts:
         # ada percent-encodes non-ASCII and controls in paths; ZIA takes lower case only.
         entry = entry + path.lower()
     problem = _entry_problem(entry, path, port) if has_path or port else None
-    return UrlParts(host, None if problem else entry, problem, has_path)
+    return UrlParts(host, None if problem else entry, problem, has_path, path, query)
 
 
 def is_valid_entry(entry: str) -> bool:
@@ -236,8 +240,8 @@ def _with_scheme(text: str) -> str:
     return text  # mailto:, javascript:, data:… : rejected after parsing
 
 
-def _parse(url: str) -> tuple[str, str, str, str]:
-    """Scheme, hostname, port and path of ``url`` as a browser serialises it (href).
+def _parse(url: str) -> tuple[str, str, str, str, str]:
+    """Scheme, hostname, port, path and query of ``url`` as a browser serialises it (href).
 
     One call into ada for the serialised URL, then plain string splitting: in a serialised
     special URL, userinfo ends at the last ``@`` of the authority, the path starts at the first
@@ -249,17 +253,17 @@ def _parse(url: str) -> tuple[str, str, str, str]:
         raise Rejected("unparsable") from None
     scheme, separator, rest = href.partition("://")
     if not separator:
-        return scheme.partition(":")[0], "", "", ""  # mailto:, javascript:, data: …
+        return scheme.partition(":")[0], "", "", "", ""  # mailto:, javascript:, data: …
     slash = rest.find("/")
     if slash < 0:
-        return scheme, "", "", ""  # not a special URL: refused for its scheme
+        return scheme, "", "", "", ""  # not a special URL: refused for its scheme
     host_port = rest[:slash].rpartition("@")[2]
-    path = rest[slash:].partition("?")[0].partition("#")[0]
+    path, _, query = rest[slash:].partition("#")[0].partition("?")
     if host_port.startswith("["):
         hostname, _, port = host_port.partition("]")
-        return scheme, hostname + "]", port[1:], path
+        return scheme, hostname + "]", port[1:], path, query
     hostname, _, port = host_port.partition(":")
-    return scheme, hostname, port, path
+    return scheme, hostname, port, path, query
 
 
 def _load_serialiser() -> Callable[[str], str]:

@@ -31,7 +31,23 @@ def summary(results: list[RunResult]) -> str:
                 error[:120],
             )
         )
-    return "\n".join(render_rows(rows))
+    return "\n".join([*render_rows(rows), *_reasons(results)])
+
+
+def _reasons(results: list[RunResult]) -> list[str]:
+    """Per instance, what was skipped, rejected or withdrawn and why (one line each)."""
+    lines = []
+    for r in results:
+        c = r.counters
+        for label, reasons in (
+            ("skipped", c.skipped_by_reason),
+            ("rejected", c.rejected_by_reason),
+            ("withdrawn", c.withdrawn_by_reason),
+        ):
+            if reasons:
+                listed = ", ".join(f"{k}={v}" for k, v in sorted(reasons.items()))
+                lines.append(f"{r.instance}: {label} {listed}")
+    return lines
 
 
 def dry_run_report(results: list[RunResult]) -> str:

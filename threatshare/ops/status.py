@@ -257,6 +257,12 @@ def render_table(
         if reasons:
             listed = ", ".join(f"{k}={v}" for k, v in sorted(reasons.items()))
             details.append(f"{r['name']}: last run skipped/rejected: {listed}")
+        if run["withdrawn"]:
+            listed = ", ".join(f"{k}={v}" for k, v in sorted(run["withdrawn_by_reason"].items()))
+            details.append(
+                f"{r['name']}: last run withdrew {run['withdrawn']} entries today's rules would "
+                f"not push: {listed}"
+            )
     lines = [*render_rows(rows), *(["", *details] if details else [])]
     if tenants:
         lines += ["", *tenant_lines(tenants, now)]

@@ -64,6 +64,9 @@ class RunCounters:
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     removed_by_reason: dict[str, int] = field(default_factory=dict)
+    #: The entries ``removed`` as ``withdrawn``, by the rule they now break (``public_suffix``,
+    #: ``allowed``, ``wrapper``…): why today's rules no longer push them.
+    withdrawn_by_reason: dict[str, int] = field(default_factory=dict)
     #: A dry run only: the new entries it would have pushed.
     would_push: int | None = None
 
@@ -78,6 +81,8 @@ class RunCounters:
             "skipped_by_reason": dict(self.skipped_by_reason),
             "rejected_by_reason": dict(self.rejected_by_reason),
             "removed_by_reason": dict(self.removed_by_reason),
+            "withdrawn": sum(self.withdrawn_by_reason.values()),
+            "withdrawn_by_reason": dict(self.withdrawn_by_reason),
         }
         if self.would_push is not None:
             out["would_push"] = self.would_push
@@ -101,6 +106,7 @@ class RunCounters:
             skipped_by_reason=_counts(raw.get("skipped_by_reason")),
             rejected_by_reason=_counts(raw.get("rejected_by_reason")),
             removed_by_reason=_counts(raw.get("removed_by_reason")),
+            withdrawn_by_reason=_counts(raw.get("withdrawn_by_reason")),
             would_push=would_push if isinstance(would_push, int) else None,
         )
 

@@ -101,6 +101,13 @@ class Matcher:
                     return True
         return False
 
+    def any_under(self, wildcard: str) -> bool:
+        """Whether a ``.domain`` entry would cover an unblocked entry (one at or under the
+        domain): such a wildcard is never pushed."""
+        domain = wildcard.lstrip(".")
+        suffix = "." + domain
+        return any(host == domain or host.endswith(suffix) for host in self._hosts)
+
 
 class UnblockList:
     """The runtime allow list of one instance."""

@@ -19,6 +19,7 @@ ZIA's hourly activation limit asks for.
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
@@ -29,6 +30,7 @@ from threatshare.alerts.outbox import Outbox
 from threatshare.http import Deadline
 from threatshare.indicators.evidence import impersonation_evidence, url_evidence
 from threatshare.indicators.extract import Extractor, Tally
+from threatshare.indicators.rules import Rules
 from threatshare.progress import Phase, RunProgress
 from threatshare.runtime import Runtime
 from threatshare.state.counters import RunCounters
@@ -59,10 +61,14 @@ def _record_time(record: Any, field_name: str, window_end: float) -> float:
 
 
 def counters_of(
-    tally: Tally, pushed: int, refused: dict[str, str], removed: Mapping[str, int]
+    tally: Tally,
+    pushed: int,
+    refused: dict[str, str],
+    removed: Mapping[str, int],
+    withdrawn: Mapping[str, int] | None = None,
 ) -> RunCounters:
-    """The counters of a run: what it pulled, pushed, rejected and skipped (by reason) and
-    what it removed from the category (by reason)."""
+    """The counters of a run: what it pulled, pushed, rejected and skipped (by reason), what it
+    removed from the category (by reason), and which rules the withdrawn entries broke."""
     rejected = dict(tally.rejected)
     if refused:
         rejected["refused_by_zia"] = rejected.get("refused_by_zia", 0) + len(refused)
@@ -75,6 +81,7 @@ def counters_of(
         skipped_by_reason=dict(tally.skipped),
         rejected_by_reason=rejected,
         removed_by_reason={reason: count for reason, count in removed.items() if count},
+        withdrawn_by_reason=dict(withdrawn or {}),
     )
 
 
@@ -96,8 +103,10 @@ class Run:
         self.tally = Tally()
         # One per run: its caches of decisions serve the whole window.
         self.extractor = Extractor(
-            self.inst.sources, self.inst.allow, rt.config.settings.protected_hosts
+            self.inst.sources, self.inst.allow, rules=Rules.of(rt.config.settings)
         )
+        #: entries withdrawn because today's rules would not push them, by reason.
+        self.withdrawn: Counter[str] = Counter()
         self.pushed = 0
         #: The one path of this run's changes to the category (made once the lock is held).
         self.change: CategoryChange | None = None
@@ -211,6 +220,10 @@ class Run:
                 del timed[entry]
                 sightings.pop(entry, None)
                 self.tally.skipped["unblocked"] += 1
+            # A wildcard never covers what an operator unblocked.
+            for entry in [e for e in timed if e[0] == "." and self.unblocked.any_under(e)]:
+                del timed[entry]
+                self.tally.skipped["covers_allowed"] += 1
         # Entries met earlier in this run need no look-up: a known one is still known, a
         # staged one only needs its newest record time, kept here and written once at the end.
         seen = self.seen
@@ -375,16 +388,23 @@ class Run:
             self.report("pushing")
 
     def withdraw(self, state: InstanceState, deadline: Deadline) -> None:
-        """Remove from the category what the configuration now says must not be there (an
-        entry newly on the allow list or under a protected host). Checked when the
-        configuration changed, not on every run."""
+        """Remove from the category what today's rules would not push (see
+        docs/design.md#what-is-never-blocked): checked when the configuration or the shipped
+        rules changed (the fingerprint), not on every run."""
         if state.category_id is None:
             return
-        gone = [e for e in self.ledger.scan(self.name) if self.extractor.withdrawn(e)]
+        gone: list[str] = []
+        reasons: Counter[str] = Counter()
+        for entry in self.ledger.scan(self.name):
+            reason = self.extractor.withdrawn(entry)
+            if reason:
+                gone.append(entry)
+                reasons[reason] += 1
         if not gone:
             return
         self._remove(state, gone, "withdrawn", deadline)
-        log.info("run.withdrawn", removed=len(gone))
+        self.withdrawn.update(reasons)  # counted once ZIA took the removal
+        log.info("run.withdrawn", removed=len(gone), by_reason=dict(reasons))
 
     def _remove(
         self, state: InstanceState, gone: list[str], reason: Reason, deadline: Deadline
@@ -424,4 +444,4 @@ class Run:
 
     def counters(self) -> RunCounters:
         removed = {} if self.change is None else self.change.tally.removed
-        return counters_of(self.tally, self.pushed, self.refused, removed)
+        return counters_of(self.tally, self.pushed, self.refused, removed, self.withdrawn)
