@@ -18,6 +18,19 @@ from typing import Any
 
 TIMEOUT = 60.0
 
+#: Headless, without chromium's own sandbox (CI runs as root), and quiet: no traffic but loopback.
+HEADLESS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+)
+
 
 class Browser:
     """One headless chromium with one page; use as a context manager."""
@@ -36,15 +49,7 @@ class Browser:
         self._process = subprocess.Popen(
             [
                 self._executable,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-dev-shm-usage",
+                *HEADLESS,
                 "--hide-scrollbars",
                 "--remote-debugging-pipe",
                 f"--user-data-dir={self._profile}",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops.browser import Browser
+from tests.ops.browser import HEADLESS, Browser
 from tests.ops.served import served
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -31,15 +31,7 @@ def chromium(tmp_path: Path, url: str, *extra: str) -> subprocess.CompletedProce
     return subprocess.run(
         [
             CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
+            *HEADLESS,
             f"--user-data-dir={profile}",
             *extra,
             url,
