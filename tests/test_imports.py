@@ -31,7 +31,6 @@ RANKS: dict[str, int] = {
     "threatshare.http": 2,
     "threatshare.config": 3,
     # Built on the configuration.
-    "threatshare.fingerprint": 4,
     "threatshare.connection": 4,
     "threatshare.auth": 4,
     # The upstreams, and records to entries.
@@ -40,6 +39,8 @@ RANKS: dict[str, int] = {
     "threatshare.indicators": 5,
     # A process's resources, the state in Redis, the alerts a run sends.
     "threatshare.runtime": 6,
+    # Hashes the configuration and the rules of what is never blocked (indicators).
+    "threatshare.fingerprint": 6,
     "threatshare.state": 6,
     "threatshare.alerts": 6,
     "threatshare.sync": 7,
