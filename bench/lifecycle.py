@@ -55,14 +55,16 @@ def _day_records(
     day: int, start: datetime, rate: int, resightings: int, rng: random.Random
 ) -> list[tuple[str, datetime]]:
     """The day's records: ``rate`` new entries and ``resightings`` of recent ones, spread over
-    the first 20 hours (clear of the next window's overlap)."""
+    20 hours from a minute into the day (clear of the window's edges, which Mimecast's clock,
+    read from whole-second Date headers, places to within a second, and of the next window's
+    overlap)."""
     names = [f"d{day}-n{i}.year-bench.example/p" for i in range(rate)]
     if day:
         for _ in range(resightings):
             back = rng.randint(max(0, day - RESIGHT_SPAN), day - 1)
             names.append(f"d{back}-n{rng.randrange(rate)}.year-bench.example/p")
     spacing = timedelta(hours=20) / max(1, len(names))
-    base = start + timedelta(days=day)
+    base = start + timedelta(days=day, minutes=1)
     return [(name, base + spacing * i) for i, name in enumerate(names)]
 
 
