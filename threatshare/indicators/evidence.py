@@ -1,9 +1,10 @@
 """What a Mimecast record says about the threat it reports, kept as an entry's provenance
 (docs/design.md#provenance-and-audit): the verdict and the message it came in.
 
-Only these two facts are read, and both are treated as untrusted text: cleaned of control
-characters and cut short. The message id is returned as Mimecast sent it; it is stored only as a
-keyed hash (:class:`threatshare.state.provenance.MessageKey`).
+Only these two facts are read. Reading them is on the hot path of every record, so it only
+picks them out; :func:`cleaned` makes them fit to keep (untrusted text: control characters
+removed, cut short) for the few sightings an entry keeps. The message id is kept only as a keyed
+hash (:class:`threatshare.state.provenance.MessageKey`).
 """
 
 from __future__ import annotations
@@ -19,15 +20,15 @@ MAX_VERDICT = 80
 MAX_MESSAGE_ID = 512
 
 
-def url_evidence(record: object) -> tuple[str, str]:
-    """(verdict, message id) of a URL-log record: its ``category``, else its scan result."""
+def url_evidence(record: object) -> tuple[object, object]:
+    """(verdict, message id) of a URL-log record, as sent: its ``category``, else its scan
+    result. Pass them through :func:`cleaned` before keeping them."""
     if not isinstance(record, dict):
         return "", ""
-    verdict = record.get("category") or record.get("scanResult") or ""
-    return _text(verdict, MAX_VERDICT), _text(record.get("messageId"), MAX_MESSAGE_ID)
+    return record.get("category") or record.get("scanResult") or "", record.get("messageId")
 
 
-def impersonation_evidence(record: object) -> tuple[str, str]:
+def impersonation_evidence(record: object) -> tuple[object, object]:
     """(verdict, message id) of an impersonation record: the domain-type identifiers that
     fired, in Mimecast's own words."""
     if not isinstance(record, dict):
@@ -38,8 +39,12 @@ def impersonation_evidence(record: object) -> tuple[str, str]:
         fired += _identifiers(
             [r.get("impersonationDomainSource") for r in results if isinstance(r, dict)]
         )
-    verdict = ",".join(sorted(set(fired) & DOMAIN_IDENTIFIERS))
-    return _text(verdict, MAX_VERDICT), _text(record.get("messageId"), MAX_MESSAGE_ID)
+    return ",".join(sorted(set(fired) & DOMAIN_IDENTIFIERS)), record.get("messageId")
+
+
+def cleaned(verdict: object, message_id: object) -> tuple[str, str]:
+    """A sighting's verdict and message id made fit to keep (untrusted text)."""
+    return _text(verdict, MAX_VERDICT), _text(message_id, MAX_MESSAGE_ID)
 
 
 def _identifiers(values: object) -> list[str]:

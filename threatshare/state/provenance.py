@@ -107,7 +107,9 @@ class MessageKey:
     def __call__(self, message_id: object) -> str:
         if not isinstance(message_id, str) or not message_id:
             return ""
-        return hmac.new(self._key, message_id.encode(), hashlib.sha256).hexdigest()[:16]
+        # BLAKE2b in keyed mode is a MAC by design, and a fraction of HMAC's cost per sighting.
+        digest = hashlib.blake2b(message_id.encode(), key=self._key, digest_size=8)
+        return digest.hexdigest()
 
 
 class ProvenanceBook:

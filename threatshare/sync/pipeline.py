@@ -28,7 +28,7 @@ import structlog
 
 from threatshare.alerts.outbox import Outbox
 from threatshare.http import Deadline
-from threatshare.indicators.evidence import impersonation_evidence, url_evidence
+from threatshare.indicators.evidence import cleaned, impersonation_evidence, url_evidence
 from threatshare.indicators.extract import Extractor, Tally
 from threatshare.indicators.rules import Rules
 from threatshare.progress import Phase, RunProgress
@@ -49,6 +49,11 @@ log = structlog.get_logger(__name__)
 URL_SOURCES = {"malicious_urls", "url_domains"}
 SAMPLE = 20  # entries a dry run lists
 SEEN_LIMIT = 100_000  # entries a run remembers having looked up (bounded memory)
+
+
+def _newest(sighting: tuple[float, object, object]) -> float:
+    """A sighting's record time (what is raw in it is never compared)."""
+    return sighting[0]
 
 
 def _record_time(record: Any, field_name: str, window_end: float) -> float:
@@ -119,7 +124,7 @@ class Run:
         #: entries seen again with a newer record time, not yet written.
         self.newer: set[str] = set()
         #: entry -> the newest sightings met in this run, written with ``flush_newer``.
-        self.sightings: dict[str, list[tuple[float, str, str]]] = {}
+        self.sightings: dict[str, list[tuple[float, object, object]]] = {}
         self.provenance = ProvenanceBook(rt.redis, name)
         self.message_key = MessageKey(
             rt.config.mimecast[self.inst.mimecast].client_secret.get_secret_value()
@@ -194,7 +199,7 @@ class Run:
         extract: Callable[[Any, Tally], list[str]],
         time_field: str,
         default_time: float,
-        evidence: Callable[[Any], tuple[str, str]],
+        evidence: Callable[[Any], tuple[object, object]],
     ) -> None:
         self.check_lock()
         timed: dict[str, float] = {}
@@ -211,7 +216,7 @@ class Run:
                 kept = sightings.setdefault(entry, [])
                 kept.append((when, verdict, message))
                 if len(kept) > 2 * KEEP:  # only the newest few are ever kept
-                    kept.sort(reverse=True)
+                    kept.sort(key=_newest, reverse=True)
                     del kept[KEEP:]
         if not timed:
             return
@@ -287,7 +292,9 @@ class Run:
             self.provenance.record(
                 {
                     e: [
-                        Sighting(int(t), v, key(m)) for t, v, m in sorted(seen, reverse=True)[:KEEP]
+                        Sighting(int(t), verdict, key(message))
+                        for t, v, m in sorted(seen, key=_newest, reverse=True)[:KEEP]
+                        for verdict, message in (cleaned(v, m),)
                     ]
                     for e, seen in self.sightings.items()
                 },
@@ -305,7 +312,7 @@ class Run:
                 Iterator[list[Any]],
                 Callable[[Any, Tally], list[str]],
                 str,
-                Callable[[Any], tuple[str, str]],
+                Callable[[Any], tuple[object, object]],
             ]
         ] = []
         if URL_SOURCES & set(self.inst.sources):
