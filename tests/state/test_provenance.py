@@ -66,3 +66,30 @@ def test_message_ids_are_hashed_with_a_key() -> None:
     assert one(message) == one(message) and len(one(message)) == 16
     assert message not in one(message)
     assert one(None) == "" and one("") == ""
+
+
+def test_first_sightings_are_written_without_overwriting(redis_client: redis.Redis) -> None:
+    """Entries met for the first time are written as they are, with the run's count of
+    sightings; one that already has a provenance keeps it."""
+    book = ProvenanceBook(redis_client, "urls")
+    book.record({"old.example": [Sighting(50, "Phishing", "aa")]}, {})
+    seen = {
+        "new.example": [Sighting(100, "Phishing", "bb"), Sighting(200, "Malware", "cc")],
+        "old.example": [Sighting(300, "Phishing", "dd")],
+    }
+    book.first(seen, {"new.example": "url_domains"}, {"new.example": 7, "old.example": 1})
+    found = book.get(["new.example", "old.example"])
+    assert found["new.example"].sightings == 7
+    assert [s.at for s in found["new.example"].evidence] == [200, 100]
+    assert found["new.example"].sources == ["url_domains"]
+    assert [s.at for s in found["old.example"].evidence] == [50]
+
+
+def test_a_count_beyond_the_kept_sightings_is_added(redis_client: redis.Redis) -> None:
+    """A run that met an entry ten times passes its three newest sightings and the count: the
+    count adds up, less the sightings that were re-reads."""
+    book = ProvenanceBook(redis_client, "urls")
+    book.record({"e.example": [Sighting(100, "Phishing", "aa")]}, {})
+    newest = [Sighting(100, "Phishing", "aa"), Sighting(400, "P", "x"), Sighting(500, "P", "y")]
+    book.record({"e.example": newest}, {}, {"e.example": 10})
+    assert book.get(["e.example"])["e.example"].sightings == 1 + 10 - 1

@@ -31,9 +31,10 @@ KEEP = 3
 #: Entries merged per Lua call: bounds the script's argument list (Lua's unpack stops near 8,000).
 CHUNK = 500
 
-# KEYS[1] the hash; ARGV[1] how many sightings to keep, then pairs (entry, JSON of new facts).
-# A sighting already kept (same time and message) is a re-read of the window's overlap, not a
-# new one; so is one older than every kept sighting once the list is full.
+# KEYS[1] the hash; ARGV[1] how many sightings to keep, then pairs (entry, JSON of new facts:
+# the run's count of sightings and its newest ones). A sighting already kept (same time and
+# message) is a re-read of the window's overlap, not a new one; so is one older than every kept
+# sighting once the list is full: neither counts.
 _MERGE = """
 local keep = tonumber(ARGV[1])
 for i = 2, #ARGV, 2 do
@@ -46,19 +47,22 @@ for i = 2, #ARGV, 2 do
       old.src = (old.src == '') and s or (old.src .. ',' .. s)
     end
   end
+  local added = new.n or #new.ev
   for _, e in ipairs(new.ev) do
     local known = false
     for _, k in ipairs(old.ev) do
       if k[1] == e[1] and k[3] == e[3] then known = true end
     end
     local stale = #old.ev >= keep and e[1] < old.ev[#old.ev][1]
-    if not known and not stale then
-      old.n = old.n + 1
+    if known or stale then
+      added = added - 1
+    else
       table.insert(old.ev, e)
       table.sort(old.ev, function(a, b) return a[1] > b[1] end)
       while #old.ev > keep do table.remove(old.ev) end
     end
   end
+  old.n = old.n + math.max(added, 0)
   if (old.at == nil or old.at == cjson.null) and new.at ~= cjson.null then old.at = new.at end
   redis.call('HSET', KEYS[1], entry, cjson.encode(old))
 end
@@ -121,21 +125,35 @@ class ProvenanceBook:
         self._merge = client.register_script(_MERGE)
 
     def record(
-        self, sightings: Mapping[str, Sequence[Sighting]], sources: Mapping[str, str]
+        self,
+        sightings: Mapping[str, Sequence[Sighting]],
+        sources: Mapping[str, str],
+        counts: Mapping[str, int] | None = None,
     ) -> None:
-        """Merge new sightings (entry -> its sightings in this run) and each entry's source."""
+        """Merge new sightings (entry -> its newest sightings in this run; ``counts``: how many
+        it had in all, when more than those) and each entry's source."""
         items = list(sightings.items())
         for start in range(0, len(items), CHUNK):
             args: list[object] = [KEEP]
             for entry, seen in items[start : start + CHUNK]:
-                newest = sorted(seen, key=lambda s: s.at, reverse=True)[:KEEP]
-                facts = {
-                    "src": sources.get(entry, ""),
-                    "at": None,
-                    "ev": [[s.at, s.verdict, s.message] for s in newest],
-                }
-                args += [entry, json.dumps(facts)]
+                args += [entry, _facts(entry, seen, sources, counts)]
             self._merge(keys=[self.key], args=args)
+
+    def first(
+        self,
+        sightings: Mapping[str, Sequence[Sighting]],
+        sources: Mapping[str, str],
+        counts: Mapping[str, int] | None = None,
+    ) -> None:
+        """The provenance of entries met for the first time (not in the category): written as
+        it is, without reading, unless one is there already (then it is kept: those entries
+        are merged by the run that pushes them again)."""
+        items = list(sightings.items())
+        for start in range(0, len(items), CHUNK):
+            with self.redis.pipeline(transaction=False) as pipe:
+                for entry, seen in items[start : start + CHUNK]:
+                    pipe.hsetnx(self.key, entry, _facts(entry, seen, sources, counts))
+                pipe.execute()
 
     def pushed(self, entries: Iterable[str], at: int) -> None:
         """Mark when entries were pushed (the time an entry became part of the category)."""
@@ -178,6 +196,24 @@ class ProvenanceBook:
             orphans += [e for e, h in zip(chunk, held(chunk), strict=True) if not h]
         self.forget(orphans)
         return len(orphans)
+
+
+def _facts(
+    entry: str,
+    seen: Sequence[Sighting],
+    sources: Mapping[str, str],
+    counts: Mapping[str, int] | None,
+) -> str:
+    newest = sorted(seen, key=lambda s: s.at, reverse=True)[:KEEP]
+    count = counts.get(entry, len(seen)) if counts is not None else len(seen)
+    return json.dumps(
+        {
+            "src": sources.get(entry, ""),
+            "n": count,
+            "at": None,
+            "ev": [[s.at, s.verdict, s.message] for s in newest],
+        }
+    )
 
 
 def _chunks(items: list[str], size: int = CHUNK) -> Iterable[list[str]]:

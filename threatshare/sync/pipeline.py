@@ -123,8 +123,8 @@ class Run:
         self.known: set[str] = set()
         #: entries seen again with a newer record time, not yet written.
         self.newer: set[str] = set()
-        #: entry -> the newest sightings met in this run, written with ``flush_newer``.
-        self.sightings: dict[str, list[tuple[float, object, object]]] = {}
+        #: entry -> [sightings met in this run, the newest few (record time, verdict, message)].
+        self.sightings: dict[str, list[Any]] = {}
         self.provenance = ProvenanceBook(rt.redis, name)
         self.message_key = MessageKey(
             rt.config.mimecast[self.inst.mimecast].client_secret.get_secret_value()
@@ -213,7 +213,12 @@ class Run:
             for entry in entries:
                 if timed.get(entry, -1.0) < when:
                     timed[entry] = when
-                kept = sightings.setdefault(entry, [])
+                met = sightings.get(entry)
+                if met is None:
+                    sightings[entry] = [1, [(when, verdict, message)]]
+                    continue
+                met[0] += 1
+                kept = met[1]
                 kept.append((when, verdict, message))
                 if len(kept) > 2 * KEEP:  # only the newest few are ever kept
                     kept.sort(key=_newest, reverse=True)
@@ -289,17 +294,21 @@ class Run:
                 e: domains if e.startswith(".") else ("malicious_urls" if "/" in e else host_source)
                 for e in self.sightings
             }
-            self.provenance.record(
-                {
-                    e: [
-                        Sighting(int(t), verdict, key(message))
-                        for t, v, m in sorted(seen, key=_newest, reverse=True)[:KEEP]
-                        for verdict, message in (cleaned(v, m),)
-                    ]
-                    for e, seen in self.sightings.items()
-                },
-                sources,
-            )
+            kept = {
+                e: [
+                    Sighting(int(t), verdict, key(message))
+                    for t, v, m in sorted(seen, key=_newest, reverse=True)[:KEEP]
+                    for verdict, message in (cleaned(v, m),)
+                ]
+                for e, (_, seen) in self.sightings.items()
+            }
+            counts = {e: count for e, (count, _) in self.sightings.items()}
+            # An entry of the category has a provenance to merge with; one met for the first
+            # time has none yet, and is written without a read (most of a backlog's entries).
+            known = {e: s for e, s in kept.items() if e in self.known}
+            fresh = {e: s for e, s in kept.items() if e not in self.known}
+            self.provenance.record(known, sources, counts)
+            self.provenance.first(fresh, sources, counts)
         self.sightings.clear()
 
     def pull(self, window: Window, deadline: Deadline) -> bool:
