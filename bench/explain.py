@@ -63,7 +63,7 @@ def measure(redis_url: str, entries: int = 100_000, questions: int = 300) -> dic
             blocked = 0
             for ask in asks:
                 t0 = time.perf_counter()
-                found = explain(config, client, ask, now=now, pending=lambda zia: False)
+                found = explain(config, client, ask, pending=lambda zia: False)
                 times.append((time.perf_counter() - t0) * 1000)
                 blocked += found.blocked
             provenance = int(client.memory_usage(keys.instance_provenance("big"), samples=0) or 0)

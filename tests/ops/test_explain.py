@@ -133,7 +133,6 @@ def test_an_entry_staged_but_not_activated_is_not_active(life: Life) -> None:
             life.config,
             life.redis,
             "staged.example/p",
-            now=life.clock.now,
             pending=zia_pending_reader(rt),
         )
         assert [m.active for m in before.matches] == [False]
@@ -142,7 +141,6 @@ def test_an_entry_staged_but_not_activated_is_not_active(life: Life) -> None:
             life.config,
             life.redis,
             "staged.example/p",
-            now=life.clock.now,
             pending=zia_pending_reader(rt),
         )
         assert [m.active for m in after.matches] == [True]

@@ -35,7 +35,7 @@ def _explain(args: argparse.Namespace, config: Config) -> int:
     with reached(config) as client:
         rt = Runtime(config, client, policy=interactive(RetryPolicy()))
         try:
-            result = explain(config, client, args.target, now=now, pending=zia_pending_reader(rt))
+            result = explain(config, client, args.target, pending=zia_pending_reader(rt))
         except NotExplainable as exc:
             print(f"explain: {exc}", file=sys.stderr)
             return EXIT_CONFIG

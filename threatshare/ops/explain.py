@@ -128,7 +128,6 @@ def explain(
     client: redis.Redis,
     text: str,
     *,
-    now: datetime,
     pending: PendingReader,
 ) -> Explanation:
     """What blocks ``text`` in every configured instance's category, and why."""
@@ -144,7 +143,7 @@ def explain(
             if inst.zia not in tenant_pending:
                 tenant_pending[inst.zia] = pending(inst.zia)
             result.matches += _matches(
-                config, client, name, held, now=now, pending=tenant_pending[inst.zia]
+                config, client, name, held, pending=tenant_pending[inst.zia]
             )
         result.rules += _rules(config, client, name, target)
     return result
@@ -156,7 +155,6 @@ def _matches(
     name: str,
     held: list[tuple[str, float]],
     *,
-    now: datetime,
     pending: bool | None,
 ) -> list[Match]:
     inst = config.instances[name]
@@ -186,7 +184,6 @@ def _matches(
                 unblock=shlex.join(["threatshare", "unblock", name, entry]),
             )
         )
-    _ = now  # ages are shown by the renderers, on the caller's clock
     return found
 
 

@@ -8,7 +8,6 @@ with a mark has changes staged and not activated), not from ``GET /status``.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -30,7 +29,7 @@ def query_of(environ: dict[str, Any]) -> str:
     return values[0] if values else ""
 
 
-def explain_query(config: Config, client: redis.Redis, query: str, now: datetime) -> Explanation:
+def explain_query(config: Config, client: redis.Redis, query: str) -> Explanation:
     """The explanation of ``query``; NotExplainable for an empty, over-long or unusable one."""
     if len(query) > MAX_INPUT:
         raise NotExplainable(f"longer than {MAX_INPUT} characters")
@@ -39,7 +38,7 @@ def explain_query(config: Config, client: redis.Redis, query: str, now: datetime
     def pending(zia: str) -> bool | None:
         return marks.unactivated_generation(config.zia[zia].tenant_id) is not None
 
-    return explain(config, client, query, now=now, pending=pending)
+    return explain(config, client, query, pending=pending)
 
 
 class ExplainPage:

@@ -141,7 +141,7 @@ class OperationsApp:
         self, environ: dict[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
         try:
-            result = explain_query(self._config, self._client, query_of(environ), self._now())
+            result = explain_query(self._config, self._client, query_of(environ))
         except NotExplainable as exc:
             body = json.dumps({"error": str(exc)}).encode()
             return _send(start_response, "400 Bad Request", "application/json", body)
@@ -160,7 +160,7 @@ class OperationsApp:
         result, error = None, None
         if query:
             try:
-                result = explain_query(self._config, self._client, query, self._now())
+                result = explain_query(self._config, self._client, query)
             except NotExplainable as exc:
                 error = str(exc)
             except (redis.RedisError, StoreUnavailable, OSError) as exc:
