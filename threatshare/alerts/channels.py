@@ -18,7 +18,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from threatshare.config import Config
-from threatshare.config.models import WEBHOOK_SHAPES, is_webhook
+from threatshare.config.recipients import WEBHOOK_SHAPES, is_webhook
 
 Shape = Literal["slack", "teams", "json"]
 

@@ -9,7 +9,6 @@ references, shared categories, the fields each ``auth`` mode needs) are checked 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -28,13 +27,14 @@ from pydantic import (
 )
 
 from threatshare.config.listen import parse_listen
+from threatshare.config.recipients import EMAIL_PATTERN, Recipients, is_webhook
+from threatshare.config.rule_formats import ENDPOINT_LINE, WRAPPER_LINE, allow_problem
 from threatshare.durations import Duration
 from threatshare.http import url_problem
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 CATEGORY_PATTERN = re.compile(r"^[A-Za-z0-9 _\-.()]+$")
 # Deliberately plain: a local part and a dotted domain, no spaces, no CR/LF (header safety).
-EMAIL_PATTERN = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 #: How far back Mimecast keeps its logs: the farthest a window (and fetch_from) can reach.
 MIMECAST_RETENTION = timedelta(days=30)
 MIN_INTERVAL = timedelta(seconds=10)
@@ -43,15 +43,6 @@ MIN_EXPIRE_AFTER = timedelta(hours=1)
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
 ENV_PREFIX = "THREATSHARE_"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
-# Shapes of the rule additions (docs/design.md#what-is-never-blocked); what they mean is
-# threatshare.indicators' business, here only their form is checked.
-_HOST_PART = r"[A-Za-z0-9_*-]+(?:\.[A-Za-z0-9_-]+)+|[0-9a-fA-F:]*:[0-9a-fA-F:]+"
-_ENDPOINT_LINE = re.compile(rf"(?:{_HOST_PART})(?:/[^\s/?#]+)+")
-_WRAPPER_LINE = re.compile(
-    rf"(?:{_HOST_PART})(?:/[^\s/?#]+)*\s+(?:query:[A-Za-z0-9_.-]+(?:,[A-Za-z0-9_.-]+)*|path:[0-9]|opaque)"
-)
-# An allow entry is a host, a URL or a ZIA entry; a range or a pattern is none of them.
-_CIDR = re.compile(r"\[?[0-9A-Fa-f.:]+\]?/[0-9]{1,3}")
 DEFAULT_CONFIG_PATH = "threatshare.toml"
 
 Source = Literal["malicious_domains", "malicious_urls", "url_domains"]
@@ -70,54 +61,6 @@ def _check_url(value: str) -> str:
 
 
 Email = Annotated[str, AfterValidator(_check_email)]
-
-#: How an alert is laid out for a webhook: chosen by the URL's host, or by a ``#slack``,
-#: ``#teams`` or ``#json`` fragment (a fragment never leaves this process).
-WEBHOOK_SHAPES = ("slack", "teams", "json")
-
-
-def is_webhook(recipient: str) -> bool:
-    return recipient.lower().startswith(("https://", "http://"))
-
-
-def _check_recipient(value: str) -> str:
-    """An e-mail address (bare or ``mailto:``) or an incoming-webhook URL (docs/design.md#alerts).
-
-    Messages never quote the value: a webhook URL carries its token."""
-    if is_webhook(value):
-        if problem := url_problem(value):
-            raise ValueError(f"webhook URL {problem}")
-        fragment = urlsplit(value).fragment
-        if fragment and fragment not in WEBHOOK_SHAPES:
-            raise ValueError("a webhook URL may end only in #slack, #teams or #json")
-        return value
-    if value.lower().startswith("mailto:"):
-        value = value[len("mailto:") :]
-    if not EMAIL_PATTERN.fullmatch(value):
-        raise ValueError("is neither an e-mail address (or mailto:) nor an https:// webhook URL")
-    return value
-
-
-#: Where an alert goes: an e-mail address or a webhook URL (a secret, like a password).
-Recipient = Annotated[str, AfterValidator(_check_recipient)]
-
-
-def _recipient_list(value: object) -> object:
-    """A list as TOML gives it, or the text of an environment variable or a secret file (where
-    webhook URLs belong): a JSON list, or one recipient per line or comma."""
-    if not isinstance(value, str):
-        return value
-    text = value.strip()
-    if text.startswith("["):
-        try:
-            return json.loads(text)
-        except ValueError:
-            raise ValueError("is not a JSON list of recipients") from None
-    return [part.strip() for part in re.split(r"[\n,]", text) if part.strip()]
-
-
-Recipients = Annotated[list[Recipient], BeforeValidator(_recipient_list)]
-
 
 def _check_reserve(value: object) -> int | str:
     """A count of custom-URL slots (``500``) or a share of the tenant's quota (``"5%"``)."""
@@ -184,7 +127,7 @@ class Settings(_Model):
     @classmethod
     def _endpoints(cls, value: list[str]) -> list[str]:
         for line in value:
-            if not _ENDPOINT_LINE.fullmatch(line.strip()):
+            if not ENDPOINT_LINE.fullmatch(line.strip()):
                 raise ValueError(f"{line!r} is not HOST/PATH (e.g. 'login.example.com/*/oauth2')")
         return value
 
@@ -192,7 +135,7 @@ class Settings(_Model):
     @classmethod
     def _wrappers(cls, value: list[str]) -> list[str]:
         for line in value:
-            if not _WRAPPER_LINE.fullmatch(line.strip()):
+            if not WRAPPER_LINE.fullmatch(line.strip()):
                 raise ValueError(
                     f"{line!r} is not 'HOST[/PATH] DECODER' with DECODER one of query:NAME[,NAME], "
                     "path:N, opaque"
@@ -402,24 +345,6 @@ class ZiaTenant(_Model):
         return hashlib.sha256((basis or "").encode()).hexdigest()[:16]
 
 
-def _allow_problem(entry: str) -> str | None:
-    """Why an ``allow`` entry is not a host, a URL or a ZIA entry, or None."""
-    text = entry.strip()
-    if not text:
-        return "an empty entry allows nothing; remove it"
-    if "*" in text:
-        return (
-            f"{entry!r}: '*' is not an entry; a host already covers its subdomains "
-            "(write 'partner.example' for '*.partner.example')"
-        )
-    if _CIDR.fullmatch(text.removeprefix("http://").removeprefix("https://")):
-        return (
-            f"{entry!r} is an address range; allow takes a host, a URL or a ZIA entry "
-            "(list the addresses one by one)"
-        )
-    return None
-
-
 class Instance(_Model):
     mimecast: str
     zia: str
@@ -454,7 +379,7 @@ class Instance(_Model):
     @field_validator("allow")
     @classmethod
     def _allow(cls, value: list[str]) -> list[str]:
-        problems = [problem for entry in value if (problem := _allow_problem(entry))]
+        problems = [problem for entry in value if (problem := allow_problem(entry))]
         if problems:
             raise ValueError("; ".join(problems))
         return value

@@ -28,7 +28,7 @@ import structlog
 
 from threatshare.alerts.outbox import Outbox
 from threatshare.http import Deadline
-from threatshare.indicators.evidence import cleaned, impersonation_evidence, url_evidence
+from threatshare.indicators.evidence import impersonation_evidence, url_evidence
 from threatshare.indicators.extract import Extractor, Tally
 from threatshare.indicators.rules import Rules
 from threatshare.progress import Phase, RunProgress
@@ -36,12 +36,13 @@ from threatshare.runtime import Runtime
 from threatshare.state.counters import RunCounters
 from threatshare.state.ledger import Ledger
 from threatshare.state.lock import RunLock
-from threatshare.state.provenance import KEEP, MessageKey, ProvenanceBook, Sighting
+from threatshare.state.provenance import MessageKey, ProvenanceBook
 from threatshare.state.store import InstanceState, Store
 from threatshare.state.unblocked import Matcher, UnblockList
 from threatshare.sync.change import Accepted, CategoryChange, Reason
 from threatshare.sync.lifecycle import Lifecycle
 from threatshare.sync.lifecycle_alerts import report_capacity, warn_about_quota
+from threatshare.sync.sightings import Sightings
 from threatshare.sync.window import Window
 
 log = structlog.get_logger(__name__)
@@ -49,11 +50,6 @@ log = structlog.get_logger(__name__)
 URL_SOURCES = {"malicious_urls", "url_domains"}
 SAMPLE = 20  # entries a dry run lists
 SEEN_LIMIT = 100_000  # entries a run remembers having looked up (bounded memory)
-
-
-def _newest(sighting: tuple[float, object, object]) -> float:
-    """A sighting's record time (what is raw in it is never compared)."""
-    return sighting[0]
 
 
 def _record_time(record: Any, field_name: str, window_end: float) -> float:
@@ -123,11 +119,11 @@ class Run:
         self.known: set[str] = set()
         #: entries seen again with a newer record time, not yet written.
         self.newer: set[str] = set()
-        #: entry -> [sightings met in this run, the newest few (record time, verdict, message)].
-        self.sightings: dict[str, list[Any]] = {}
-        self.provenance = ProvenanceBook(rt.redis, name)
-        self.message_key = MessageKey(
-            rt.config.mimecast[self.inst.mimecast].client_secret.get_secret_value()
+        #: What the records said of each entry, for its provenance.
+        self.sightings = Sightings(
+            ProvenanceBook(rt.redis, name),
+            MessageKey(rt.config.mimecast[self.inst.mimecast].client_secret.get_secret_value()),
+            self.inst.sources,
         )
         self.new_in_dry_run = 0
         self.lock: RunLock | None = None
@@ -213,22 +209,13 @@ class Run:
             for entry in entries:
                 if timed.get(entry, -1.0) < when:
                     timed[entry] = when
-                met = sightings.get(entry)
-                if met is None:
-                    sightings[entry] = [1, [(when, verdict, message)]]
-                    continue
-                met[0] += 1
-                kept = met[1]
-                kept.append((when, verdict, message))
-                if len(kept) > 2 * KEEP:  # only the newest few are ever kept
-                    kept.sort(key=_newest, reverse=True)
-                    del kept[KEEP:]
+                sightings.add(entry, when, verdict, message)
         if not timed:
             return
         if self.unblocked:
             for entry in [e for e in timed if self.unblocked(e)]:
                 del timed[entry]
-                sightings.pop(entry, None)
+                sightings.drop(entry)
                 self.tally.skipped["unblocked"] += 1
             # A wildcard never covers what an operator unblocked.
             for entry in [e for e in timed if e[0] == "." and self.unblocked.any_under(e)]:
@@ -252,7 +239,7 @@ class Run:
             self.tally.skipped["removed_by_hand"] += len(buried)
             fresh = [e for e in fresh if e not in buried]
             for entry in buried:
-                sightings.pop(entry, None)
+                sightings.drop(entry)
         if already:
             self.tally.skipped["already_in_category"] += already
         if self.dry_run:
@@ -287,28 +274,7 @@ class Run:
     def flush_provenance(self) -> None:
         """Merge this run's sightings into the entries' provenance; memory is freed."""
         if self.sightings and not self.dry_run:
-            key, domains = self.message_key, "malicious_domains"
-            kinds = set(self.inst.sources)
-            host_source = "url_domains" if "url_domains" in kinds else "malicious_urls"
-            sources = {
-                e: domains if e.startswith(".") else ("malicious_urls" if "/" in e else host_source)
-                for e in self.sightings
-            }
-            kept = {
-                e: [
-                    Sighting(int(t), verdict, key(message))
-                    for t, v, m in sorted(seen, key=_newest, reverse=True)[:KEEP]
-                    for verdict, message in (cleaned(v, m),)
-                ]
-                for e, (_, seen) in self.sightings.items()
-            }
-            counts = {e: count for e, (count, _) in self.sightings.items()}
-            # An entry of the category has a provenance to merge with; one met for the first
-            # time has none yet, and is written without a read (most of a backlog's entries).
-            known = {e: s for e, s in kept.items() if e in self.known}
-            fresh = {e: s for e, s in kept.items() if e not in self.known}
-            self.provenance.record(known, sources, counts)
-            self.provenance.first(fresh, sources, counts)
+            self.sightings.flush(self.known)
         self.sightings.clear()
 
     def pull(self, window: Window, deadline: Deadline) -> bool:
