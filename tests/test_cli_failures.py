@@ -203,6 +203,9 @@ def test_a_second_run_is_told_at_once_who_holds_state_dir(tmp_path: Path) -> Non
         code, out, _ = results[("status", "--json")]
         assert code == 0 and '"instances"' in out
     finally:
+        # Killed, the holder cannot stop the Redis it started: stop it, or it outlives the test.
+        for child in psutil.Process(holder.pid).children(recursive=True):
+            child.kill()
         holder.kill()
         holder.wait(timeout=10)
         if holder.stdout is not None:
