@@ -18,9 +18,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
 
 from threatshare.sandbox.idp import IdpEmulator
 from threatshare.sandbox.server import Request, Response, json_response, sleep_latency
@@ -34,50 +32,14 @@ from threatshare.sandbox.zia_failures import (
     failure_response,
 )
 from threatshare.sandbox.zia_limits import Call, SlidingWindows, violations
+from threatshare.sandbox.zia_routes import METHODS, PREFIXES, SESSION, Route, resolve
 from threatshare.sandbox.zia_sessions import SESSION_INFO, LegacySessions, session_cookie
 
 __all__ = ["FAILURE_KINDS", "Call", "ZiaEmulator"]
 
-PREFIXES = ("/zia/api/v1", "/api/v1")
-_METHODS = {
-    "/urlCategories": ("GET", "POST"),
-    "/urlCategories/lite": ("GET",),
-    "/urlCategories/urlQuota": ("GET",),
-    "/urlCategories/{id}": ("GET", "PUT", "DELETE"),
-    "/status": ("GET",),
-    "/status/activate": ("POST",),
-    "/authenticatedSession": ("GET", "POST", "DELETE"),
-}
-_SESSION = "/authenticatedSession"
 #: The gateway window every real answer reports (``x-ratelimit-*``; recorded answers).
 GATEWAY_WINDOW = 60.0
 GATEWAY_LIMIT = 5000
-
-
-@dataclass(frozen=True)
-class Route:
-    method: str
-    path: str  # without the API prefix
-    template: str | None  # None: no such endpoint
-    category_id: str | None = None
-
-    @property
-    def bucket(self) -> str:
-        return f"{self.method} {self.template or self.path}"
-
-
-def resolve(method: str, path: str) -> Route:
-    """The endpoint a request addresses."""
-    rest = next((path[len(p) :] for p in PREFIXES if path.startswith(p + "/")), None)
-    if rest is None:
-        return Route(method, path, None)
-    rest = rest.rstrip("/")
-    if rest in _METHODS:
-        return Route(method, rest, rest)
-    parts = rest.split("/")
-    if len(parts) == 3 and parts[1] == "urlCategories" and parts[2]:
-        return Route(method, rest, "/urlCategories/{id}", unquote(parts[2]))
-    return Route(method, rest, None)
 
 
 class ZiaEmulator:
@@ -323,7 +285,7 @@ class ZiaEmulator:
             return self._sessions.owns(cookie, username)
 
     def _serve(self, request: Request, route: Route, payload: Any, now: float) -> Response:
-        if route.template != _SESSION and (refusal := self._authenticate(request)):
+        if route.template != SESSION and (refusal := self._authenticate(request)):
             return refusal
         failure = self._failures.pending(
             {request.path, route.path, route.template},
@@ -387,11 +349,11 @@ class ZiaEmulator:
     def _dispatch(self, request: Request, route: Route, payload: Any) -> Response:
         if route.template is None:
             raise Refused(404, f"No such API: {route.path}", "RESOURCE_NOT_FOUND")
-        if route.method not in _METHODS[route.template]:
+        if route.method not in METHODS[route.template]:
             raise Refused(405, f"Method {route.method} is not allowed on {route.template}")
         if isinstance(payload, Response):
             return payload
-        if route.template == _SESSION:
+        if route.template == SESSION:
             return self._session_call(request, route, payload)
         store, method = self._store, route.method
         match route.template:
