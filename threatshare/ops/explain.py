@@ -49,6 +49,10 @@ INTERACTIVE_SECONDS = 30.0
 PendingReader = Callable[[str], bool | None]
 
 
+#: ``Match.active`` in words, for the command's text and the page alike.
+ACTIVE_TEXT = {True: "yes", False: "no: staged, waiting for activation", None: "unknown"}
+
+
 class NotExplainable(ValueError):
     """An input that is neither a URL nor a host."""
 

@@ -15,12 +15,11 @@ import redis
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from threatshare.config import Config
-from threatshare.ops.explain import Explanation, NotExplainable, explain
+from threatshare.ops.explain import ACTIVE_TEXT, Explanation, NotExplainable, explain
 from threatshare.state.activation_marks import ActivationMarks
 
 #: Longest input the form takes: a URL entry is at most 1,024 characters once shaped.
 MAX_INPUT = 2048
-ACTIVE_TEXT = {True: "yes", False: "no: staged, waiting for activation", None: "unknown"}
 
 
 def query_of(environ: dict[str, Any]) -> str:

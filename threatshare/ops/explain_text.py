@@ -7,10 +7,9 @@ import json
 from collections.abc import Iterable
 from datetime import datetime
 
-from threatshare.ops.explain import Explanation, expires_text
+from threatshare.ops.explain import ACTIVE_TEXT, Explanation, expires_text
 from threatshare.state.audit import AuditLine
 
-_ACTIVE = {True: "yes", False: "no: staged, waiting for activation", None: "unknown (ZIA unread)"}
 _RULES = {
     "allow": "on the instance's allow list",
     "unblocked": "on the runtime allow list (threatshare unblock)",
@@ -35,7 +34,7 @@ def render_explanation(result: Explanation, now: datetime) -> str:
             lines.append(f"    {ev['at']}: {ev['verdict'] or 'no verdict'}{message}")
         lines += [
             f"  expires:     {expires_text(match, now)}",
-            f"  active:      {_ACTIVE[match.active]}",
+            f"  active:      {ACTIVE_TEXT[match.active]}",
             f"  to lift it:  {match.unblock}",
         ]
     if result.rules:
