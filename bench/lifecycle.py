@@ -153,9 +153,7 @@ def measure(
     client.close()
     # Everything but the audit trail is flat once expire_after has passed; the trail, once
     # audit_retention has.
-    steady = {
-        d: m - audit.get(d, 0) for d, m in memory.items() if d > expire_days + RESIGHT_SPAN
-    }
+    steady = {d: m - audit.get(d, 0) for d, m in memory.items() if d > expire_days + RESIGHT_SPAN}
     flat = bool(steady) and max(steady.values()) <= 1.1 * min(steady.values())
     # The trail keeps audit_retention (90 days by default): flat once that much has passed.
     retention_days = AUDIT_RETENTION_DAYS + 1

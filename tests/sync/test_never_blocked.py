@@ -245,7 +245,8 @@ def test_a_record_from_the_future_counts_as_seen_at_the_window_s_end(world: Worl
     run = Run(Runtime(config, client), "urls", dry_run=False)
     end = datetime.now(UTC).timestamp()
     page = [url_log("https://future.evil.example/x", "2099-01-01T00:00:00+0000")]
-    run._take_page(page, run.extractor.url_record, "date", end, url_evidence)
+    run.take_page(page, run.extractor.url_record, "date", end, url_evidence)
+    run.write_met()
     staged = dict(Ledger(client).staged_oldest(run.staging, 10))
     assert staged == {"future.evil.example/x": end, "future.evil.example": end}
 

@@ -62,6 +62,7 @@ def _check_url(value: str) -> str:
 
 Email = Annotated[str, AfterValidator(_check_email)]
 
+
 def _check_reserve(value: object) -> int | str:
     """A count of custom-URL slots (``500``) or a share of the tenant's quota (``"5%"``)."""
     problem = "must be a count such as 500 or a share such as '5%'"

@@ -109,6 +109,8 @@ def _readable_secret_files(config: Config) -> list[str]:
         for file in files
         if file.is_file() and _world_readable(file)
     ]
+
+
 def shared_organisations(config: Config) -> list[str]:
     """One line per ZIA organisation that several ``[zia.*]`` tables name: allowed (say, two
     API roles of one org), but they share one activation, quota, warnings and rate budget."""

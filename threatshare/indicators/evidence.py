@@ -9,6 +9,7 @@ hash (:class:`threatshare.state.provenance.MessageKey`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from threatshare.indicators.extract import DOMAIN_IDENTIFIERS
@@ -30,16 +31,29 @@ def url_evidence(record: object) -> tuple[object, object]:
 
 def impersonation_evidence(record: object) -> tuple[object, object]:
     """(verdict, message id) of an impersonation record: the domain-type identifiers that
-    fired, in Mimecast's own words."""
+    fired, in Mimecast's own words; those of its detailed results when its list names none."""
     if not isinstance(record, dict):
         return "", ""
-    fired = _identifiers(record.get("identifiers"))
-    results = record.get("impersonationResults")
-    if isinstance(results, list):
-        fired += _identifiers(
-            [r.get("impersonationDomainSource") for r in results if isinstance(r, dict)]
-        )
-    return ",".join(sorted(set(fired) & DOMAIN_IDENTIFIERS)), record.get("messageId")
+    listed = _identifiers(record.get("identifiers"))
+    verdict = _verdict(listed)
+    if not verdict:
+        results = record.get("impersonationResults")
+        if isinstance(results, list):
+            sources = [r.get("impersonationDomainSource") for r in results if isinstance(r, dict)]
+            verdict = _verdict(listed + _identifiers(sources))
+    return verdict, record.get("messageId")
+
+
+def _verdict(fired: list[str]) -> str:
+    if sum(map(len, fired)) > MAX_VERDICT * 4:  # not Mimecast's words: not worth a cache slot
+        return _verdict_of.__wrapped__(tuple(fired))
+    return _verdict_of(tuple(fired))
+
+
+@functools.lru_cache(maxsize=256)
+def _verdict_of(fired: tuple[str, ...]) -> str:
+    """The verdict a set of identifiers makes: a few combinations repeat across every record."""
+    return ",".join(sorted(set(fired) & DOMAIN_IDENTIFIERS))
 
 
 def cleaned(verdict: object, message_id: object) -> tuple[str, str]:
@@ -48,6 +62,8 @@ def cleaned(verdict: object, message_id: object) -> tuple[str, str]:
 
 
 def _identifiers(values: object) -> list[str]:
+    if type(values) is list and all(type(v) is str for v in values):
+        return values  # as Mimecast sends them
     if not isinstance(values, Sequence) or isinstance(values, str):
         return []
     return [v for v in values if isinstance(v, str)]
@@ -56,4 +72,12 @@ def _identifiers(values: object) -> list[str]:
 def _text(value: object, limit: int) -> str:
     if not isinstance(value, str) or not value:
         return ""
+    if (
+        len(value) <= limit
+        and value.isascii()
+        and value.isprintable()
+        and value[0] != " "
+        and value[-1] != " "
+    ):
+        return value  # the usual case: nothing to clean, no regex to run
     return clean_line(value, limit)

@@ -146,9 +146,7 @@ def explain(
         if held:
             if inst.zia not in tenant_pending:
                 tenant_pending[inst.zia] = pending(inst.zia)
-            result.matches += _matches(
-                config, client, name, held, pending=tenant_pending[inst.zia]
-            )
+            result.matches += _matches(config, client, name, held, pending=tenant_pending[inst.zia])
         result.rules += _rules(config, client, name, target)
     return result
 

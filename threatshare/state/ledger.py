@@ -175,6 +175,10 @@ class Ledger:
         self.redis.zremrangebyscore(key, "-inf", f"({(at - TOMBSTONE_KEEP).timestamp()}")
         self.record_removed(name, lock, entries)
 
+    def has_tombstones(self, name: str) -> bool:
+        """Whether any entry was removed by hand lately (else nothing can be buried)."""
+        return bool(self.redis.exists(keys.instance_tombstones(name)))
+
     def buried(self, name: str, sightings: Mapping[str, float]) -> set[str]:
         """Those of ``sightings`` (entry -> record time) removed by hand after that record."""
         if not sightings:
@@ -200,16 +204,16 @@ class Ledger:
                 pipe.expire(staging, STAGING_TTL)
                 pipe.execute()
 
-    def record_page(
+    def record_met(
         self,
         name: str,
         staging: str,
         known: Mapping[str, float],
         staged: Mapping[str, float],
     ) -> None:
-        """One page's dedupe outcome in one round trip: entries already in the category get
-        their newer sighting, new ones are staged."""
-        if len(known) + len(staged) > WRITE_CHUNK:  # a page is smaller; a flush may not be
+        """What a pull met, with the newest record time of each entry: those already in the
+        category get their sighting, new ones are staged; one round trip when small."""
+        if len(known) + len(staged) > WRITE_CHUNK:
             self.record_sightings(name, known)
             self.stage(staging, staged)
             return

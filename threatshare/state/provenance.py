@@ -21,6 +21,7 @@ import hmac
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import redis
 
@@ -28,6 +29,8 @@ from threatshare import keys
 
 #: Sightings kept per entry: enough to show a pattern, few enough to keep memory flat.
 KEEP = 3
+#: What ``src`` may hold (the names are written into JSON unquoted by :func:`facts`).
+SOURCE_NAMES = frozenset({"", "malicious_urls", "url_domains", "malicious_domains"})
 #: Entries merged per Lua call: bounds the script's argument list (Lua's unpack stops near 8,000).
 CHUNK = 500
 
@@ -69,14 +72,36 @@ end
 return 1
 """
 
+# KEYS[1] the hash; ARGV pairs (entry, JSON): each written unless the entry has one already.
+_FIRST = """
+for i = 1, #ARGV, 2 do
+  redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+return 1
+"""
 
-@dataclass(frozen=True)
-class Sighting:
-    """One Mimecast record that produced an entry: when, Mimecast's verdict, the message."""
+
+class Sighting(NamedTuple):
+    """One Mimecast record that produced an entry: when, Mimecast's verdict, the message.
+    (A tuple: a run makes one per kept sighting, and JSON writes it as the array stored.)"""
 
     at: int  # the record's time, epoch seconds
     verdict: str  # a URL log's category, or the impersonation identifiers that fired
     message: str  # keyed hash of the message id ("" when the record carried none)
+
+
+def evidence_json(newest: Sequence[Sighting]) -> str:
+    """The stored form of an entry's newest sightings (at most :data:`KEEP`, newest first)."""
+    return json.dumps(sorted(newest, key=_at, reverse=True)[:KEEP])
+
+
+def facts(source: str, count: int, evidence: str) -> str:
+    """What a run adds to an entry's provenance, as the merge reads it: its ``source`` (a
+    source name, or "" for none), ``count`` sightings and their newest (:func:`evidence_json`).
+    Formatted rather than encoded: a run writes one per entry it met."""
+    if source not in SOURCE_NAMES:
+        raise ValueError(f"not a source: {source!r}")
+    return f'{{"src":"{source}","n":{int(count)},"at":null,"ev":{evidence}}}'
 
 
 @dataclass
@@ -123,6 +148,7 @@ class ProvenanceBook:
         self.redis = client
         self.key = keys.instance_provenance(name)
         self._merge = client.register_script(_MERGE)
+        self._first = client.register_script(_FIRST)
 
     def record(
         self,
@@ -132,12 +158,7 @@ class ProvenanceBook:
     ) -> None:
         """Merge new sightings (entry -> its newest sightings in this run; ``counts``: how many
         it had in all, when more than those) and each entry's source."""
-        items = list(sightings.items())
-        for start in range(0, len(items), CHUNK):
-            args: list[object] = [KEEP]
-            for entry, seen in items[start : start + CHUNK]:
-                args += [entry, _facts(entry, seen, sources, counts)]
-            self._merge(keys=[self.key], args=args)
+        self.merge(_all_facts(sightings, sources, counts))
 
     def first(
         self,
@@ -145,15 +166,28 @@ class ProvenanceBook:
         sources: Mapping[str, str],
         counts: Mapping[str, int] | None = None,
     ) -> None:
+        """The provenance of entries met for the first time, as :meth:`write_new`."""
+        self.write_new(_all_facts(sightings, sources, counts))
+
+    def merge(self, new: Mapping[str, str]) -> None:
+        """Merge a run's :func:`facts` (entry -> facts) into the entries' provenance."""
+        items = list(new.items())
+        for start in range(0, len(items), CHUNK):
+            args: list[object] = [KEEP]
+            for pair in items[start : start + CHUNK]:
+                args += pair
+            self._merge(keys=[self.key], args=args)
+
+    def write_new(self, new: Mapping[str, str]) -> None:
         """The provenance of entries met for the first time (not in the category): written as
         it is, without reading, unless one is there already (then it is kept: those entries
         are merged by the run that pushes them again)."""
-        items = list(sightings.items())
+        items = list(new.items())
         for start in range(0, len(items), CHUNK):
-            with self.redis.pipeline(transaction=False) as pipe:
-                for entry, seen in items[start : start + CHUNK]:
-                    pipe.hsetnx(self.key, entry, _facts(entry, seen, sources, counts))
-                pipe.execute()
+            args: list[object] = []
+            for pair in items[start : start + CHUNK]:
+                args += pair
+            self._first(keys=[self.key], args=args)  # one call a chunk: no per-field command
 
     def pushed(self, entries: Iterable[str], at: int) -> None:
         """Mark when entries were pushed (the time an entry became part of the category)."""
@@ -198,22 +232,23 @@ class ProvenanceBook:
         return len(orphans)
 
 
-def _facts(
-    entry: str,
-    seen: Sequence[Sighting],
+def _all_facts(
+    sightings: Mapping[str, Sequence[Sighting]],
     sources: Mapping[str, str],
     counts: Mapping[str, int] | None,
-) -> str:
-    newest = sorted(seen, key=lambda s: s.at, reverse=True)[:KEEP]
-    count = counts.get(entry, len(seen)) if counts is not None else len(seen)
-    return json.dumps(
-        {
-            "src": sources.get(entry, ""),
-            "n": count,
-            "at": None,
-            "ev": [[s.at, s.verdict, s.message] for s in newest],
-        }
-    )
+) -> dict[str, str]:
+    return {
+        entry: facts(
+            sources.get(entry, ""),
+            counts.get(entry, len(seen)) if counts is not None else len(seen),
+            evidence_json(seen),
+        )
+        for entry, seen in sightings.items()
+    }
+
+
+def _at(sighting: Sighting) -> int:
+    return sighting.at
 
 
 def _chunks(items: list[str], size: int = CHUNK) -> Iterable[list[str]]:

@@ -113,12 +113,14 @@ class Run:
         self.change: CategoryChange | None = None
         self.refused: dict[str, str] = {}
         self.sample: list[str] = []
-        #: entry -> the newest record time met in this run.
+        #: entry -> the newest record time met in this run, until written (bounded).
         self.seen: dict[str, float] = {}
         #: entries of ``seen`` already in the category (the others are staged).
         self.known: set[str] = set()
-        #: entries seen again with a newer record time, not yet written.
-        self.newer: set[str] = set()
+        #: entries of ``seen`` never pushed: the runtime allow list covers them.
+        self.left_out: set[str] = set()
+        #: whether entries removed by hand may be met: read once a pull (None: not yet read).
+        self.tombstoned: bool | None = None
         #: What the records said of each entry, for its provenance.
         self.sightings = Sightings(
             ProvenanceBook(rt.redis, name),
@@ -189,7 +191,7 @@ class Run:
 
     # --- pulling -------------------------------------------------------------------------
 
-    def _take_page(
+    def take_page(
         self,
         page: list[Any],
         extract: Callable[[Any, Tally], list[str]],
@@ -197,81 +199,100 @@ class Run:
         default_time: float,
         evidence: Callable[[Any], tuple[object, object]],
     ) -> None:
+        """Extract one page's entries and dedupe them: against what this run met already (in
+        memory: the newest record time of each), and, for those met for the first time, against
+        the runtime allow list and the category (one look-up). Nothing is written here: what a
+        pull met is written once, by :meth:`write_met`."""
         self.check_lock()
-        timed: dict[str, float] = {}
-        sightings = self.sightings
+        seen = self.seen
+        first: list[str] = []
+        tally = self.tally
+        sighted = self.sightings.add
         for record in page:
-            when = _record_time(record, time_field, default_time)
-            entries = extract(record, self.tally)
+            entries = extract(record, tally)
             if not entries:
                 continue
-            verdict, message = evidence(record)
+            when = _record_time(record, time_field, default_time)
+            sighted(entries, when, evidence, record)
             for entry in entries:
-                if timed.get(entry, -1.0) < when:
-                    timed[entry] = when
-                sightings.add(entry, when, verdict, message)
-        if not timed:
-            return
-        if self.unblocked:
-            for entry in [e for e in timed if self.unblocked(e)]:
-                del timed[entry]
-                sightings.drop(entry)
-                self.tally.skipped["unblocked"] += 1
-            # A wildcard never covers what an operator unblocked.
-            for entry in [e for e in timed if e[0] == "." and self.unblocked.any_under(e)]:
-                del timed[entry]
-                self.tally.skipped["covers_allowed"] += 1
-        # Entries met earlier in this run need no look-up: a known one is still known, a
-        # staged one only needs its newest record time, kept here and written once at the end.
-        seen = self.seen
-        fresh, known = self.ledger.split_known(self.name, [e for e in timed if e not in seen])
-        already = len(known)
-        for entry, when in timed.items():
-            if entry in seen:
-                already += entry in self.known
-                if when > seen[entry]:
+                newest = seen.get(entry)
+                if newest is None:
                     seen[entry] = when
-                    self.newer.add(entry)
-        buried = self.ledger.buried(self.name, {e: timed[e] for e in fresh})
+                    first.append(entry)
+                elif when > newest:
+                    seen[entry] = when
+        if first:
+            self._meet(first)
+        if len(seen) > SEEN_LIMIT:
+            self.write_met()  # memory stays bounded whatever the backlog; look-ups resume
+
+    def _meet(self, first: list[str]) -> None:
+        """Entries met for the first time in this run: left out when an operator unblocked
+        them, and split into those the category holds and those to stage; counted once."""
+        seen, skipped = self.seen, self.tally.skipped
+        if self.unblocked:
+            for entry in first:
+                if self.unblocked(entry):
+                    reason = "unblocked"
+                elif entry[0] == "." and self.unblocked.any_under(entry):
+                    reason = "covers_allowed"  # a wildcard never covers what was unblocked
+                else:
+                    continue
+                self.left_out.add(entry)
+                self.sightings.drop(entry)
+                skipped[reason] += 1
+            first = [e for e in first if e not in self.left_out]
+        fresh, known = self.ledger.split_known(self.name, first)
+        buried: set[str] = set()
+        if fresh and self.tombstoned is None:
+            self.tombstoned = self.ledger.has_tombstones(self.name)
+        if fresh and self.tombstoned:
+            buried = self.ledger.buried(self.name, {e: seen[e] for e in fresh})
         if buried:
             # Removed from the category by hand after these records: not pushed back
-            # (docs/design.md#reconciliation).
-            self.tally.skipped["removed_by_hand"] += len(buried)
+            # (docs/design.md#reconciliation); forgotten, so that a newer record is judged again.
+            skipped["removed_by_hand"] += len(buried)
             fresh = [e for e in fresh if e not in buried]
             for entry in buried:
-                sightings.drop(entry)
-        if already:
-            self.tally.skipped["already_in_category"] += already
+                del seen[entry]
+                self.sightings.drop(entry)
+        if known:
+            skipped["already_in_category"] += len(known)
+            self.known.update(known)
         if self.dry_run:
             self.new_in_dry_run += len(fresh)
             self.sample.extend(fresh[: max(0, SAMPLE - len(self.sample))])
         else:
-            sightings = {e: timed[e] for e in known}
-            self.ledger.record_page(
-                self.name, self.staging, sightings, {e: timed[e] for e in fresh}
-            )
             self.staged += len(fresh)
-        if len(seen) > SEEN_LIMIT:
-            self.flush_newer()
-            seen.clear()  # memory stays bounded whatever the backlog; look-ups resume
-            self.known.clear()
-        seen.update((e, timed[e]) for e in known)
-        self.known.update(known)
-        seen.update((e, timed[e]) for e in fresh)
+            for entry in fresh:
+                self.sightings.keep(entry)  # dropped earlier, pushed after all
 
-    def flush_newer(self) -> None:
-        """Write the newer record times of entries seen again during the pull: a sighting for
-        those in the category, a newer stage for the others; and what the sightings said
-        (the entries' provenance)."""
-        if self.newer and not self.dry_run:
-            times = {e: self.seen[e] for e in self.newer if e in self.seen}
-            known = {e: t for e, t in times.items() if e in self.known}
-            staged = {e: t for e, t in times.items() if e not in self.known}
-            self.ledger.record_page(self.name, self.staging, known, staged)
-        self.newer.clear()
-        self.flush_provenance()
+    def write_met(self) -> None:
+        """Write what the pull met since the last write, once per entry: its newest record time
+        (a sighting for those in the category, a stage for the others) and its provenance; then
+        forget it."""
+        self.write_times()
+        self.write_provenance()
+        self.seen.clear()
+        self.known.clear()
+        self.left_out.clear()
 
-    def flush_provenance(self) -> None:
+    def write_times(self) -> None:
+        """The dedupe's writes: the newest record time of every entry met, in one round trip
+        per chunk."""
+        if self.dry_run or not self.seen:
+            return
+        known, left_out = self.known, self.left_out
+        sightings: dict[str, float] = {}
+        staged: dict[str, float] = {}
+        for entry, when in self.seen.items():
+            if entry in known:
+                sightings[entry] = when
+            elif entry not in left_out:
+                staged[entry] = when
+        self.ledger.record_met(self.name, self.staging, sightings, staged)
+
+    def write_provenance(self) -> None:
         """Merge this run's sightings into the entries' provenance; memory is freed."""
         if self.sightings and not self.dry_run:
             self.sightings.flush(self.known)
@@ -282,6 +303,7 @@ class Run:
         two pages and the pull stopped there (what was pulled is staged all the same)."""
         client = self.rt.mimecast_client(self.inst.mimecast, deadline)
         end_ts = window.end.timestamp()
+        self.tombstoned = None  # written only under the instance's lock, between pulls
         sources: list[
             tuple[
                 Iterator[list[Any]],
@@ -301,13 +323,13 @@ class Run:
         try:
             for pages, extract, time_field, evidence in sources:
                 for page in pages:
-                    self._take_page(page, extract, time_field, end_ts, evidence)
+                    self.take_page(page, extract, time_field, end_ts, evidence)
                     self._pulled(page)
                     if deadline.expired:
                         log.info("run.deadline_reached", window_to=window.end.isoformat())
-                        self.flush_newer()
+                        self.write_met()
                         return False
-            self.flush_newer()
+            self.write_met()
             return True
         finally:
             # Page entries that were not even JSON objects never reach the extractor.

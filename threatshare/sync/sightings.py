@@ -1,55 +1,112 @@
 """The sightings a run meets, kept for the provenance of its entries
 (docs/design.md#provenance-and-audit).
 
-Per entry: how many records produced it in this run and the newest few of them (record time,
-verdict, message id as Mimecast sent them). Only those few are cleaned and hashed, at
-:meth:`Sightings.flush`, which merges them into the entries' provenance in Redis: an entry of
-the category has a provenance to merge with; one met for the first time has none yet, and is
+Per record, what it produced (the entries of one record, together), how many records did, and
+the newest few of them (record time, verdict, message id as Mimecast sent them). Keeping them
+per record rather than per entry halves the work of the pull's hot loop (a URL record gives a
+URL and a host entry); :meth:`Sightings.flush` spreads them over the entries, cleans and hashes
+only the few kept, and merges them into the entries' provenance in Redis: an entry of the
+category has a provenance to merge with; one met for the first time has none yet, and is
 written without a read (most of a backlog's entries).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from threatshare.indicators.evidence import cleaned
-from threatshare.state.provenance import KEEP, MessageKey, ProvenanceBook, Sighting
+from threatshare.state.provenance import (
+    KEEP,
+    MessageKey,
+    ProvenanceBook,
+    Sighting,
+    evidence_json,
+    facts,
+)
+
+#: (record time, verdict, message id), as the record said them.
+Seen = tuple[float, object, object]
+Evidence = Callable[[Any], tuple[object, object]]
 
 
-def _newest(sighting: tuple[float, object, object]) -> float:
+class _Keeper:
+    """Kept sightings made fit to store: verdicts cleaned, message ids cleaned and hashed; both
+    repeat across a run's records, so each is done once."""
+
+    def __init__(self, key: MessageKey) -> None:
+        self._key = key
+        self._verdicts: dict[str, str] = {}
+        self._messages: dict[str, str] = {}
+
+    def __call__(self, kept: list[Seen]) -> list[Sighting]:
+        return [
+            Sighting(int(at), self._verdict(verdict), self._message(message))
+            for at, verdict, message in kept
+        ]
+
+    def _verdict(self, raw: object) -> str:
+        if not isinstance(raw, str):
+            return ""
+        text = self._verdicts.get(raw)
+        if text is None:
+            text = self._verdicts[raw] = cleaned(raw, None)[0]
+        return text
+
+    def _message(self, raw: object) -> str:
+        if not isinstance(raw, str):
+            return ""
+        digest = self._messages.get(raw)
+        if digest is None:
+            digest = self._messages[raw] = self._key(cleaned(None, raw)[1])
+        return digest
+
+
+def _time(sighting: Seen) -> float:
     """A sighting's record time (what is raw in it is never compared)."""
     return sighting[0]
 
 
 class Sightings:
-    """One run's sightings, by entry, until they are flushed."""
+    """One run's sightings, by the entries of a record, until they are flushed."""
 
     def __init__(self, book: ProvenanceBook, key: MessageKey, sources: Sequence[str]) -> None:
         self._book = book
         self._key = key
         self._host_source = "url_domains" if "url_domains" in sources else "malicious_urls"
-        #: entry -> [sightings met, the newest few (record time, verdict, message)].
-        self._met: dict[str, list[Any]] = {}
+        #: a record's entries -> [records that produced them, the newest few, oldest first].
+        self._met: dict[tuple[str, ...], list[Any]] = {}
+        #: entries never pushed (unblocked, removed by hand): their sightings are not kept.
+        self._dropped: set[str] = set()
 
     def __bool__(self) -> bool:
         return bool(self._met)
 
-    def add(self, entry: str, when: float, verdict: object, message: object) -> None:
-        met = self._met.get(entry)
+    def add(self, entries: Sequence[str], when: float, evidence: Evidence, record: object) -> None:
+        """One record that produced ``entries`` at ``when``; ``evidence`` reads its verdict and
+        message id, and only when the sighting is among the newest kept."""
+        group = tuple(entries)
+        met = self._met.get(group)
         if met is None:
-            self._met[entry] = [1, [(when, verdict, message)]]
+            self._met[group] = [1, [(when, *evidence(record))]]
             return
         met[0] += 1
         kept = met[1]
-        kept.append((when, verdict, message))
-        if len(kept) > 2 * KEEP:  # only the newest few are ever kept
-            kept.sort(key=_newest, reverse=True)
-            del kept[KEEP:]
+        if len(kept) >= KEEP and when <= kept[0][0]:
+            return  # older than every sighting kept: only counted
+        kept.append((when, *evidence(record)))
+        if when < kept[-2][0]:  # records mostly come in time order: then no sort is needed
+            kept.sort(key=_time)
+        if len(kept) > KEEP:
+            del kept[0]
 
     def drop(self, entry: str) -> None:
         """Forget an entry that is not pushed (unblocked, removed by hand)."""
-        self._met.pop(entry, None)
+        self._dropped.add(entry)
+
+    def keep(self, entry: str) -> None:
+        """An entry dropped earlier in the run is pushed after all (a newer record)."""
+        self._dropped.discard(entry)
 
     def _source(self, entry: str) -> str:
         if entry.startswith("."):
@@ -58,21 +115,35 @@ class Sightings:
 
     def flush(self, known: Collection[str]) -> None:
         """Merge what was met into the provenance (``known``: the entries the category
-        holds), then forget it."""
-        key = self._key
-        kept = {
-            e: [
-                Sighting(int(t), verdict, key(message))
-                for t, v, m in sorted(seen, key=_newest, reverse=True)[:KEEP]
-                for verdict, message in (cleaned(v, m),)
-            ]
-            for e, (_, seen) in self._met.items()
-        }
-        counts = {e: count for e, (count, _) in self._met.items()}
-        sources = {e: self._source(e) for e in self._met}
-        self._book.record({e: s for e, s in kept.items() if e in known}, sources, counts)
-        self._book.first({e: s for e, s in kept.items() if e not in known}, sources, counts)
-        self._met.clear()
+        holds), then forget it. The kept sightings are cleaned, hashed and encoded once per
+        record kind, not once per entry."""
+        merged: dict[str, str] = {}
+        written: dict[str, str] = {}
+        for entry, (count, evidence) in self._by_entry().items():
+            new = facts(self._source(entry), count, evidence)
+            (merged if entry in known else written)[entry] = new
+        self._book.merge(merged)
+        self._book.write_new(written)
+        self.clear()
+
+    def _by_entry(self) -> dict[str, tuple[int, str]]:
+        """Per entry: how many records produced it, and its newest sightings encoded."""
+        spread: dict[str, list[Any]] = {}
+        dropped = self._dropped
+        keep = _Keeper(self._key)
+        for group, (count, kept) in self._met.items():
+            evidence = keep(kept)
+            for entry in group:
+                if entry in dropped:
+                    continue
+                slot = spread.get(entry)
+                if slot is None:
+                    spread[entry] = [count, evidence]
+                else:  # one entry from records of several kinds (a host, from many URLs)
+                    slot[0] += count
+                    slot[1] = [*slot[1], *evidence]
+        return {e: (count, evidence_json(evidence)) for e, (count, evidence) in spread.items()}
 
     def clear(self) -> None:
         self._met.clear()
+        self._dropped.clear()

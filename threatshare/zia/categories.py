@@ -52,6 +52,8 @@ def names_us(description: str, instance: str) -> bool:
     wording :func:`category_description` writes)."""
     # Up to and with the colon after the name: instance "url" is not instance "urls".
     return category_description(instance).split(":", 1)[0] + ":" in description
+
+
 def url_count(category: dict[str, Any]) -> int | None:
     """How many URLs a listed category holds. Real listings carry ``customUrlsCount`` and
     ``urlsRetainingParentCategoryCount``; ``urlKeywordCounts`` is read where it appears."""
@@ -66,6 +68,8 @@ def url_count(category: dict[str, Any]) -> int | None:
 
 def _count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def instance_named(description: str) -> str | None:
     """The instance a category's description says threatshare manages it for (the wording
     :func:`category_description` writes), or None."""
