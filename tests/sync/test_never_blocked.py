@@ -300,3 +300,32 @@ def test_a_change_of_the_configured_rules_withdraws_too(world: World) -> None:
     results = world.run(config)
     assert results["urls"].counters["withdrawn_by_reason"] == {"allowed": 2}
     assert not {"four.evil.example", "four.evil.example/d"} & world.active(config, "urls")
+
+
+def test_a_policy_verdict_added_to_the_shipped_data_withdraws_what_was_pushed_for_it(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry pushed for a verdict the data then names a policy is withdrawn, read from its
+    provenance; one that a threat verdict also produced stays."""
+    at = datetime.now(UTC) - timedelta(hours=1)
+    world.sandbox.mimecast.add_url_logs(
+        [
+            url_log("https://files.vendor.example/setup.exe", at, category="Blocked Archive"),
+            url_log("https://mixed.evil.example/a", at, category="Blocked Archive"),
+            url_log("https://mixed.evil.example/a", at + timedelta(seconds=5)),
+            url_log("https://plain.evil.example/b", at),
+        ]
+    )
+    config = world.config(URLS)
+    world.run(config)
+    assert "files.vendor.example/setup.exe" in world.active(config, "urls")
+    data = _upgraded_data(tmp_path)
+    verdicts = data / "policy_verdicts.txt"
+    verdicts.write_text(verdicts.read_text("utf-8") + "Blocked archive\n", "utf-8")
+    monkeypatch.setattr(rules_module, "DATA_DIR", data)
+    results = world.run(config)
+    withdrawn = results["urls"].counters["withdrawn_by_reason"]
+    assert withdrawn["policy_verdict"] == 2  # the URL and its host
+    active = world.active(config, "urls")
+    assert not {"files.vendor.example/setup.exe", "files.vendor.example"} & active
+    assert {"mixed.evil.example/a", "plain.evil.example/b"} <= active

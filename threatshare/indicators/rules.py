@@ -208,6 +208,10 @@ class Rules:
             settings.policy_verdicts,
         )
 
+    def is_policy_verdict(self, name: str) -> bool:
+        """Whether a verdict (a URL log's category or tag) is a customer's policy."""
+        return verdict_key(name) in self.verdicts
+
     def wrapper_for(self, host: str, zone: str, path: str) -> Wrapper | None:
         """The wrapper family of ``zone`` (a zone ``host`` is on or under) that ``path``
         (serialised, any case) belongs to, or None."""

@@ -399,16 +399,36 @@ class Run:
             return
         gone: list[str] = []
         reasons: Counter[str] = Counter()
+        kept: list[str] = []
         for entry in self.ledger.scan(self.name):
             reason = self.extractor.withdrawn(entry)
             if reason:
                 gone.append(entry)
                 reasons[reason] += 1
+            elif not entry.startswith("."):
+                kept.append(entry)
+        for entry in self._for_policies(kept):
+            gone.append(entry)
+            reasons["policy_verdict"] += 1
         if not gone:
             return
         self._remove(state, gone, "withdrawn", deadline)
         self.withdrawn.update(reasons)  # counted once ZIA took the removal
         log.info("run.withdrawn", removed=len(gone), by_reason=dict(reasons))
+
+    def _for_policies(self, entries: list[str]) -> list[str]:
+        """Those of ``entries`` (from URL logs) whose every kept sighting carries a policy
+        verdict: what only the records told, read back from their provenance, so a verdict
+        added to the rules withdraws what was pushed for it."""
+        rules = self.extractor.rules
+        if not rules.verdicts:
+            return []
+        found = self.sightings.book.get(entries)
+        return [
+            entry
+            for entry, prov in found.items()
+            if prov.evidence and all(rules.is_policy_verdict(s.verdict) for s in prov.evidence)
+        ]
 
     def _remove(
         self, state: InstanceState, gone: list[str], reason: Reason, deadline: Deadline

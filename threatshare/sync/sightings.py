@@ -62,6 +62,10 @@ class _Keeper:
         return digest
 
 
+def _at(sighting: Sighting) -> int:
+    return sighting.at
+
+
 def _time(sighting: Seen) -> float:
     """A sighting's record time (what is raw in it is never compared)."""
     return sighting[0]
@@ -71,7 +75,7 @@ class Sightings:
     """One run's sightings, by the entries of a record, until they are flushed."""
 
     def __init__(self, book: ProvenanceBook, key: MessageKey, sources: Sequence[str]) -> None:
-        self._book = book
+        self.book = book
         self._key = key
         self._host_source = "url_domains" if "url_domains" in sources else "malicious_urls"
         #: a record's entries -> [records that produced them, the newest few, oldest first].
@@ -122,27 +126,33 @@ class Sightings:
         for entry, (count, evidence) in self._by_entry().items():
             new = facts(self._source(entry), count, evidence)
             (merged if entry in known else written)[entry] = new
-        self._book.merge(merged)
-        self._book.write_new(written)
+        self.book.merge(merged)
+        self.book.write_new(written)
         self.clear()
 
     def _by_entry(self) -> dict[str, tuple[int, str]]:
-        """Per entry: how many records produced it, and its newest sightings encoded."""
+        """Per entry: how many records produced it, and its newest sightings encoded (once per
+        record kind, unless records of several kinds produced the entry)."""
         spread: dict[str, list[Any]] = {}
         dropped = self._dropped
         keep = _Keeper(self._key)
         for group, (count, kept) in self._met.items():
             evidence = keep(kept)
+            encoded = evidence_json(evidence)
             for entry in group:
                 if entry in dropped:
                     continue
                 slot = spread.get(entry)
                 if slot is None:
-                    spread[entry] = [count, evidence]
+                    spread[entry] = [count, evidence, encoded]
                 else:  # one entry from records of several kinds (a host, from many URLs)
                     slot[0] += count
-                    slot[1] = [*slot[1], *evidence]
-        return {e: (count, evidence_json(evidence)) for e, (count, evidence) in spread.items()}
+                    slot[1] = sorted((*slot[1], *evidence), key=_at, reverse=True)[:KEEP]
+                    slot[2] = None
+        return {
+            e: (count, encoded if encoded is not None else evidence_json(evidence))
+            for e, (count, evidence, encoded) in spread.items()
+        }
 
     def clear(self) -> None:
         self._met.clear()
