@@ -56,9 +56,11 @@ def _record_time(record: Any, field_name: str, window_end: float) -> float:
     """A record's time, clamped to the window: one dated in the future (or not dated at all)
     counts as seen at the window's end, so no upstream date makes an entry permanent."""
     try:
-        return min(datetime.fromisoformat(str(record[field_name])).timestamp(), window_end)
+        raw = record[field_name]
+        stamp = datetime.fromisoformat(raw if type(raw) is str else str(raw)).timestamp()
     except (TypeError, KeyError, ValueError, OverflowError):
         return window_end
+    return stamp if stamp < window_end else window_end
 
 
 def counters_of(
