@@ -34,12 +34,13 @@ OVERHEAD = 240
 
 
 class ByteBoundedCache(Generic[V]):
-    """``cache(key)`` answers from the cache or from ``compute(key)``, charged by ``size``."""
+    """``cache(key)`` answers from the cache or from ``compute(key)``, charged by ``size``
+    (None: a value costs nothing beyond the fixed overhead, as a small int)."""
 
     def __init__(
         self,
         compute: Callable[[str], V],
-        size: Callable[[V], int],
+        size: Callable[[V], int] | None,
         budget: int = DEFAULT_BUDGET,
     ) -> None:
         self._compute = compute
@@ -73,7 +74,8 @@ class ByteBoundedCache(Generic[V]):
     def store(self, slot: str | bytes, value: V) -> V:
         """Keep ``value`` under ``slot`` (a short key itself, or a long key's digest) and return
         it; for a caller that computed a missed value itself."""
-        cost = len(slot) + self._size(value) + OVERHEAD
+        size = self._size
+        cost = len(slot) + OVERHEAD if size is None else len(slot) + size(value) + OVERHEAD
         if cost > self.budget:
             return value
         charged = self.charged + cost
@@ -90,6 +92,7 @@ class ByteBoundedCache(Generic[V]):
         charged = self.charged
         while order and charged > room:
             oldest = order.popleft()
-            charged -= len(oldest) + size(items.pop(oldest)) + OVERHEAD
+            value = items.pop(oldest)
+            charged -= len(oldest) + OVERHEAD + (0 if size is None else size(value))
         self.charged = charged
         return charged

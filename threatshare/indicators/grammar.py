@@ -6,7 +6,8 @@ guard (an invalid entry makes ZIA refuse a whole request), and the oracle of pro
 :func:`is_valid_entry` judges any text. :func:`is_valid_entry_on` gives the same answer for an
 entry made of a host already found valid and what follows it (a port, a path), checking only
 what follows: the extractor knows each host's validity (a cached host flag), so a URL entry
-costs one small match instead of a second walk over its host.
+costs one small match instead of a second walk over its host. :func:`is_valid_host` is
+:func:`is_valid_entry` for a host, the usual one in one match.
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ from __future__ import annotations
 import ipaddress
 import re
 
-__all__ = ["MAX_ENTRY", "MAX_HOST", "MAX_LABEL", "is_valid_entry", "is_valid_entry_on"]
+__all__ = [
+    "MAX_ENTRY",
+    "MAX_HOST",
+    "MAX_LABEL",
+    "is_valid_entry",
+    "is_valid_entry_on",
+    "is_valid_host",
+]
 
 MAX_ENTRY = 1024
 MAX_HOST = 255
@@ -29,6 +37,8 @@ _VALID_URL = re.compile(rf"(?P<host>{_V_HOST})(?::(?P<port>{_V_PORT}))?(?:{_V_PA
 _VALID_AFTER_HOST = re.compile(rf"(?::(?P<port>{_V_PORT}))?(?:{_V_PATH})?")
 _AFTER_HOST = ("", ":", "/")  # what may follow a host in ``host[:port][/path]``
 _VALID_DOMAIN = re.compile(rf"\.(?P<host>{_V_HOST})")
+# The usual host: labels without underscore, the last one not all digits (not an address).
+_USUAL_NAME = re.compile(r"(?:[a-z0-9-]{1,63}\.)+(?=[a-z0-9-]{0,62}[a-z-])[a-z0-9-]{1,63}")
 _V_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _VALID_IPV4 = re.compile(rf"{_V_OCTET}(?:\.{_V_OCTET}){{3}}")
 
@@ -60,6 +70,14 @@ def is_valid_entry(entry: str) -> bool:
         except ValueError:
             return False
     return False
+
+
+def is_valid_host(host: str) -> bool:
+    """``is_valid_entry(host)``, the usual host in one match: a name of labels ``[a-z0-9-]``
+    whose last is not all digits passes every rule ``_is_valid_host`` applies to a host."""
+    if len(host) <= MAX_HOST and _USUAL_NAME.fullmatch(host):
+        return True
+    return is_valid_entry(host)
 
 
 def is_valid_entry_on(valid_host: str, entry: str) -> bool:

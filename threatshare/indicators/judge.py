@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import Literal
 
 from threatshare.indicators.cache import ByteBoundedCache
-from threatshare.indicators.grammar import is_valid_entry, is_valid_entry_on
+from threatshare.indicators.grammar import is_valid_entry, is_valid_entry_on, is_valid_host
 from threatshare.indicators.normalise import UrlParts
 from threatshare.indicators.rules import Rules, Wrapper
 from threatshare.indicators.zones import (
@@ -62,7 +62,7 @@ class Judge:
         self._zones = build_zones(rules, allowed)
         self._at_or_above_suffix = rules.suffixes.at_or_above
         # Bound to the instance (not a module-level cache) because the lists differ per instance.
-        self._host_cache = ByteBoundedCache(self._flags_of, _flags_size)
+        self._host_cache = ByteBoundedCache(self._flags_of, None)  # flags: a small int
         #: host -> flags, read directly by callers for a hit; :attr:`missed` on a miss.
         self.known_hosts = self._host_cache.items
         self.missed_host = self._host_cache.missed
@@ -75,37 +75,32 @@ class Judge:
     def url(self, parts: UrlParts, flags: int) -> tuple[Decision, ...]:
         """The outcomes of a URL (not a wrapped link) for the sources wanted, each reason once;
         ``flags`` are its host's."""
+        host, entry, problem, has_path, _, _ = parts
         if not flags & JUDGED:
-            return self._unlisted_url(parts)
-        host_outcome = self.host_level(parts.host, parts.host, flags)
+            # On no list, not a suffix, valid (INVALID_HOST is judged): the host is accepted,
+            # and the URL entry built on it needs ZIA's rules only past the host.
+            host_outcome: Decision = ("accept", host)
+            if not self._want_urls or entry == host:
+                return (host_outcome,)
+            if entry is None:
+                url_outcome: Decision = ("reject", problem or "invalid")
+            elif is_valid_entry_on(host, entry):
+                url_outcome = ("accept", entry)
+            else:
+                url_outcome = ("reject", "invalid_entry")
+            return (url_outcome, host_outcome) if self._want_hosts else (url_outcome,)
+        host_outcome = self.host_level(host, host, flags)
         if not self._want_urls:
             return (host_outcome,)
-        if parts.entry is None:
-            url_outcome: Decision = ("reject", parts.problem or "invalid")
-        elif parts.entry == parts.host:
+        if entry is None:
+            url_outcome = ("reject", problem or "invalid")
+        elif entry == host:
             url_outcome = host_outcome
-        elif not parts.has_path:
-            url_outcome = self.host_level(parts.entry, parts.host, flags)
+        elif not has_path:
+            url_outcome = self.host_level(entry, host, flags)
         else:
             url_outcome = self.path(parts, flags)
         if not self._want_hosts or url_outcome == host_outcome:
-            return (url_outcome,)
-        return (url_outcome, host_outcome)
-
-    def _unlisted_url(self, parts: UrlParts) -> tuple[Decision, ...]:
-        # No list and no suffix: the host is accepted as it is valid (INVALID_HOST is judged),
-        # and the URL entry, built on it, needs ZIA's rules only for what follows the host.
-        host, entry = parts.host, parts.entry
-        host_outcome: Decision = ("accept", host)
-        if not self._want_urls or entry == host:
-            return (host_outcome,)
-        if entry is None:
-            url_outcome: Decision = ("reject", parts.problem or "invalid")
-        elif is_valid_entry_on(host, entry):
-            url_outcome = ("accept", entry)
-        else:
-            url_outcome = ("reject", "invalid_entry")
-        if not self._want_hosts:
             return (url_outcome,)
         return (url_outcome, host_outcome)
 
@@ -188,7 +183,7 @@ class Judge:
         flags = zone_flags(host, self._zones)
         if not flags & IP and self._at_or_above_suffix(host):
             flags |= SUFFIX
-        return flags if is_valid_entry(host) else flags | INVALID_HOST
+        return flags if is_valid_host(host) else flags | INVALID_HOST
 
 
 def _valid(entry: str, host: str, flags: int) -> Decision:
@@ -202,7 +197,3 @@ def _valid(entry: str, host: str, flags: int) -> Decision:
     else:
         valid = is_valid_entry_on(host, entry)
     return ("accept", entry) if valid else ("reject", "invalid_entry")
-
-
-def _flags_size(flags: int) -> int:
-    return 0  # a small int: the cache's fixed overhead covers it
