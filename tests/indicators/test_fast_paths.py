@@ -164,6 +164,7 @@ def test_an_entry_checked_past_its_valid_host_is_judged_as_a_whole(host: str, re
     if is_valid_entry(host):
         assert is_valid_entry_on(host, host + rest) == is_valid_entry(host + rest)
         assert is_valid_entry_on(host, rest) == is_valid_entry(rest)
+        assert is_valid_entry_on(host, "." + host) == is_valid_entry("." + host)
 
 
 def test_entries_on_the_corpus_hosts_are_checked_as_a_whole() -> None:
@@ -174,7 +175,8 @@ def test_entries_on_the_corpus_hosts_are_checked_as_a_whole() -> None:
         host = value.lower()
         if not is_valid_entry(host):
             continue
-        for entry in (host + port + path.lower(), host + port + "/" + "a" * (1022 - len(host))):
+        long_path = "/" + "a" * (1022 - len(host))
+        for entry in (host + port + path.lower(), host + port + long_path, "." + host):
             checked += 1
             assert is_valid_entry_on(host, entry) == is_valid_entry(entry), entry
     assert checked > 1000
@@ -198,8 +200,8 @@ def test_corpus_hosts_are_valid_by_one_match_as_by_the_whole_grammar() -> None:
 @settings(max_examples=2000, deadline=None)
 @given(hostname=st.text(alphabet="abz019-._", min_size=1, max_size=80))
 def test_a_plain_name_is_the_host_the_general_shaping_gives(hostname: str) -> None:
-    """A hostname split_url takes as already shaped (_PLAIN_NAME) is one _shape_host returns
-    unchanged, and not an address (so its path entries are never read as a range)."""
+    """A hostname split_url and normalise_host take as shaped (_PLAIN_NAME) is one _shape_host
+    returns unchanged, and not an address (so its path entries are never read as a range)."""
     if len(hostname) <= MAX_HOST and _PLAIN_NAME.fullmatch(hostname):
         assert _shape_host(hostname) == hostname
         assert not hostname.rpartition(".")[2].isdigit()

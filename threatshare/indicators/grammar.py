@@ -81,8 +81,9 @@ def is_valid_host(host: str) -> bool:
 
 
 def is_valid_entry_on(valid_host: str, entry: str) -> bool:
-    """``is_valid_entry(entry)``, for an ``entry`` that starts with ``valid_host``, a host that
-    passes :func:`is_valid_entry` on its own (the caller's word: it is not checked again).
+    """``is_valid_entry(entry)``, for an ``entry`` that starts with ``valid_host`` or is the
+    wildcard over it, ``valid_host`` passing :func:`is_valid_entry` on its own (the caller's
+    word: it is not checked again).
 
     A bare valid host (no colon, slash or leading dot) is a host of ``_VALID_URL`` that
     ``_is_valid_host`` accepts, made of characters other than ``:`` and ``/``. When the rest
@@ -92,9 +93,13 @@ def is_valid_entry_on(valid_host: str, entry: str) -> bool:
     a dot). Anything else is checked whole.
     """
     end = len(valid_host)
-    if entry[end : end + 1] not in _AFTER_HOST or not entry.startswith(valid_host):
-        return is_valid_entry(entry)
     if not _is_bare(valid_host):
+        return is_valid_entry(entry)
+    if entry[end : end + 1] not in _AFTER_HOST or not entry.startswith(valid_host):
+        if entry[:1] == "." and entry[1:] == valid_host:
+            # The wildcard over it: valid unless the host is an IPv4 literal (_is_valid_host
+            # refuses a numeric last label when ip_allowed is False, and nothing else more).
+            return not valid_host[valid_host.rfind(".") + 1 :].isdigit()
         return is_valid_entry(entry)
     if len(entry) > MAX_ENTRY:
         return False

@@ -119,7 +119,10 @@ def normalise_host(value: str) -> str:
         if address.scope_id is not None:
             raise Rejected("not_a_host")  # "%eth0" names an interface of one machine
         return _ipv6_host(address)
-    return _shape_host(_parse("http://" + text)[1])
+    hostname = _parse("http://" + text)[1]
+    if len(hostname) <= MAX_HOST and _PLAIN_NAME.fullmatch(hostname):
+        return hostname  # the common case, shaped already (see split_url)
+    return _shape_host(hostname)
 
 
 def split_url(value: str) -> UrlParts:
