@@ -121,8 +121,9 @@ class Judge:
 
     def wildcard(self, entry: str, domain: str) -> Decision:
         """A ``.domain`` entry: it blocks the domain and every host under it."""
-        outcome = self.host_level(entry, domain)
-        if outcome[0] == "accept" and self.host_flags(domain) & COVERS:
+        flags = self.host_flags(domain)
+        outcome = self.host_level(entry, domain, flags)
+        if outcome[0] == "accept" and flags & COVERS:
             return ("skip", "covers_allowed")
         return outcome
 
