@@ -20,7 +20,7 @@ from tests.e2e import FAST, run_in_process
 from threatshare import config as config_module
 from threatshare.config import Config
 from threatshare.http_limits import MAX_RESPONSE_BYTES
-from threatshare.indicators.normalise import is_valid_entry
+from threatshare.indicators.grammar import is_valid_entry
 from threatshare.sandbox.mimecast import url_log
 from threatshare.sandbox.server import EmulatorServer, Request, Response, json_response
 from threatshare.sandbox.world import Sandbox

@@ -15,7 +15,8 @@ from threatshare.indicators.extract import (
     Tally,
     builtin_protected_hosts,
 )
-from threatshare.indicators.normalise import Rejected, Skipped, is_valid_entry, normalise_host
+from threatshare.indicators.grammar import is_valid_entry
+from threatshare.indicators.normalise import Rejected, Skipped, normalise_host
 
 BOTH_URL_SOURCES = ("malicious_urls", "url_domains")
 ALL_SOURCES = (*BOTH_URL_SOURCES, "malicious_domains")

@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from threatshare.indicators.grammar import is_valid_entry
 from threatshare.indicators.normalise import (
     Rejected,
     Skipped,
     _serialise,
-    is_valid_entry,
     normalise_host,
     normalise_url,
     split_url,

@@ -8,8 +8,10 @@ first when the budget is reached.
 
 The hot path is a hit on a short key: :attr:`ByteBoundedCache.items` is a plain dict that a
 caller may read directly (``items.get(key)``) before calling the cache, which costs no more
-than a dict look-up. Items are only ever added on a miss, so a queue of (slot, cost) in
-insertion order is the eviction order.
+than a dict look-up. Items are only ever added on a miss, so a queue of slots in insertion
+order is the eviction order. An item's cost is worked out again when it leaves rather than
+kept beside it (it depends on the slot and the value alone): a miss then appends one object
+to the queue, and each item holds less memory.
 """
 
 from __future__ import annotations
@@ -32,19 +34,20 @@ OVERHEAD = 240
 
 
 class ByteBoundedCache(Generic[V]):
-    """``cache(key)`` answers from the cache or from ``compute(key)``, charged by ``size``."""
+    """``cache(key)`` answers from the cache or from ``compute(key)``, charged by ``size``
+    (None: a value costs nothing beyond the fixed overhead, as a small int)."""
 
     def __init__(
         self,
         compute: Callable[[str], V],
-        size: Callable[[V], int],
+        size: Callable[[V], int] | None,
         budget: int = DEFAULT_BUDGET,
     ) -> None:
         self._compute = compute
         self._size = size
         #: slot (the key, or a long key's digest) -> value; read it directly for a fast hit.
         self.items: dict[str | bytes, V] = {}
-        self._order: deque[tuple[str | bytes, int]] = deque()
+        self._order: deque[str | bytes] = deque()  # slots, oldest first
         self.budget = budget
         #: Bytes charged for the items held now.
         self.charged = 0
@@ -59,26 +62,37 @@ class ByteBoundedCache(Generic[V]):
         found = self.items.get(slot)
         if found is not None:
             return found
-        return self._store(slot, self._compute(key))
+        return self.store(slot, self._compute(key))
 
     def missed(self, key: str) -> V:
         """The value of a key the caller just failed to find in :attr:`items` (a short key
         is its own slot, so it is not looked up again)."""
         if len(key) > LONG_KEY:
             return self(key)
-        return self._store(key, self._compute(key))
+        return self.store(key, self._compute(key))
 
-    def _store(self, slot: str | bytes, value: V) -> V:
-        items = self.items
-        cost = len(slot) + self._size(value) + OVERHEAD
+    def store(self, slot: str | bytes, value: V) -> V:
+        """Keep ``value`` under ``slot`` (a short key itself, or a long key's digest) and return
+        it; for a caller that computed a missed value itself."""
+        size = self._size
+        cost = len(slot) + OVERHEAD if size is None else len(slot) + size(value) + OVERHEAD
         if cost > self.budget:
             return value
-        order = self._order
-        while order and self.charged + cost > self.budget:
-            oldest, oldest_cost = order.popleft()
-            del items[oldest]
-            self.charged -= oldest_cost
-        items[slot] = value
-        order.append((slot, cost))
-        self.charged += cost
+        charged = self.charged + cost
+        if charged > self.budget:
+            charged = self._evict_down_to(self.budget - cost) + cost
+        self.items[slot] = value
+        self._order.append(slot)
+        self.charged = charged
         return value
+
+    def _evict_down_to(self, room: int) -> int:
+        """Drop the oldest items until at most ``room`` bytes are charged; the new charge."""
+        items, order, size = self.items, self._order, self._size
+        charged = self.charged
+        while order and charged > room:
+            oldest = order.popleft()
+            value = items.pop(oldest)
+            charged -= len(oldest) + OVERHEAD + (0 if size is None else size(value))
+        self.charged = charged
+        return charged

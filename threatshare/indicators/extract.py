@@ -28,32 +28,12 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Sequence
-from typing import Literal
 
-from threatshare.indicators.cache import ByteBoundedCache
-from threatshare.indicators.normalise import (
-    Rejected,
-    Skipped,
-    UrlParts,
-    is_valid_entry,
-    normalise_host,
-    split_url,
-)
-from threatshare.indicators.rules import Rules, Wrapper, host_keys, shipped_data, verdict_key
-from threatshare.indicators.zones import (
-    ALLOWED,
-    COVERS,
-    ENDPOINT,
-    INVALID_HOST,
-    IP,
-    PROTECTED,
-    SUFFIX,
-    WRAPPER,
-    build_zones,
-    is_ip,
-    zone_flags,
-    zones_of,
-)
+from threatshare.indicators.cache import LONG_KEY, ByteBoundedCache
+from threatshare.indicators.judge import Decision, Judge
+from threatshare.indicators.normalise import Rejected, Skipped, normalise_host, split_url
+from threatshare.indicators.rules import Rules, host_keys, shipped_data, verdict_key
+from threatshare.indicators.zones import WRAPPER, is_ip
 
 #: Impersonation identifiers that judge the sender's domain (the only ones that make it an
 #: indicator). Name-type identifiers (``internal_user_name``, ``custom_name_list``,
@@ -73,8 +53,6 @@ DOMAIN_IDENTIFIERS = frozenset(
 
 #: How many wrappers deep a target is still looked for.
 MAX_WRAPPING = 3
-
-Decision = tuple[Literal["accept", "skip", "reject"], str]
 
 
 @dataclasses.dataclass
@@ -119,18 +97,17 @@ class Extractor:
         self._want_url_hosts = "url_domains" in sources
         self._want_senders = "malicious_domains" in sources
         self.rules = rules = rules or Rules(protected_hosts=extra_protected)
-        self._zones = build_zones(rules, host_keys(allow))
+        self._judge = judge = Judge(rules, host_keys(allow), self._want_urls, self._want_url_hosts)
         self._verdicts = rules.verdicts
         self._verdict_memo: dict[str, bool] = {}
         # Bound to the instance (not module-level caches) because the lists differ per instance.
         self._url_outcomes = ByteBoundedCache(self._decide_url, _outcomes_size)
         self._url_known = self._url_outcomes.items
-        self._url_missed = self._url_outcomes.missed
         self._sender_outcome = ByteBoundedCache(self._decide_sender, _outcome_size)
         self._sender_known = self._sender_outcome.items
-        self._host_cache = ByteBoundedCache(self._flags_of, _flags_size)
-        self._host_known = self._host_cache.items
-        self._host_missed = self._host_cache.missed
+        # The judge's methods, bound once: a first-time URL calls them on every record.
+        self._known_hosts, self._missed_host = judge.known_hosts, judge.missed_host
+        self._judge_url = judge.url
 
     def url_record(self, record: object, tally: Tally) -> list[str]:
         """Entries for ``malicious_urls`` and/or ``url_domains`` from one URL-log record."""
@@ -151,7 +128,7 @@ class Extractor:
             return []
         outcomes = self._url_known.get(url)
         if outcomes is None:
-            outcomes = self._url_missed(url)
+            outcomes = self._first_url(url)
         return _apply(outcomes, tally)
 
     def impersonation_record(self, record: object, tally: Tally) -> list[str]:
@@ -179,25 +156,7 @@ class Extractor:
         """Why an entry pushed earlier would not be pushed by today's rules, as a skip reason;
         None when it may stay. Judged from the entry alone: what only a record told (its
         query, its verdict) is not known here."""
-        if entry.startswith("."):
-            domain = entry[1:]
-            kind, detail = self._judge_wildcard(entry, domain)
-            return detail if kind == "skip" else None
-        authority, slash, path = entry.partition("/")
-        host = authority
-        if not is_ip(host) or host.count(":") == 1:
-            host = authority.rpartition(":")[0] or authority  # drop a port
-        if not slash:
-            kind, detail = self._judge_host_level(entry, host)
-            return detail if kind == "skip" else None
-        flags = self._host_flags(host)
-        if flags & WRAPPER and self._wrapper_of(host, "/" + path) is not None:
-            return "wrapper"
-        if is_ip(host) and path.isdigit():
-            return "ip_range"  # "/8" after an address reads as a range: the host stands alone
-        parts = UrlParts(host, entry, None, True, "/" + path, "")
-        kind, detail = self._judge_path(parts, flags)
-        return detail if kind == "skip" else None
+        return self._judge.withdrawn(entry)
 
     # --- decisions (cached) --------------------------------------------------------------
 
@@ -222,46 +181,36 @@ class Extractor:
             self._verdict_memo[name] = known  # a few names repeat across every record
         return known
 
+    def _first_url(self, url: str) -> tuple[Decision, ...]:
+        # What ByteBoundedCache.missed does, without its calls: a short URL is its own slot.
+        if len(url) > LONG_KEY:
+            return self._url_outcomes(url)
+        return self._url_outcomes.store(url, self._decide_url(url))
+
     def _decide_url(self, url: str) -> tuple[Decision, ...]:
-        outcomes: list[Decision] = []
+        wrapped: tuple[Decision, ...] = ()
         for depth in range(MAX_WRAPPING + 1):
             try:
                 parts = split_url(url)
             except Skipped as skipped:
-                return (*outcomes, ("skip", skipped.reason))
+                return (*wrapped, ("skip", skipped.reason))
             except Rejected as rejected:
-                return (*outcomes, ("reject", rejected.reason))
-            flags = self._host_flags(parts.host)
-            if flags & WRAPPER:
-                wrapper = self._wrapper_of(parts.host, parts.path)
-                if wrapper is not None:
-                    if not outcomes:
-                        outcomes.append(("skip", "wrapper"))
-                    target = wrapper.decode(parts.path, parts.query)
-                    if target is None or depth == MAX_WRAPPING:
-                        return tuple(outcomes)  # nothing to recover, or too deep: no entry
-                    url = target
-                    continue
-            if outcomes:  # wrapped: one count per reason, as for any record
-                return tuple(dict.fromkeys((*outcomes, *self._judge_url(parts, flags))))
-            return self._judge_url(parts, flags)
-        return tuple(outcomes)  # pragma: no cover - the loop returns
-
-    def _judge_url(self, parts: UrlParts, flags: int) -> tuple[Decision, ...]:
-        host_outcome = self._judge_host_level(parts.host, parts.host, flags)
-        if not self._want_urls:
-            return (host_outcome,)
-        if parts.entry is None:
-            url_outcome: Decision = ("reject", parts.problem or "invalid")
-        elif parts.entry == parts.host:
-            url_outcome = host_outcome
-        elif not parts.has_path:
-            url_outcome = self._judge_host_level(parts.entry, parts.host, flags)
-        else:
-            url_outcome = self._judge_path(parts, flags)
-        if not self._want_url_hosts or url_outcome == host_outcome:
-            return (url_outcome,)
-        return (url_outcome, host_outcome)
+                return (*wrapped, ("reject", rejected.reason))
+            flags = self._known_hosts.get(parts.host)
+            if flags is None:
+                flags = self._missed_host(parts.host)
+            wrapper = self._judge.wrapper_of(parts.host, parts.path) if flags & WRAPPER else None
+            if wrapper is None:
+                outcomes = self._judge_url(parts, flags)
+                if wrapped:  # one count per reason, as for any record
+                    return tuple(dict.fromkeys((*wrapped, *outcomes)))
+                return outcomes
+            wrapped = (("skip", "wrapper"),)
+            target = wrapper.decode(parts.path, parts.query)
+            if target is None or depth == MAX_WRAPPING:
+                return wrapped  # nothing to recover, or too deep: no entry
+            url = target
+        return wrapped  # pragma: no cover - the loop returns
 
     def _decide_sender(self, sender: str) -> Decision:
         local, at, domain = sender.strip().rstrip(">").rpartition("@")
@@ -274,80 +223,13 @@ class Extractor:
         except Rejected as rejected:
             return ("reject", rejected.reason)
         if is_ip(host):
-            return self._judge_host_level(host, host)  # an address has no subdomains
+            return self._judge.host_level(host, host)  # an address has no subdomains
         # A look-alike sender stands for the name its owner registered: mail.evil.example
         # gives .evil.example, which also covers the next subdomain they send from.
         registrable = self.rules.suffixes.registrable(host)
         if registrable is None:
             return ("skip", "public_suffix")
-        return self._judge_wildcard("." + registrable, registrable)
-
-    def _judge_host_level(self, entry: str, host: str, flags: int | None = None) -> Decision:
-        """A host-level entry (``host`` or ``host:port``): it blocks the whole host."""
-        if flags is None:
-            flags = self._host_flags(host)
-        if flags & (ALLOWED | PROTECTED | SUFFIX | WRAPPER | INVALID_HOST):
-            if flags & ALLOWED:
-                return ("skip", "allowed")
-            if flags & SUFFIX:
-                return ("skip", "public_suffix")
-            if flags & PROTECTED:
-                return ("skip", "protected_host")
-            if flags & WRAPPER:
-                return ("skip", "wrapper")  # the wrapper's host carries everyone's links
-        return self._valid(entry, host, flags)
-
-    def _judge_wildcard(self, entry: str, domain: str) -> Decision:
-        """A ``.domain`` entry: it blocks the domain and every host under it."""
-        outcome = self._judge_host_level(entry, domain)
-        if outcome[0] == "accept" and self._host_flags(domain) & COVERS:
-            return ("skip", "covers_allowed")
-        return outcome
-
-    def _judge_path(self, parts: UrlParts, flags: int) -> Decision:
-        """A path entry: it blocks that path and what is under it, on one host."""
-        entry = parts.entry
-        assert entry is not None
-        if flags & (ALLOWED | PROTECTED | ENDPOINT):
-            if flags & ALLOWED:
-                return ("skip", "allowed")
-            if flags & PROTECTED and parts.query:
-                # The query made the URL specific; without it the entry is the platform's.
-                return ("skip", "protected_query")
-            if flags & ENDPOINT and self._at_endpoint(parts.host, parts.path):
-                return ("skip", "protected_endpoint")
-        return self._valid(entry, parts.host, flags)
-
-    def _valid(self, entry: str, host: str, flags: int) -> Decision:
-        # The last guard: a gap in the shaping must never reach ZIA, which refuses the whole
-        # request for one invalid entry. A host's own validity is part of its cached flags.
-        valid = not flags & INVALID_HOST if entry == host else is_valid_entry(entry)
-        return ("accept", entry) if valid else ("reject", "invalid_entry")
-
-    def _wrapper_of(self, host: str, path: str) -> Wrapper | None:
-        for zone in zones_of(host, self._zones, WRAPPER):
-            wrapper = self.rules.wrapper_for(host, zone, path)
-            if wrapper is not None:
-                return wrapper
-        return None
-
-    def _at_endpoint(self, host: str, path: str) -> bool:
-        segments = [s for s in path.lower().split("/") if s]
-        for zone in zones_of(host, self._zones, ENDPOINT):
-            for endpoint in self.rules.endpoints.get(zone, ()):
-                if endpoint.touches(segments):
-                    return True
-        return False
-
-    def _host_flags(self, host: str) -> int:
-        flags = self._host_known.get(host)
-        return self._host_missed(host) if flags is None else flags
-
-    def _flags_of(self, host: str) -> int:
-        flags = zone_flags(host, self._zones)
-        if not flags & IP and self.rules.suffixes.at_or_above(host):
-            flags |= SUFFIX
-        return flags if is_valid_entry(host) else flags | INVALID_HOST
+        return self._judge.wildcard("." + registrable, registrable)
 
 
 def builtin_protected_hosts() -> frozenset[str]:
@@ -379,10 +261,6 @@ def _outcomes_size(outcomes: tuple[Decision, ...]) -> int:
     for _, value in outcomes:
         size += len(value) + 64
     return size
-
-
-def _flags_size(flags: int) -> int:
-    return 0
 
 
 def _has_domain_identifier(record: dict[str, object]) -> bool:

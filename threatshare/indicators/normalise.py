@@ -18,8 +18,8 @@ Two outcomes besides an entry, both carrying a short snake_case ``reason``:
 - :class:`Skipped`: the value is fine but must not be pushed (an IP literal that is not globally
   routable).
 
-:func:`is_valid_entry` encodes ZIA's format rules on their own, independent of the shaping code,
-as a last guard and for property tests.
+ZIA's format rules are written again on their own in :mod:`threatshare.indicators.grammar`,
+independent of the shaping code, as a last guard and for property tests.
 """
 
 from __future__ import annotations
@@ -31,22 +31,16 @@ from typing import NamedTuple
 
 import ada_url
 
+from threatshare.indicators.grammar import MAX_ENTRY, MAX_HOST, MAX_LABEL
+
 __all__ = [
-    "MAX_ENTRY",
-    "MAX_HOST",
-    "MAX_LABEL",
     "Rejected",
     "Skipped",
     "UrlParts",
-    "is_valid_entry",
     "normalise_host",
     "normalise_url",
     "split_url",
 ]
-
-MAX_ENTRY = 1024
-MAX_HOST = 255
-MAX_LABEL = 63
 
 _WEB_SCHEMES = frozenset({"http", "https"})
 # What a browser strips from both ends of a URL, and deletes anywhere inside it.
@@ -58,20 +52,9 @@ _PORT_AFTER_COLON = re.compile(r"[0-9]*(?:[/\\?#]|$)")
 # Hosts as ZIA takes them; the common case (no underscore) is checked by one regex.
 _PLAIN_HOST = re.compile(r"(?:[a-z0-9-]{1,63}\.)+[a-z0-9-]{1,63}")
 _LABEL = re.compile(r"[a-z0-9_-]+")
-# Printable ASCII without space: what may appear in a path after ada has percent-encoded it.
-_ENTRY_CHARS = re.compile(r"[\x21-\x7e]+")
+# A host _PLAIN_HOST takes whose last label is not all digits (that would be an IPv4 literal).
+_PLAIN_NAME = re.compile(r"(?:[a-z0-9-]{1,63}\.)+(?=[a-z0-9-]{0,62}[a-z-])[a-z0-9-]{1,63}")
 _HOST_STOPS = re.compile(r"[/\\?#@]")
-
-# ZIA's entry grammar for is_valid_entry, written on its own rather than derived from the
-# shaping code, so that each checks the other. Path characters: printable ASCII except upper
-# case, '#', '*' and '?'.
-_V_LABEL = r"[a-z0-9_-]{1,63}"
-_V_HOST = rf"(?:{_V_LABEL}\.)+{_V_LABEL}"
-_V_PATH = r"/[\x21\x22\x24-\x29\x2b-\x3e\x40\x5b-\x7e]+"
-_VALID_URL = re.compile(rf"(?P<host>{_V_HOST})(?::(?P<port>[1-9][0-9]{{0,4}}))?(?:{_V_PATH})?")
-_VALID_DOMAIN = re.compile(rf"\.(?P<host>{_V_HOST})")
-_V_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_VALID_IPV4 = re.compile(rf"{_V_OCTET}(?:\.{_V_OCTET}){{3}}")
 
 
 class Rejected(ValueError):
@@ -104,6 +87,11 @@ class UrlParts(NamedTuple):
     query: str = ""  # the query as serialised, without "?": "" when the URL had none
 
 
+# UrlParts made straight from a tuple: the NamedTuple's own __new__ is one more Python call per
+# URL, a tenth of what shaping a URL costs.
+_url_parts = tuple.__new__
+
+
 def normalise_url(value: str) -> str:
     """The URL entry ``host[:port][/path]`` for a URL, or raise Rejected/Skipped."""
     parts = split_url(value)
@@ -131,7 +119,10 @@ def normalise_host(value: str) -> str:
         if address.scope_id is not None:
             raise Rejected("not_a_host")  # "%eth0" names an interface of one machine
         return _ipv6_host(address)
-    return _shape_host(_parse("http://" + text)[1])
+    hostname = _parse("http://" + text)[1]
+    if len(hostname) <= MAX_HOST and _PLAIN_NAME.fullmatch(hostname):
+        return hostname  # the common case, shaped already (see split_url)
+    return _shape_host(hostname)
 
 
 def split_url(value: str) -> UrlParts:
@@ -149,63 +140,27 @@ def split_url(value: str) -> UrlParts:
     scheme, hostname, port, path, query = _parse(_with_scheme(text))
     if scheme not in _WEB_SCHEMES:
         raise Rejected("unsupported_scheme")
-    host = _shape_host(hostname)
-    if ":" in host:
-        # ZIA matches an IPv6 literal only as a whole host: no port, no path.
-        return UrlParts(host, host, None, False, path, query)
-    # "1.0.0.0/8" after an address reads as a range to whoever looks at the category: the
-    # address alone is the entry (docs/design.md#what-is-never-blocked).
-    has_path = path != "/" and not (path[1:].isdigit() and host.rpartition(".")[2].isdigit())
-    entry = host
-    if port:
-        entry = f"{entry}:{port}"
+    if len(hostname) <= MAX_HOST and _PLAIN_NAME.fullmatch(hostname):
+        # The common case, shaped already: a domain name as ZIA takes it (what _shape_host
+        # accepts unchanged), neither an address nor ending in a dot.
+        host = hostname
+        has_path = path != "/"
+    else:
+        host = _shape_host(hostname)
+        if ":" in host:
+            # ZIA matches an IPv6 literal only as a whole host: no port, no path.
+            return _url_parts(UrlParts, (host, host, None, False, path, query))
+        # "1.0.0.0/8" after an address reads as a range to whoever looks at the category: the
+        # address alone is the entry (docs/design.md#what-is-never-blocked).
+        has_path = path != "/" and not (path[1:].isdigit() and host.rpartition(".")[2].isdigit())
+    if not (has_path or port):
+        return _url_parts(UrlParts, (host, host, None, False, path, query))
+    entry = f"{host}:{port}" if port else host
     if has_path:
         # ada percent-encodes non-ASCII and controls in paths; ZIA takes lower case only.
-        entry = entry + path.lower()
-    problem = _entry_problem(entry, path, port) if has_path or port else None
-    return UrlParts(host, None if problem else entry, problem, has_path, path, query)
-
-
-def is_valid_entry(entry: str) -> bool:
-    """Whether ``entry`` follows ZIA's rules for a custom-category URL, however it was made.
-
-    ASCII printable, lower case, at most 1,024 characters; no scheme, ``*``, whitespace, query
-    or fragment; a host of at most 255 characters in labels of 1..63 ``[a-z0-9_-]`` (two labels
-    or more, underscore not in the TLD, nor in the SLD when there is a subdomain, nor alone),
-    or a dotted-quad IPv4; an optional port; an optional path other than ``/``. Besides:
-    ``.domain`` (the domain and its subdomains) with nothing after it, and a compressed IPv6
-    literal alone.
-    """
-    if not isinstance(entry, str) or len(entry) > MAX_ENTRY:
-        return False
-    match = _VALID_URL.fullmatch(entry)
-    if match is not None:
-        host, port = match.group("host", "port")
-        if port is not None and int(port) > 65535:
-            return False
-        return _is_valid_host(host, ip_allowed=True)
-    match = _VALID_DOMAIN.fullmatch(entry)
-    if match is not None:
-        return _is_valid_host(match["host"], ip_allowed=False)
-    if ":" in entry and "%" not in entry:
-        try:
-            return ipaddress.IPv6Address(entry).compressed == entry
-        except ValueError:
-            return False
-    return False
-
-
-def _is_valid_host(host: str, *, ip_allowed: bool) -> bool:
-    if len(host) > MAX_HOST:
-        return False
-    if host[host.rfind(".") + 1 :].isdigit():
-        # A numeric TLD means an IPv4 literal; ".1.2.3.4" would be a wildcard over an address.
-        return ip_allowed and _VALID_IPV4.fullmatch(host) is not None
-    if "_" in host:
-        labels = host.split(".")
-        if "_" in labels or "_" in labels[-1] or (len(labels) > 2 and "_" in labels[-2]):
-            return False
-    return True
+        entry += path.lower()
+    problem = _entry_problem(entry, path, port)
+    return _url_parts(UrlParts, (host, None if problem else entry, problem, has_path, path, query))
 
 
 # --- parsing and shaping ------------------------------------------------------------------
@@ -370,6 +325,6 @@ def _entry_problem(entry: str, path: str, port: str) -> str | None:
         return "too_long"
     if "*" in path:
         return "wildcard"
-    if not _ENTRY_CHARS.fullmatch(path):
-        return "bad_path_character"
+    if not (path.isascii() and path.isprintable()) or " " in path or not path:
+        return "bad_path_character"  # printable ASCII (isprintable: 0x20-0x7e) but space
     return None
