@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import redis
 
 from threatshare import keys
-from threatshare.state.ledger import TOMBSTONE_KEEP, Ledger
+from threatshare.state.ledger import STAGING_TTL, TOMBSTONE_KEEP, Ledger
 from threatshare.state.lock import try_lock
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -20,9 +21,9 @@ def test_last_seen_is_the_record_time_and_only_moves_forward(redis_client: redis
     look older, a newer one restarts its clock; the first sighting stays."""
     ledger = Ledger(redis_client)
     ledger.record_pushed("urls", {"a.example": T - 100})
-    ledger.record_sightings("urls", {"a.example": T - 500})
+    ledger.record_met("urls", "staging", {"a.example": T - 500})
     assert ledger.last_seen("urls", ["a.example", "b.example"]) == [T - 100, None]
-    ledger.record_sightings("urls", {"a.example": T})
+    ledger.record_met("urls", "staging", {"a.example": T})
     assert ledger.last_seen("urls", ["a.example"]) == [T]
     assert (
         redis_client.hget(keys.instance_first_seen("urls"), "a.example")
@@ -52,10 +53,9 @@ def test_tombstones_bury_older_records_only_and_are_trimmed(redis_client: redis.
     assert lock is not None
     ledger.tombstone("urls", lock, ["gone.example"], NOW)
     assert set(ledger.scan("urls")) == {"kept.example"}
-    assert ledger.buried("urls", {"gone.example": T - 10, "kept.example": T - 10}) == {
-        "gone.example"
-    }
-    assert ledger.buried("urls", {"gone.example": T + 10}) == set()
+    met = {"gone.example": T - 10, "kept.example": T - 10}
+    assert ledger.record_met("urls", "staging", met, write=False) == "bk"
+    assert ledger.record_met("urls", "staging", {"gone.example": T + 10}, write=False) == "f"
     ledger.record_pushed("urls", {"gone.example": T + 10})
     assert ledger.redis.zcard(keys.instance_tombstones("urls")) == 0
     ledger.tombstone("urls", lock, ["old.example"], NOW - TOMBSTONE_KEEP - timedelta(days=1))
@@ -98,3 +98,30 @@ def test_the_earlier_hash_record_is_migrated(redis_client: redis.Redis) -> None:
     assert ledger.last_seen("urls", ["a.example"]) == [200.0]
     assert ledger.migrate("urls") == 0
     assert not redis_client.exists(keys.instance_entries("urls"))
+
+
+def test_what_a_pull_met_is_deduped_and_written_in_chunks(redis_client: redis.Redis) -> None:
+    """Entries the category holds get their sighting, new ones are staged with their newest
+    time, in order and across chunks; a dry run reads the same answer and writes nothing."""
+    ledger = Ledger(redis_client)
+    ledger.record_pushed("urls", {"held.example": T - 100})
+    met = {f"new{i}.example/p": T - i for i in range(2500)} | {"held.example": T}
+    staging = ledger.staging("urls", "run-1")
+    assert ledger.record_met("urls", staging, met, write=False) == "f" * 2500 + "k"
+    assert ledger.staged_count(staging) == 0
+    assert ledger.last_seen("urls", ["held.example"]) == [T - 100]
+    assert ledger.record_met("urls", staging, met) == "f" * 2500 + "k"
+    assert ledger.staged_count(staging) == 2500
+    assert ledger.last_seen("urls", ["held.example"]) == [T]
+    assert 0 < redis_client.ttl(staging) <= STAGING_TTL
+    ledger.record_met("urls", staging, {"new7.example/p": T - 5000})  # older: kept newer
+    assert redis_client.zscore(staging, "new7.example/p") == T - 7
+
+
+def test_an_entry_with_a_line_break_is_refused_not_misread(redis_client: redis.Redis) -> None:
+    """An entry that would break the script's lines raises before anything is written."""
+    ledger = Ledger(redis_client)
+    staging = ledger.staging("urls", "run-1")
+    with pytest.raises(ValueError, match="line break"):
+        ledger.record_met("urls", staging, {"a.example/x\n1 b.example": T, "c.example": T})
+    assert ledger.staged_count(staging) == 0

@@ -57,17 +57,14 @@ def test_an_entry_from_records_of_several_kinds_adds_them_up(redis_client: redis
     assert book.get(["evil.example/b"])["evil.example/b"].sightings == 2
 
 
-def test_dropped_entries_are_not_written_unless_kept_again(redis_client: redis.Redis) -> None:
-    """An entry left out (unblocked, removed by hand) gets no provenance; one a newer record
-    brings back does."""
+def test_dropped_entries_are_not_written(redis_client: redis.Redis) -> None:
+    """An entry left out (unblocked, removed by hand) gets no provenance; the other entries of
+    its records do."""
     sightings, book = _sightings(redis_client)
-    sightings.add(["gone.example"], 10, url_evidence, _record("<g>"))
-    sightings.add(["back.example"], 10, url_evidence, _record("<b>"))
+    sightings.add(["gone.example/x", "gone.example"], 10, url_evidence, _record("<g>"))
     sightings.drop("gone.example")
-    sightings.drop("back.example")
-    sightings.keep("back.example")
     sightings.flush(known=())
-    assert set(book.get(["gone.example", "back.example"])) == {"back.example"}
+    assert set(book.get(["gone.example", "gone.example/x"])) == {"gone.example/x"}
     assert not sightings
 
 

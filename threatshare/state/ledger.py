@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 import redis
 
 from threatshare import keys
-from threatshare.state.chunks import WRITE_CHUNK, chunked, chunked_map
+from threatshare.state.chunks import chunked, chunked_map
 from threatshare.state.fenced import FencedWriter
 from threatshare.state.lock import RunLock
 
@@ -41,6 +41,32 @@ TOMBSTONE_KEEP = timedelta(days=31)
 _SCAN = 1000
 #: How long a run's staging outlives its last write: beyond any run's deadline (at most 1 h).
 STAGING_TTL = 2 * 3600
+
+
+# KEYS: last seen, tombstones, the run's staging. ARGV: write (1/0), the staging's TTL, and lines
+# "record-time entry". Returns one letter per line: k (in the category: sighting recorded),
+# b (removed by hand after that record: left out), f (new: staged).
+_RECORD_MET = """
+local write = ARGV[1] == '1'
+local stones = redis.call('EXISTS', KEYS[2]) == 1
+local out = {}
+for at, entry in string.gmatch(ARGV[3], '([^ \\n]+) ([^\\n]+)') do
+  if redis.call('ZSCORE', KEYS[1], entry) then
+    if write then redis.call('ZADD', KEYS[1], 'GT', at, entry) end
+    out[#out + 1] = 'k'
+  else
+    local stone = stones and redis.call('ZSCORE', KEYS[2], entry)
+    if stone and tonumber(at) <= tonumber(stone) then
+      out[#out + 1] = 'b'
+    else
+      if write then redis.call('ZADD', KEYS[3], 'GT', at, entry) end
+      out[#out + 1] = 'f'
+    end
+  end
+end
+if write and redis.call('EXISTS', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], ARGV[2]) end
+return table.concat(out)
+"""
 
 
 def _decoded(values: Iterable[bytes | str]) -> list[str]:
@@ -53,6 +79,7 @@ class Ledger:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
         self._fenced = FencedWriter(client)
+        self._met = client.register_script(_RECORD_MET)
 
     @staticmethod
     def staging(name: str, run_id: str) -> str:
@@ -121,12 +148,6 @@ class Ledger:
             self.redis.zcount(keys.instance_last_seen(name), "-inf", f"({before.timestamp()}")
         )
 
-    def record_sightings(self, name: str, sightings: Mapping[str, float]) -> None:
-        """New records of entries already in the category: their clocks restart
-        (docs/design.md#expiry)."""
-        for chunk in chunked_map(sightings):
-            self.redis.zadd(keys.instance_last_seen(name), chunk, gt=True)
-
     def record_pushed(self, name: str, sightings: Mapping[str, float]) -> None:
         """Entries ZIA accepted, with the record time that produced each: first and last seen
         then; a tombstone of theirs is lifted (a newer record brought them back)."""
@@ -175,26 +196,6 @@ class Ledger:
         self.redis.zremrangebyscore(key, "-inf", f"({(at - TOMBSTONE_KEEP).timestamp()}")
         self.record_removed(name, lock, entries)
 
-    def has_tombstones(self, name: str) -> bool:
-        """Whether any entry was removed by hand lately (else nothing can be buried)."""
-        return bool(self.redis.exists(keys.instance_tombstones(name)))
-
-    def buried(self, name: str, sightings: Mapping[str, float]) -> set[str]:
-        """Those of ``sightings`` (entry -> record time) removed by hand after that record."""
-        if not sightings:
-            return set()
-        entries = list(sightings)
-        stones: list[float | None] = []
-        for chunk in chunked(entries):
-            stones.extend(self.redis.zmscore(keys.instance_tombstones(name), chunk))
-        return {
-            entry
-            for entry, stone in zip(entries, stones, strict=True)
-            if stone is not None and sightings[entry] <= float(stone)
-        }
-
-    # --- the window being worked on (a run's own staging key) -----------------------------
-
     def stage(self, staging: str, timed_entries: Mapping[str, float]) -> None:
         """Queue entries of the current window in the run's ``staging``, by record time."""
         for chunk in chunked_map(timed_entries):
@@ -205,27 +206,28 @@ class Ledger:
                 pipe.execute()
 
     def record_met(
-        self,
-        name: str,
-        staging: str,
-        known: Mapping[str, float],
-        staged: Mapping[str, float],
-    ) -> None:
-        """What a pull met, with the newest record time of each entry: those already in the
-        category get their sighting, new ones are staged; one round trip when small."""
-        if len(known) + len(staged) > WRITE_CHUNK:
-            self.record_sightings(name, known)
-            self.stage(staging, staged)
-            return
-        if not known and not staged:
-            return
-        with self.redis.pipeline(transaction=False) as pipe:
-            if known:
-                pipe.zadd(keys.instance_last_seen(name), dict(known), gt=True)
-            if staged:
-                pipe.zadd(staging, dict(staged), gt=True)
-                pipe.expire(staging, STAGING_TTL)
-            pipe.execute()
+        self, name: str, staging: str, met: Mapping[str, float], *, write: bool = True
+    ) -> str:
+        """Dedupe what a pull met (entry -> its newest record time) against the category, one
+        call per chunk: an entry the category holds gets its sighting (``k``), one removed by
+        hand after that record is left out (``b``, see :meth:`buried`), any other is staged
+        (``f``). Returns those letters, one per entry of ``met`` in order; with ``write``
+        false nothing is written (a dry run)."""
+        key, stones = keys.instance_last_seen(name), keys.instance_tombstones(name)
+        outcome: list[str] = []
+        for chunk in chunked_map(met):
+            # One line per entry, read by the script without a Redis argument each. Entries hold
+            # no line break (ZIA's format, checked before anything is staged); one that did
+            # would be read as two, so it is refused here.
+            lines = "\n".join([f"{when!r} {entry}" for entry, when in chunk.items()])
+            if lines.count("\n") != len(chunk) - 1:
+                raise ValueError("an entry with a line break cannot be recorded")
+            raw = self._met(keys=[key, stones, staging], args=[int(write), STAGING_TTL, lines])
+            letters = raw.decode() if isinstance(raw, bytes) else str(raw)
+            if len(letters) != len(chunk):
+                raise ValueError("the script read another number of entries than it was sent")
+            outcome.append(letters)
+        return "".join(outcome)
 
     def staged_count(self, staging: str) -> int:
         return int(self.redis.zcard(staging))

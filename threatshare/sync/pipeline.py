@@ -117,12 +117,10 @@ class Run:
         self.sample: list[str] = []
         #: entry -> the newest record time met in this run, until written (bounded).
         self.seen: dict[str, float] = {}
-        #: entries of ``seen`` already in the category (the others are staged).
+        #: entries of ``seen`` the category holds, once written (the others are staged).
         self.known: set[str] = set()
         #: entries of ``seen`` never pushed: the runtime allow list covers them.
         self.left_out: set[str] = set()
-        #: whether entries removed by hand may be met: read once a pull (None: not yet read).
-        self.tombstoned: bool | None = None
         #: What the records said of each entry, for its provenance.
         self.sightings = Sightings(
             ProvenanceBook(rt.redis, name),
@@ -201,10 +199,10 @@ class Run:
         default_time: float,
         evidence: Callable[[Any], tuple[object, object]],
     ) -> None:
-        """Extract one page's entries and dedupe them: against what this run met already (in
-        memory: the newest record time of each), and, for those met for the first time, against
-        the runtime allow list and the category (one look-up). Nothing is written here: what a
-        pull met is written once, by :meth:`write_met`."""
+        """Extract one page's entries and keep, in memory, the newest record time of each and
+        what the records said (their sightings). An entry met for the first time in the pull is
+        checked against the runtime allow list; nothing is read or written in Redis here: what
+        a pull met is deduped against the category and written once, by :meth:`write_met`."""
         self.check_lock()
         seen = self.seen
         first: list[str] = []
@@ -223,56 +221,29 @@ class Run:
                     first.append(entry)
                 elif when > newest:
                     seen[entry] = when
-        if first:
-            self._meet(first)
+        if first and self.unblocked:
+            self._leave_out_unblocked(first)
         if len(seen) > SEEN_LIMIT:
-            self.write_met()  # memory stays bounded whatever the backlog; look-ups resume
+            self.write_met()  # memory stays bounded whatever the backlog
 
-    def _meet(self, first: list[str]) -> None:
-        """Entries met for the first time in this run: left out when an operator unblocked
-        them, and split into those the category holds and those to stage; counted once."""
-        seen, skipped = self.seen, self.tally.skipped
-        if self.unblocked:
-            for entry in first:
-                if self.unblocked(entry):
-                    reason = "unblocked"
-                elif entry[0] == "." and self.unblocked.any_under(entry):
-                    reason = "covers_allowed"  # a wildcard never covers what was unblocked
-                else:
-                    continue
-                self.left_out.add(entry)
-                self.sightings.drop(entry)
-                skipped[reason] += 1
-            first = [e for e in first if e not in self.left_out]
-        fresh, known = self.ledger.split_known(self.name, first)
-        buried: set[str] = set()
-        if fresh and self.tombstoned is None:
-            self.tombstoned = self.ledger.has_tombstones(self.name)
-        if fresh and self.tombstoned:
-            buried = self.ledger.buried(self.name, {e: seen[e] for e in fresh})
-        if buried:
-            # Removed from the category by hand after these records: not pushed back
-            # (docs/design.md#reconciliation); forgotten, so that a newer record is judged again.
-            skipped["removed_by_hand"] += len(buried)
-            fresh = [e for e in fresh if e not in buried]
-            for entry in buried:
-                del seen[entry]
-                self.sightings.drop(entry)
-        if known:
-            skipped["already_in_category"] += len(known)
-            self.known.update(known)
-        if self.dry_run:
-            self.new_in_dry_run += len(fresh)
-            self.sample.extend(fresh[: max(0, SAMPLE - len(self.sample))])
-        else:
-            self.staged += len(fresh)
-            for entry in fresh:
-                self.sightings.keep(entry)  # dropped earlier, pushed after all
+    def _leave_out_unblocked(self, first: list[str]) -> None:
+        """Entries met for the first time that an operator unblocked, or a wildcard over what
+        was unblocked: never pushed; counted once."""
+        for entry in first:
+            if self.unblocked(entry):
+                reason = "unblocked"
+            elif entry[0] == "." and self.unblocked.any_under(entry):
+                reason = "covers_allowed"  # a wildcard never covers what was unblocked
+            else:
+                continue
+            self.left_out.add(entry)
+            self.sightings.drop(entry)
+            self.tally.skipped[reason] += 1
 
     def write_met(self) -> None:
-        """Write what the pull met since the last write, once per entry: its newest record time
-        (a sighting for those in the category, a stage for the others) and its provenance; then
-        forget it."""
+        """Dedupe what the pull met since the last write and write it, once per entry: its
+        newest record time (a sighting for those in the category, a stage for the others) and
+        its provenance; then forget it."""
         self.write_times()
         self.write_provenance()
         self.seen.clear()
@@ -280,19 +251,32 @@ class Run:
         self.left_out.clear()
 
     def write_times(self) -> None:
-        """The dedupe's writes: the newest record time of every entry met, in one round trip
-        per chunk."""
-        if self.dry_run or not self.seen:
+        """The dedupe: every entry met, against the category and the entries removed by hand,
+        with its newest record time; one call per chunk (nothing written in a dry run)."""
+        met = {e: t for e, t in self.seen.items() if e not in self.left_out}
+        if not met:
             return
-        known, left_out = self.known, self.left_out
-        sightings: dict[str, float] = {}
-        staged: dict[str, float] = {}
-        for entry, when in self.seen.items():
-            if entry in known:
-                sightings[entry] = when
-            elif entry not in left_out:
-                staged[entry] = when
-        self.ledger.record_met(self.name, self.staging, sightings, staged)
+        self.check_lock()
+        letters = self.ledger.record_met(self.name, self.staging, met, write=not self.dry_run)
+        fresh: list[str] = []
+        skipped = self.tally.skipped
+        for entry, letter in zip(met, letters, strict=True):
+            if letter == "k":
+                self.known.add(entry)
+            elif letter == "f":
+                fresh.append(entry)
+            else:
+                # Removed from the category by hand after its newest record: not pushed back
+                # (docs/design.md#reconciliation).
+                skipped["removed_by_hand"] += 1
+                self.sightings.drop(entry)
+        if self.known:
+            skipped["already_in_category"] += len(self.known)
+        if self.dry_run:
+            self.new_in_dry_run += len(fresh)
+            self.sample.extend(fresh[: max(0, SAMPLE - len(self.sample))])
+        else:
+            self.staged += len(fresh)
 
     def write_provenance(self) -> None:
         """Merge this run's sightings into the entries' provenance; memory is freed."""
@@ -305,7 +289,6 @@ class Run:
         two pages and the pull stopped there (what was pulled is staged all the same)."""
         client = self.rt.mimecast_client(self.inst.mimecast, deadline)
         end_ts = window.end.timestamp()
-        self.tombstoned = None  # written only under the instance's lock, between pulls
         sources: list[
             tuple[
                 Iterator[list[Any]],

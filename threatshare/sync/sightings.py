@@ -108,10 +108,6 @@ class Sightings:
         """Forget an entry that is not pushed (unblocked, removed by hand)."""
         self._dropped.add(entry)
 
-    def keep(self, entry: str) -> None:
-        """An entry dropped earlier in the run is pushed after all (a newer record)."""
-        self._dropped.discard(entry)
-
     def _source(self, entry: str) -> str:
         if entry.startswith("."):
             return "malicious_domains"
