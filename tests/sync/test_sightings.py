@@ -97,3 +97,19 @@ def test_untrusted_verdicts_and_message_ids_are_cleaned_before_they_are_kept(
     assert found["b.example"].evidence[0].verdict == "Phishing"
     raw = b"".join(redis_client.hvals(book.key))
     assert b"\x1b" not in raw and b"<id" not in raw
+
+
+def test_each_entry_s_newest_record_time_comes_from_every_record_kind() -> None:
+    """An entry's newest time is the newest record of any kind that produced it, whatever the
+    order the records came in; only the first record of a kind is reported as new."""
+    sightings = Sightings(ProvenanceBook(redis.Redis(), "urls"), KEY, ["url_domains"])
+    assert sightings.add(["evil.example/a", "evil.example"], 50, url_evidence, _record("<1>"))
+    assert not sightings.add(["evil.example/a", "evil.example"], 20, url_evidence, _record("<2>"))
+    assert sightings.add(["evil.example/b", "evil.example"], 70, url_evidence, _record("<3>"))
+    for at in (10, 90, 30, 40, 5):  # out of order, more than are kept
+        sightings.add(["evil.example/a", "evil.example"], at, url_evidence, _record(f"<{at}>"))
+    assert sightings.newest() == {
+        "evil.example/a": 90,
+        "evil.example/b": 70,
+        "evil.example": 90,
+    }

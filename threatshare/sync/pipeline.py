@@ -115,8 +115,8 @@ class Run:
         self.change: CategoryChange | None = None
         self.refused: dict[str, str] = {}
         self.sample: list[str] = []
-        #: entry -> the newest record time met in this run, until written (bounded).
-        self.seen: dict[str, float] = {}
+        #: entries met in this run, until written (bounded: see SEEN_LIMIT).
+        self.seen: set[str] = set()
         #: entries of ``seen`` the category holds, once written (the others are staged).
         self.known: set[str] = set()
         #: entries of ``seen`` never pushed: the runtime allow list covers them.
@@ -213,14 +213,13 @@ class Run:
             if not entries:
                 continue
             when = _record_time(record, time_field, default_time)
-            sighted(entries, when, evidence, record)
-            for entry in entries:
-                newest = seen.get(entry)
-                if newest is None:
-                    seen[entry] = when
-                    first.append(entry)
-                elif when > newest:
-                    seen[entry] = when
+            # Only a record of a new kind can bring an entry met for the first time; the
+            # newest time of each entry is read from the sightings when they are written.
+            if sighted(entries, when, evidence, record):
+                for entry in entries:
+                    if entry not in seen:
+                        seen.add(entry)
+                        first.append(entry)
         if first and self.unblocked:
             self._leave_out_unblocked(first)
         if len(seen) > SEEN_LIMIT:
@@ -253,7 +252,8 @@ class Run:
     def write_times(self) -> None:
         """The dedupe: every entry met, against the category and the entries removed by hand,
         with its newest record time; one call per chunk (nothing written in a dry run)."""
-        met = {e: t for e, t in self.seen.items() if e not in self.left_out}
+        left_out = self.left_out
+        met = {e: t for e, t in self.sightings.newest().items() if e not in left_out}
         if not met:
             return
         self.check_lock()

@@ -86,23 +86,36 @@ class Sightings:
     def __bool__(self) -> bool:
         return bool(self._met)
 
-    def add(self, entries: Sequence[str], when: float, evidence: Evidence, record: object) -> None:
+    def add(self, entries: Sequence[str], when: float, evidence: Evidence, record: object) -> bool:
         """One record that produced ``entries`` at ``when``; ``evidence`` reads its verdict and
-        message id, and only when the sighting is among the newest kept."""
+        message id, and only when the sighting is among the newest kept. True when no record
+        met before produced these entries together."""
         group = tuple(entries)
         met = self._met.get(group)
         if met is None:
             self._met[group] = [1, [(when, *evidence(record))]]
-            return
+            return True
         met[0] += 1
         kept = met[1]
         if len(kept) >= KEEP and when <= kept[0][0]:
-            return  # older than every sighting kept: only counted
+            return False  # older than every sighting kept: only counted
         kept.append((when, *evidence(record)))
         if when < kept[-2][0]:  # records mostly come in time order: then no sort is needed
             kept.sort(key=_time)
         if len(kept) > KEEP:
             del kept[0]
+        return False
+
+    def newest(self) -> dict[str, float]:
+        """Each entry met (dropped ones too) with the time of the newest record that produced
+        it: the newest kept sighting of each record kind is that kind's newest record."""
+        times: dict[str, float] = {}
+        for group, (_, kept) in self._met.items():
+            when = kept[-1][0]
+            for entry in group:
+                if times.get(entry, -1.0) < when:
+                    times[entry] = when
+        return times
 
     def drop(self, entry: str) -> None:
         """Forget an entry that is not pushed (unblocked, removed by hand)."""
