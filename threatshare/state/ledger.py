@@ -10,9 +10,9 @@ kept beside it in a hash. Sightings only move forward (``ZADD GT``), so a late o
 record never makes an entry look older.
 
 The entries of the window being worked on wait in a sorted set scored by record time, so a run
-never holds a window in memory and can push newest first. That *staging* key is the run's own
-(:meth:`Ledger.staging`): two runs of one instance never clear each other's, and a crashed
-run's staging expires by itself.
+holds at most a bounded part of a window in memory (what one pull met) and can push newest
+first. That *staging* key is the run's own (:meth:`Ledger.staging`): two runs of one instance
+never clear each other's, and a crashed run's staging expires by itself.
 
 Writes that forget entries are fenced by the run's lock (:mod:`threatshare.state.fenced`): a
 run whose lock lapsed cannot undo what its successor recorded. Every write that carries entries
