@@ -3,6 +3,7 @@ entry (docs/design.md#provenance-and-audit)."""
 
 from __future__ import annotations
 
+import pytest
 import redis
 
 from threatshare.state.provenance import KEEP, MessageKey, ProvenanceBook, Sighting
@@ -93,3 +94,22 @@ def test_a_count_beyond_the_kept_sightings_is_added(redis_client: redis.Redis) -
     newest = [Sighting(100, "Phishing", "aa"), Sighting(400, "P", "x"), Sighting(500, "P", "y")]
     book.record({"e.example": newest}, {}, {"e.example": 10})
     assert book.get(["e.example"])["e.example"].sightings == 1 + 10 - 1
+
+
+def test_evidence_is_stored_as_json_whatever_its_text(redis_client: redis.Redis) -> None:
+    """Verdicts with quotes, spaces or non-ASCII letters come back as they went in."""
+    book = ProvenanceBook(redis_client, "urls")
+    odd = ['Say "hi" \\ bye', "Dangerous file extension", "Phishing", "Fälschung", ""]
+    book.record({"e.example": [Sighting(100 + i, v, "ab12") for i, v in enumerate(odd[:3])]}, {})
+    book.record({"f.example": [Sighting(100 + i, v, "") for i, v in enumerate(odd[3:])]}, {})
+    found = book.get(["e.example", "f.example"])
+    assert [s.verdict for s in found["e.example"].evidence] == odd[:3][::-1]
+    assert [s.verdict for s in found["f.example"].evidence] == odd[3:][::-1]
+
+
+def test_an_entry_with_a_line_break_is_refused(redis_client: redis.Redis) -> None:
+    """An entry that would shift the pairs a script reads raises before anything is written."""
+    book = ProvenanceBook(redis_client, "urls")
+    with pytest.raises(ValueError, match="line break"):
+        book.record({"a.example\nb": [Sighting(1, "P", "")], "c.example": []}, {})
+    assert redis_client.hlen(book.key) == 0

@@ -16,6 +16,7 @@ chunk), so concurrent writers never lose a count and a run never reads before it
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -34,14 +35,15 @@ SOURCE_NAMES = frozenset({"", "malicious_urls", "url_domains", "malicious_domain
 #: Entries merged per Lua call: bounds the script's argument list (Lua's unpack stops near 8,000).
 CHUNK = 500
 
-# KEYS[1] the hash; ARGV[1] how many sightings to keep, then pairs (entry, JSON of new facts:
-# the run's count of sightings and its newest ones). A sighting already kept (same time and
-# message) is a re-read of the window's overlap, not a new one; so is one older than every kept
-# sighting once the list is full: neither counts.
+# KEYS[1] the hash; ARGV[1] how many sightings to keep, ARGV[2] lines in pairs (entry, JSON of
+# new facts: the run's count of sightings and its newest ones; see _packed). A sighting already
+# kept (same time and message) is a re-read of the window's overlap, not a new one; so is one
+# older than every kept sighting once the list is full: neither counts.
 _MERGE = """
 local keep = tonumber(ARGV[1])
-for i = 2, #ARGV, 2 do
-  local entry, new = ARGV[i], cjson.decode(ARGV[i + 1])
+local lines = string.gmatch(ARGV[2], '[^\\n]+')
+for entry in lines do
+  local new = cjson.decode(lines())
   local raw = redis.call('HGET', KEYS[1], entry)
   local old = raw and cjson.decode(raw) or {src = '', n = 0, ev = {}}
   if type(old.ev) ~= 'table' then old.ev = {} end
@@ -72,10 +74,11 @@ end
 return 1
 """
 
-# KEYS[1] the hash; ARGV pairs (entry, JSON): each written unless the entry has one already.
+# KEYS[1] the hash; ARGV[1] lines in pairs (entry, JSON): each written unless the entry has one.
 _FIRST = """
-for i = 1, #ARGV, 2 do
-  redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1])
+local lines = string.gmatch(ARGV[1], '[^\\n]+')
+for entry in lines do
+  redis.call('HSETNX', KEYS[1], entry, lines())
 end
 return 1
 """
@@ -91,8 +94,23 @@ class Sighting(NamedTuple):
 
 
 def evidence_json(newest: Sequence[Sighting]) -> str:
-    """The stored form of an entry's newest sightings (at most :data:`KEEP`, newest first)."""
-    return json.dumps(sorted(newest, key=_at, reverse=True)[:KEEP])
+    """The stored form of an entry's newest sightings (at most :data:`KEEP`, newest first):
+    JSON, formatted rather than encoded (a run writes one per kind of record it met)."""
+    kept = sorted(newest, key=_at, reverse=True)[:KEEP]
+    sightings = [f"[{int(s.at)},{_json_text(s.verdict)},{_json_text(s.message)}]" for s in kept]
+    return "[" + ",".join(sightings) + "]"
+
+
+def _json_text(text: str) -> str:
+    """``text`` as a JSON string: a hash or a one-word verdict needs no escaping."""
+    if text.isascii() and (text.isalnum() or not text):
+        return f'"{text}"'
+    return _json_escaped(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _json_escaped(text: str) -> str:
+    return json.dumps(text)  # verdicts of several words: few, and repeated on every record
 
 
 def facts(source: str, count: int, evidence: str) -> str:
@@ -173,10 +191,7 @@ class ProvenanceBook:
         """Merge a run's :func:`facts` (entry -> facts) into the entries' provenance."""
         items = list(new.items())
         for start in range(0, len(items), CHUNK):
-            args: list[object] = [KEEP]
-            for pair in items[start : start + CHUNK]:
-                args += pair
-            self._merge(keys=[self.key], args=args)
+            self._merge(keys=[self.key], args=[KEEP, _packed(items[start : start + CHUNK])])
 
     def write_new(self, new: Mapping[str, str]) -> None:
         """The provenance of entries met for the first time (not in the category): written as
@@ -184,19 +199,12 @@ class ProvenanceBook:
         are merged by the run that pushes them again)."""
         items = list(new.items())
         for start in range(0, len(items), CHUNK):
-            args: list[object] = []
-            for pair in items[start : start + CHUNK]:
-                args += pair
-            self._first(keys=[self.key], args=args)  # one call a chunk: no per-field command
+            self._first(keys=[self.key], args=[_packed(items[start : start + CHUNK])])
 
     def pushed(self, entries: Iterable[str], at: int) -> None:
         """Mark when entries were pushed (the time an entry became part of the category)."""
-        for chunk in _chunks(list(entries)):
-            facts = json.dumps({"src": "", "at": at, "ev": []})
-            args: list[object] = [KEEP]
-            for entry in chunk:
-                args += [entry, facts]
-            self._merge(keys=[self.key], args=args)
+        marked = json.dumps({"src": "", "at": at, "ev": []})
+        self.merge(dict.fromkeys(entries, marked))
 
     def get(self, entries: Sequence[str]) -> dict[str, Provenance]:
         """The provenance of those of ``entries`` that have one; one round trip per chunk."""
@@ -245,6 +253,16 @@ def _all_facts(
         )
         for entry, seen in sightings.items()
     }
+
+
+def _packed(pairs: Sequence[tuple[str, str]]) -> str:
+    """Pairs (entry, JSON) as the scripts read them: one line each, so a chunk is one argument
+    rather than two a pair (the client's cost is per argument). JSON holds no raw line break and
+    an entry none either; one that did would shift every pair after it, so it is refused."""
+    lines = "\n".join([f"{entry}\n{facts}" for entry, facts in pairs])
+    if lines.count("\n") != 2 * len(pairs) - 1:
+        raise ValueError("an entry with a line break cannot be recorded")
+    return lines
 
 
 def _at(sighting: Sighting) -> int:
