@@ -58,8 +58,9 @@ def world(tmp_path: Path, redis_url: str) -> Iterator[World]:
 
 
 def test_a_run_reports_pages_staging_pushing_and_its_outcome(world: World) -> None:
-    """The events of one run count its pages and records as pulled, then its pushed entries up
-    to what it staged, then its outcome; the final counts equal the run's counters."""
+    """The events of one run count its pages and records as pulled, then what the pull staged,
+    then its pushed entries up to that, then its outcome; the final counts equal the run's
+    counters."""
     config = world.config(ALL)
     events: list[RunProgress] = []
     client = redis.Redis.from_url(world.redis_url)
@@ -75,7 +76,9 @@ def test_a_run_reports_pages_staging_pushing_and_its_outcome(world: World) -> No
     assert phases[0] == "pulling" and phases[-1] == "done"
     assert phases == sorted(phases, key=["pulling", "pushing", "done"].index)
     pulls = [e for e in events if e.phase == "pulling"]
-    assert [e.pages for e in pulls] == list(range(1, len(pulls) + 1))
+    # Each page counts one more; the pull's end repeats the count with what it staged.
+    assert [e.pages for e in pulls] == [*range(1, len(pulls)), len(pulls) - 1]
+    assert all(e.staged == 0 for e in pulls[:-1])
     assert pulls[-1].records == result.counters["pulled"]
     pushes = [e for e in events if e.phase == "pushing"]
     staged = pulls[-1].staged
@@ -113,7 +116,7 @@ def test_plain_lines_when_not_a_terminal() -> None:
     sink(RunProgress("a", "done", staged=30, pushed=30, to_push=30, outcome="ok"))
     assert out.getvalue().splitlines() == [
         "a: pulling",
-        "a: pulling, 3 pages, 300 records, 30 new entries staged so far",
+        "a: pulling, 3 pages, 300 records so far",
         "a: pulled 3 pages, 300 records, 30 new entries staged",
         "a: pushing 30 entries in 3 calls to ZIA, 2s or more at the pace ZIA allows",
         "a: ok, 30 entries pushed",

@@ -230,7 +230,8 @@ class PlainProgress:
             at = now
         elif now - at >= self._every:
             if event.phase == "pulling":
-                self._line(f"{name}: pulling, {_pull_text(event)} so far")
+                # What a pull stages is known at its end (it dedupes once, then).
+                self._line(f"{name}: pulling, {event.pages} pages, {event.records} records so far")
             else:
                 self._line(f"{name}: pushed {event.pushed} of {event.to_push}, {time_left(event)}")
             at = now

@@ -312,9 +312,9 @@ class Run:
                     self._pulled(page)
                     if deadline.expired:
                         log.info("run.deadline_reached", window_to=window.end.isoformat())
-                        self.write_met()
+                        self._pulled_all()
                         return False
-            self.write_met()
+            self._pulled_all()
             return True
         finally:
             # Page entries that were not even JSON objects never reach the extractor.
@@ -322,6 +322,11 @@ class Run:
                 self.tally.pulled += client.malformed_records
                 self.tally.rejected["malformed_record"] += client.malformed_records
             client.close()
+
+    def _pulled_all(self) -> None:
+        """The pull's end: what it met is written, and the progress says what was staged."""
+        self.write_met()
+        self.report("pulling")
 
     def _pulled(self, page: list[Any]) -> None:
         self.pages += 1
