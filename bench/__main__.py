@@ -25,6 +25,7 @@ from typing import Any
 
 from bench import backlog, calls, explain, fleet, lifecycle, throughput
 from threatshare import logs
+from threatshare.collector import pace_collector
 from threatshare.embedded import EmbeddedRedis
 
 NAMES = ("throughput", "calls", "backlog", "fleet", "lifecycle", "explain")
@@ -102,6 +103,7 @@ def fleet_shape(args: argparse.Namespace, steady: bool) -> fleet.Shape:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    pace_collector()  # as every threatshare command does: the bench measures the product
     # The report is the only thing on stdout; the product's own logs go to stderr, warnings up.
     logs.configure("json", level=logging.WARNING)
     report: dict[str, Any] = {

@@ -25,6 +25,7 @@ RANKS: dict[str, int] = {
     "threatshare.progress": 0,
     "threatshare.embedded": 0,
     "threatshare.mimecast_clock": 0,
+    "threatshare.collector": 0,
     # HTTP's rules (loopback, URL checks, size caps) are below config, which validates with them.
     "threatshare.http_limits": 1,
     "threatshare.logs": 1,

@@ -19,6 +19,7 @@ from typing import Any
 
 from threatshare import config as config_module
 from threatshare import logs
+from threatshare.collector import pace_collector
 from threatshare.commands import (
     audit,
     check,
@@ -148,6 +149,7 @@ def load_config(path: str | None) -> Config:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    pace_collector()  # every command: a run, a worker, the scheduler, the endpoint
     parser = build_parser()
     args = parser.parse_args(argv)
     args.parser = parser  # `completion` prints the script of this very parser
