@@ -44,27 +44,51 @@ STAGING_TTL = 2 * 3600
 
 
 # KEYS: last seen, tombstones, the run's staging. ARGV: write (1/0), the staging's TTL, and lines
-# "record-time entry". Returns one letter per line: k (in the category: sighting recorded),
-# b (removed by hand after that record: left out), f (new: staged).
+# "record-time entry" (at most WRITE_CHUNK: Lua's unpack stops near 8,000 values). Returns one
+# letter per line: k (in the category: sighting recorded), b (removed by hand after that
+# record: left out), f (new: staged).
 _RECORD_MET = """
 local write = ARGV[1] == '1'
-local stones = redis.call('EXISTS', KEYS[2]) == 1
-local out = {}
+local ats, entries = {}, {}
 for at, entry in string.gmatch(ARGV[3], '([^ \\n]+) ([^\\n]+)') do
-  if redis.call('ZSCORE', KEYS[1], entry) then
-    if write then redis.call('ZADD', KEYS[1], 'GT', at, entry) end
-    out[#out + 1] = 'k'
+  ats[#ats + 1] = at
+  entries[#entries + 1] = entry
+end
+if #entries == 0 then return '' end
+local out, sighted, fresh = {}, {}, {}
+-- One command per kind of work for the whole chunk, not one per entry.
+for i, score in ipairs(redis.call('ZMSCORE', KEYS[1], unpack(entries))) do
+  if score then
+    out[i] = 'k'
+    sighted[#sighted + 1] = ats[i]
+    sighted[#sighted + 1] = entries[i]
   else
-    local stone = stones and redis.call('ZSCORE', KEYS[2], entry)
-    if stone and tonumber(at) <= tonumber(stone) then
-      out[#out + 1] = 'b'
-    else
-      if write then redis.call('ZADD', KEYS[3], 'GT', at, entry) end
-      out[#out + 1] = 'f'
-    end
+    out[i] = 'f'
+    fresh[#fresh + 1] = i
   end
 end
-if write and redis.call('EXISTS', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], ARGV[2]) end
+if #fresh > 0 and redis.call('EXISTS', KEYS[2]) == 1 then
+  local names = {}
+  for j, i in ipairs(fresh) do names[j] = entries[i] end
+  local kept = {}
+  for j, stone in ipairs(redis.call('ZMSCORE', KEYS[2], unpack(names))) do
+    local i = fresh[j]
+    if stone and tonumber(ats[i]) <= tonumber(stone) then out[i] = 'b' else kept[#kept + 1] = i end
+  end
+  fresh = kept
+end
+if write then
+  if #sighted > 0 then redis.call('ZADD', KEYS[1], 'GT', unpack(sighted)) end
+  if #fresh > 0 then
+    local staged = {}
+    for _, i in ipairs(fresh) do
+      staged[#staged + 1] = ats[i]
+      staged[#staged + 1] = entries[i]
+    end
+    redis.call('ZADD', KEYS[3], 'GT', unpack(staged))
+    redis.call('EXPIRE', KEYS[3], ARGV[2])
+  end
+end
 return table.concat(out)
 """
 
