@@ -112,13 +112,12 @@ class Extractor:
     def url_record(self, record: object, tally: Tally) -> list[str]:
         """Entries for ``malicious_urls`` and/or ``url_domains`` from one URL-log record."""
         tally.pulled += 1
-        url = record.get("url") if isinstance(record, dict) else None
-        if not isinstance(url, str):
+        if not isinstance(record, dict) or not isinstance(url := record.get("url"), str):
             tally.reject("malformed_record")
             return []
-        assert isinstance(record, dict)
         scan = record.get("scanResult")
-        if isinstance(scan, str) and scan.lower() != "malicious":
+        # As Mimecast writes it, or in another case: only a string that is not "malicious".
+        if scan != "malicious" and isinstance(scan, str) and scan.lower() != "malicious":
             tally.skip("not_malicious")  # the query asks for malicious only; a guard
             return []
         if not (self._want_urls or self._want_url_hosts):
@@ -163,12 +162,14 @@ class Extractor:
     def _is_policy_verdict(self, record: dict[str, object]) -> bool:
         memo = self._verdict_memo
         category = record.get("category")
-        if isinstance(category, str):
-            known = memo.get(category)
+        if category is not None:
+            known = memo.get(category) if isinstance(category, str) else False
             if known or (known is None and self._verdict_name(category)):
                 return True
         tags = record.get("tagMap")
-        if isinstance(tags, dict):
+        if tags:
+            if not isinstance(tags, dict):
+                return False
             for name in tags:
                 known = memo.get(name)
                 if known or (known is None and self._verdict_name(name)):
