@@ -119,9 +119,12 @@ def test_what_a_pull_met_is_deduped_and_written_in_chunks(redis_client: redis.Re
 
 
 def test_an_entry_with_a_line_break_is_refused_not_misread(redis_client: redis.Redis) -> None:
-    """An entry that would break the script's lines raises before anything is written."""
+    """An entry that would break the script's lines, or an empty one, raises before anything
+    is written."""
     ledger = Ledger(redis_client)
     staging = ledger.staging("urls", "run-1")
     with pytest.raises(ValueError, match="line break"):
         ledger.record_met("urls", staging, {"a.example/x\n1 b.example": T, "c.example": T})
+    with pytest.raises(ValueError, match="empty"):
+        ledger.record_met("urls", staging, {"": T, "c.example": T})
     assert ledger.staged_count(staging) == 0

@@ -108,8 +108,11 @@ def test_evidence_is_stored_as_json_whatever_its_text(redis_client: redis.Redis)
 
 
 def test_an_entry_with_a_line_break_is_refused(redis_client: redis.Redis) -> None:
-    """An entry that would shift the pairs a script reads raises before anything is written."""
+    """An entry that would shift the pairs a script reads (a line break, or none at all)
+    raises before anything is written."""
     book = ProvenanceBook(redis_client, "urls")
     with pytest.raises(ValueError, match="line break"):
         book.record({"a.example\nb": [Sighting(1, "P", "")], "c.example": []}, {})
+    with pytest.raises(ValueError, match="empty"):
+        book.record({"": [Sighting(1, "P", "")], "c.example": []}, {})
     assert redis_client.hlen(book.key) == 0

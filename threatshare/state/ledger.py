@@ -244,8 +244,8 @@ class Ledger:
             # no line break (ZIA's format, checked before anything is staged); one that did
             # would be read as two, so it is refused here.
             lines = "\n".join([f"{when!r} {entry}" for entry, when in chunk.items()])
-            if lines.count("\n") != len(chunk) - 1:
-                raise ValueError("an entry with a line break cannot be recorded")
+            if lines.count("\n") != len(chunk) - 1 or "" in chunk:
+                raise ValueError("an empty entry or one with a line break cannot be recorded")
             raw = self._met(keys=[key, stones, staging], args=[int(write), STAGING_TTL, lines])
             letters = raw.decode() if isinstance(raw, bytes) else str(raw)
             if len(letters) != len(chunk):

@@ -258,10 +258,11 @@ def _all_facts(
 def _packed(pairs: Sequence[tuple[str, str]]) -> str:
     """Pairs (entry, JSON) as the scripts read them: one line each, so a chunk is one argument
     rather than two a pair (the client's cost is per argument). JSON holds no raw line break and
-    an entry none either; one that did would shift every pair after it, so it is refused."""
+    an entry none either; one that did, or an empty one, would shift every pair after it, so it
+    is refused."""
     lines = "\n".join([f"{entry}\n{facts}" for entry, facts in pairs])
-    if lines.count("\n") != 2 * len(pairs) - 1:
-        raise ValueError("an entry with a line break cannot be recorded")
+    if lines.count("\n") != 2 * len(pairs) - 1 or not all(entry for entry, _ in pairs):
+        raise ValueError("an empty entry or one with a line break cannot be recorded")
     return lines
 
 
