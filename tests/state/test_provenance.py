@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 import redis
 
-from threatshare.state.provenance import KEEP, MessageKey, ProvenanceBook, Sighting
+from threatshare.state.provenance import (
+    KEEP,
+    MessageKey,
+    ProvenanceBook,
+    Sighting,
+    evidence_json,
+    facts,
+)
 
 
 def test_sightings_merge_and_keep_the_newest_three(redis_client: redis.Redis) -> None:
@@ -78,7 +85,9 @@ def test_first_sightings_are_written_without_overwriting(redis_client: redis.Red
         "new.example": [Sighting(100, "Phishing", "bb"), Sighting(200, "Malware", "cc")],
         "old.example": [Sighting(300, "Phishing", "dd")],
     }
-    book.first(seen, {"new.example": "url_domains"}, {"new.example": 7, "old.example": 1})
+    counts = {"new.example": 7, "old.example": 1}
+    sources = {"new.example": "url_domains", "old.example": ""}
+    book.write_new({e: facts(sources[e], counts[e], evidence_json(s)) for e, s in seen.items()})
     found = book.get(["new.example", "old.example"])
     assert found["new.example"].sightings == 7
     assert [s.at for s in found["new.example"].evidence] == [200, 100]

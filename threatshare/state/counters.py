@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from threatshare.indicators.extract import Tally
+
 #: The removal reasons ``removed_by_reason`` splits ``removed`` into.
 REMOVAL_REASONS = ("expired", "evicted", "withdrawn", "unblocked")
 
@@ -87,6 +89,32 @@ class RunCounters:
         if self.would_push is not None:
             out["would_push"] = self.would_push
         return out
+
+    @classmethod
+    def of_run(
+        cls,
+        tally: Tally,
+        pushed: int,
+        refused: Mapping[str, str],
+        removed: Mapping[str, int],
+        withdrawn: Mapping[str, int] | None = None,
+    ) -> RunCounters:
+        """The counters of a run: what it pulled, pushed, rejected and skipped (by reason), what
+        it removed from the category (by reason), and which rules the withdrawn entries broke."""
+        rejected = dict(tally.rejected)
+        if refused:
+            rejected["refused_by_zia"] = rejected.get("refused_by_zia", 0) + len(refused)
+        return cls(
+            pulled=tally.pulled,
+            pushed=pushed,
+            rejected=sum(rejected.values()),
+            skipped=sum(tally.skipped.values()),
+            removed=sum(removed.values()),
+            skipped_by_reason=dict(tally.skipped),
+            rejected_by_reason=rejected,
+            removed_by_reason={reason: count for reason, count in removed.items() if count},
+            withdrawn_by_reason=dict(withdrawn or {}),
+        )
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> RunCounters:

@@ -178,15 +178,6 @@ class ProvenanceBook:
         it had in all, when more than those) and each entry's source."""
         self.merge(_all_facts(sightings, sources, counts))
 
-    def first(
-        self,
-        sightings: Mapping[str, Sequence[Sighting]],
-        sources: Mapping[str, str],
-        counts: Mapping[str, int] | None = None,
-    ) -> None:
-        """The provenance of entries met for the first time, as :meth:`write_new`."""
-        self.write_new(_all_facts(sightings, sources, counts))
-
     def merge(self, new: Mapping[str, str]) -> None:
         """Merge a run's :func:`facts` (entry -> facts) into the entries' provenance."""
         items = list(new.items())

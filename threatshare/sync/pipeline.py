@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -61,31 +61,6 @@ def _record_time(record: Any, field_name: str, window_end: float) -> float:
     except (TypeError, KeyError, ValueError, OverflowError):
         return window_end
     return stamp if stamp < window_end else window_end
-
-
-def counters_of(
-    tally: Tally,
-    pushed: int,
-    refused: dict[str, str],
-    removed: Mapping[str, int],
-    withdrawn: Mapping[str, int] | None = None,
-) -> RunCounters:
-    """The counters of a run: what it pulled, pushed, rejected and skipped (by reason), what it
-    removed from the category (by reason), and which rules the withdrawn entries broke."""
-    rejected = dict(tally.rejected)
-    if refused:
-        rejected["refused_by_zia"] = rejected.get("refused_by_zia", 0) + len(refused)
-    return RunCounters(
-        pulled=tally.pulled,
-        pushed=pushed,
-        rejected=sum(rejected.values()),
-        skipped=sum(tally.skipped.values()),
-        removed=sum(removed.values()),
-        skipped_by_reason=dict(tally.skipped),
-        rejected_by_reason=rejected,
-        removed_by_reason={reason: count for reason, count in removed.items() if count},
-        withdrawn_by_reason=dict(withdrawn or {}),
-    )
 
 
 class Run:
@@ -458,4 +433,4 @@ class Run:
 
     def counters(self) -> RunCounters:
         removed = {} if self.change is None else self.change.tally.removed
-        return counters_of(self.tally, self.pushed, self.refused, removed, self.withdrawn)
+        return RunCounters.of_run(self.tally, self.pushed, self.refused, removed, self.withdrawn)
