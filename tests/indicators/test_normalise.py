@@ -9,8 +9,11 @@ from hypothesis import strategies as st
 
 from threatshare.indicators.grammar import is_valid_entry
 from threatshare.indicators.normalise import (
+    _PLAIN_URL,
     Rejected,
     Skipped,
+    _parse_by_ada,
+    _plain_parts,
     _serialise,
     normalise_host,
     normalise_url,
@@ -345,3 +348,77 @@ def test_fast_serialiser_agrees_with_ada(value: str) -> None:
             return None
 
     assert href(_serialise) == href(ada_url.normalize_url)
+
+
+# Pieces of URLs at the edges of what the plain way takes: numeric and hex last labels, IDNA,
+# hyphens, long labels, dot segments, default, padded and out-of-range ports. Mostly plain
+# pieces, so that most examples take the plain way and are held to ada's answer.
+_LABELS = ["a", "b1", "example", "ex-ample", "1e3", "-a", "a-", "-", "a" * 63, "a" * 64,
+           "xn--bcher-kva", "xn--a", "0x", "0x1f", "0xg", "1", "255", "08"]  # fmt: skip
+_SEGMENTS = ["", ".", "..", "...", ".a", "a.", "B..", "a", "A", "~", "!$&()*+,;=:", "-_", "x:y",
+             "*"]  # fmt: skip
+_PORTS = ["", ":80", ":443", ":0", ":00080", ":0443", ":8443", ":65535", ":65536", ":99999"]
+_QUERIES = ["", "?", "?a=1", "?a=%zz", "??", "?/x", "?@", "?%2e", "?.."]
+_FRAGMENTS = ["", "#", "#top", "#a#b", "#%"]
+
+plain_like = st.builds(
+    lambda scheme, labels, port, segments, query, fragment: (
+        f"{scheme}://{'.'.join(labels)}{port}{''.join('/' + s for s in segments)}{query}{fragment}"
+    ),
+    st.sampled_from(["http", "https"]),
+    st.lists(st.sampled_from(_LABELS), min_size=1, max_size=4),
+    st.sampled_from(_PORTS),
+    st.lists(st.sampled_from(_SEGMENTS), max_size=4),
+    st.sampled_from(_QUERIES),
+    st.sampled_from(_FRAGMENTS),
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(plain_like)
+def test_plain_urls_split_as_ada_serialises_them(value: str) -> None:
+    """A URL the plain way takes gives exactly what ada's serialisation gives; one it leaves to
+    ada is one whose serialisation would differ from it (or one ada refuses)."""
+    plain = _PLAIN_URL.fullmatch(value)
+    parts = None if plain is None else _plain_parts(plain)
+    if parts is not None:
+        assert parts == _parse_by_ada(value), value
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("https://evil.example/login?id=1#top", ("https", "evil.example", "", "/login", "id=1")),
+        ("http://evil.example", ("http", "evil.example", "", "/", "")),
+        ("http://evil.example:80/a", ("http", "evil.example", "", "/a", "")),
+        ("https://evil.example:443/a", ("https", "evil.example", "", "/a", "")),
+        ("http://evil.example:443/a", ("http", "evil.example", "443", "/a", "")),
+        ("https://evil.example:08443/", ("https", "evil.example", "8443", "/", "")),
+        ("http://evil.example?q", ("http", "evil.example", "", "/", "q")),
+        ("http://1e3.example.a-b/x//y", ("http", "1e3.example.a-b", "", "/x//y", "")),
+    ],
+)
+def test_plain_urls_taken_without_ada(value: str, expected: tuple[str, ...]) -> None:
+    plain = _PLAIN_URL.fullmatch(value)
+    assert plain is not None
+    assert _plain_parts(plain) == expected == _parse_by_ada(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "http://127.1/",  # an IPv4 address to the URL Standard
+        "http://evil.0x7f/",  # so is a hex last label
+        "http://xn--bcher-kva.example/",  # IDNA: decoded and checked
+        "http://evil.example/a/../b",  # dot segments are resolved
+        "http://evil.example/.%2e/b",
+        "http://evil.example:65536/",  # out of range: ada refuses it
+        "http://Evil.example/",  # upper case is lowered
+        "http://user@evil.example/",  # userinfo
+        "http://evil.example/a b",  # encoded
+        "http://evil.example/?a'b",
+    ],
+)
+def test_urls_the_plain_way_leaves_to_ada(value: str) -> None:
+    plain = _PLAIN_URL.fullmatch(value)
+    assert plain is None or _plain_parts(plain) is None

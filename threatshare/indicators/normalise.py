@@ -55,6 +55,13 @@ _LABEL = re.compile(r"[a-z0-9_-]+")
 # A host _PLAIN_HOST takes whose last label is not all digits (that would be an IPv4 literal).
 _PLAIN_NAME = re.compile(r"(?:[a-z0-9-]{1,63}\.)+(?=[a-z0-9-]{0,62}[a-z-])[a-z0-9-]{1,63}")
 _HOST_STOPS = re.compile(r"[/\\?#@]")
+# A URL whose serialisation by the URL Standard is itself, up to its port (see _plain_parts): a
+# lower-case ASCII host, a path and a query of characters no parser encodes or reads specially.
+_PLAIN_URL = re.compile(
+    r"(https?)://((?:[a-z0-9-]+\.)*[a-z0-9-]+)(?::([0-9]{1,5}))?"
+    r"(/[A-Za-z0-9._~!$&()*+,;=:/-]*)?(?:\?([A-Za-z0-9._~!$&()*+,;=:@/?%-]*))?(?:#[!-~]*)?"
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class Rejected(ValueError):
@@ -198,10 +205,22 @@ def _with_scheme(text: str) -> str:
 def _parse(url: str) -> tuple[str, str, str, str, str]:
     """Scheme, hostname, port, path and query of ``url`` as a browser serialises it (href).
 
-    One call into ada for the serialised URL, then plain string splitting: in a serialised
-    special URL, userinfo ends at the last ``@`` of the authority, the path starts at the first
-    ``/`` after it and ends at the first ``?`` or ``#``, and a default port is already gone.
+    A plain URL, most of those Mimecast reports, is split as it is (:func:`_plain_parts`);
+    any other goes through ada (:func:`_parse_by_ada`).
     """
+    plain = _PLAIN_URL.fullmatch(url)
+    if plain is not None:
+        parts = _plain_parts(plain)
+        if parts is not None:
+            return parts
+    return _parse_by_ada(url)
+
+
+def _parse_by_ada(url: str) -> tuple[str, str, str, str, str]:
+    """:func:`_parse` through one call into ada for the serialised URL, then plain string
+    splitting: in a serialised special URL, userinfo ends at the last ``@`` of the authority,
+    the path starts at the first ``/`` after it and ends at the first ``?`` or ``#``, and a
+    default port is already gone."""
     try:
         href = _serialise(url)
     except ValueError:  # includes UnicodeEncodeError (lone surrogates)
@@ -219,6 +238,28 @@ def _parse(url: str) -> tuple[str, str, str, str, str]:
         return scheme, hostname + "]", port[1:], path, query
     hostname, _, port = host_port.partition(":")
     return scheme, hostname, port, path, query
+
+
+def _plain_parts(plain: re.Match[str]) -> tuple[str, str, str, str, str] | None:
+    """What :func:`_parse` makes of a URL that matched :data:`_PLAIN_URL`, or None where the URL
+    Standard would still change it: a host it reads as an IPv4 address (its last label a
+    number) or decodes (``xn--``), a dot segment it resolves, a port out of range. Otherwise its
+    serialisation differs only by the port: leading zeros and the scheme's default dropped.
+    tests/indicators/test_normalise.py holds the two ways to the same answers."""
+    scheme, host, port, path, query = plain.groups()
+    last = host[host.rfind(".") + 1 :]
+    if last.isdigit() or last.startswith("0x") or "xn--" in host:
+        return None
+    if path is None:
+        path = "/"
+    elif "/." in path:
+        return None
+    if port is not None:
+        number = int(port)
+        if number > 65535:
+            return None
+        port = "" if number == _DEFAULT_PORTS[scheme] else str(number)
+    return scheme, host, port or "", path, query or ""
 
 
 def _load_serialiser() -> Callable[[str], str]:
