@@ -21,7 +21,7 @@ def test_forty_thousand_distinct_8_kb_urls_stay_within_the_budget() -> None:
         value = f"https://h{n % 97}.evil.example/{n}/{path}?{query}"
         assert len(value) >= URL_BYTES
         accepted.update(extractor.url_record({"url": value, "scanResult": "malicious"}, tally))
-    cache = extractor._url_outcomes
+    cache = extractor._url_results
     assert cache.charged <= DEFAULT_BUDGET
     assert len(cache) < URLS  # the oldest went to make room
     assert len(accepted) == URLS + 97  # every URL entry and every host, decided right

@@ -32,7 +32,7 @@ def run(record: dict[str, Any], sources: tuple[str, ...] = BOTH, **kw: Any) -> t
     tally = Tally()
     extractor = Extractor(sources, **kw)
     extract = extractor.impersonation_record if "senderAddress" in record else extractor.url_record
-    return extract(record, tally), dict(tally.skipped)
+    return list(extract(record, tally)), dict(tally.skipped)
 
 
 # (id, wrapped URL): each carries https://evil.example/x

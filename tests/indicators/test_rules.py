@@ -111,7 +111,7 @@ def test_an_upgrade_of_the_shipped_data_changes_digest_and_decisions(
     extractor = Extractor(["malicious_urls"])
     tally = Tally()
     record = {"url": "https://newly-shared.example/", "scanResult": "malicious"}
-    assert extractor.url_record(record, tally) == []
+    assert extractor.url_record(record, tally) == ()
     assert tally.skipped == {"protected_host": 1}
     assert extractor.withdrawn("newly-shared.example") == "protected_host"
 

@@ -51,6 +51,10 @@ DOMAIN_IDENTIFIERS = frozenset(
     }
 )
 
+#: What one URL or sender gives every record of it: its entries (one tuple, shared by those
+#: records) and the skips and rejections each of them counts.
+Result = tuple[tuple[str, ...], tuple[Decision, ...]]
+
 #: How many wrappers deep a target is still looked for.
 MAX_WRAPPING = 3
 
@@ -101,55 +105,61 @@ class Extractor:
         self._verdicts = rules.verdicts
         self._verdict_memo: dict[str, bool] = {}
         # Bound to the instance (not module-level caches) because the lists differ per instance.
-        self._url_outcomes = ByteBoundedCache(self._decide_url, _outcomes_size)
-        self._url_known = self._url_outcomes.items
-        self._sender_outcome = ByteBoundedCache(self._decide_sender, _outcome_size)
-        self._sender_known = self._sender_outcome.items
+        self._url_results = ByteBoundedCache(self._url_result, _result_size)
+        self._url_known = self._url_results.items
+        self._sender_results = ByteBoundedCache(self._sender_result, _result_size)
+        self._sender_known = self._sender_results.items
         # The judge's methods, bound once: a first-time URL calls them on every record.
         self._known_hosts, self._missed_host = judge.known_hosts, judge.missed_host
         self._judge_url = judge.url
 
-    def url_record(self, record: object, tally: Tally) -> list[str]:
+    def url_record(self, record: object, tally: Tally) -> tuple[str, ...]:
         """Entries for ``malicious_urls`` and/or ``url_domains`` from one URL-log record."""
         tally.pulled += 1
         if not isinstance(record, dict) or not isinstance(url := record.get("url"), str):
             tally.reject("malformed_record")
-            return []
+            return ()
         scan = record.get("scanResult")
         # As Mimecast writes it, or in another case: only a string that is not "malicious".
         if scan != "malicious" and isinstance(scan, str) and scan.lower() != "malicious":
             tally.skip("not_malicious")  # the query asks for malicious only; a guard
-            return []
+            return ()
         if not (self._want_urls or self._want_url_hosts):
-            return []
+            return ()
         if self._verdicts and self._is_policy_verdict(record):
             tally.skip("policy_verdict")
-            return []
-        outcomes = self._url_known.get(url)
-        if outcomes is None:
-            outcomes = self._first_url(url)
-        return _apply(outcomes, tally)
+            return ()
+        result = self._url_known.get(url)
+        if result is None:
+            result = self._first_url(url)
+        entries, notes = result
+        if notes:
+            _count(notes, tally)
+        return entries
 
-    def impersonation_record(self, record: object, tally: Tally) -> list[str]:
+    def impersonation_record(self, record: object, tally: Tally) -> tuple[str, ...]:
         """The ``.domain`` entry for ``malicious_domains`` from one impersonation-log record."""
         tally.pulled += 1
         sender = record.get("senderAddress") if isinstance(record, dict) else None
         if not isinstance(sender, str):
             tally.reject("malformed_record")
-            return []
+            return ()
         assert isinstance(record, dict)
         if record.get("taggedMalicious") is False:
             tally.skip("not_malicious")  # the query asks for tagged ones only; a guard
-            return []
+            return ()
         if not self._want_senders:
-            return []
+            return ()
         if not _has_domain_identifier(record):
             tally.skip("no_domain_identifier")
-            return []
-        outcome = self._sender_known.get(sender)
-        if outcome is None:
-            outcome = self._sender_outcome.missed(sender)
-        return _apply((outcome,), tally)
+            return ()
+        result = self._sender_known.get(sender)
+        if result is None:
+            result = self._sender_results.missed(sender)
+        entries, notes = result
+        if notes:
+            _count(notes, tally)
+        return entries
 
     def withdrawn(self, entry: str) -> str | None:
         """Why an entry pushed earlier would not be pushed by today's rules, as a skip reason;
@@ -182,11 +192,17 @@ class Extractor:
             self._verdict_memo[name] = known  # a few names repeat across every record
         return known
 
-    def _first_url(self, url: str) -> tuple[Decision, ...]:
+    def _first_url(self, url: str) -> Result:
         # What ByteBoundedCache.missed does, without its calls: a short URL is its own slot.
         if len(url) > LONG_KEY:
-            return self._url_outcomes(url)
-        return self._url_outcomes.store(url, self._decide_url(url))
+            return self._url_results(url)
+        return self._url_results.store(url, _result(self._decide_url(url)))
+
+    def _url_result(self, url: str) -> Result:
+        return _result(self._decide_url(url))
+
+    def _sender_result(self, sender: str) -> Result:
+        return _result((self._decide_sender(sender),))
 
     def _decide_url(self, url: str) -> tuple[Decision, ...]:
         wrapped: tuple[Decision, ...] = ()
@@ -241,25 +257,33 @@ def builtin_protected_hosts() -> frozenset[str]:
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _apply(outcomes: tuple[Decision, ...], tally: Tally) -> list[str]:
+def _result(outcomes: tuple[Decision, ...]) -> Result:
+    """The outcomes of a URL or sender as a record gives them: its entries, in order, and the
+    skips and rejections it counts."""
     entries: list[str] = []
-    for kind, value in outcomes:
-        if kind == "accept":
-            entries.append(value)
-        elif kind == "skip":
+    notes: list[Decision] = []
+    for outcome in outcomes:
+        if outcome[0] == "accept":
+            entries.append(outcome[1])
+        else:
+            notes.append(outcome)
+    return tuple(entries), tuple(notes)
+
+
+def _count(notes: tuple[Decision, ...], tally: Tally) -> None:
+    for kind, value in notes:
+        if kind == "skip":
             tally.skip(value)
         else:
             tally.reject(value)
-    return entries
 
 
-def _outcome_size(outcome: Decision) -> int:
-    return len(outcome[1]) + 64
-
-
-def _outcomes_size(outcomes: tuple[Decision, ...]) -> int:
+def _result_size(result: Result) -> int:
+    entries, notes = result
     size = 0
-    for _, value in outcomes:
+    for entry in entries:
+        size += len(entry) + 64
+    for _, value in notes:
         size += len(value) + 64
     return size
 
