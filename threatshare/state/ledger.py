@@ -237,16 +237,20 @@ class Ledger:
         hand after that record is left out (``b``, see :meth:`buried`), any other is staged
         (``f``). Returns those letters, one per entry of ``met`` in order; with ``write``
         false nothing is written (a dry run)."""
+        if not met:
+            return ""
         key, stones = keys.instance_last_seen(name), keys.instance_tombstones(name)
+        # One line per entry, read by the script without a Redis argument each. Entries hold
+        # no line break (ZIA's format, checked before anything is staged); one that did would
+        # be read as two, so it is refused here, before anything is written.
+        if "" in met or "\n".join(met).count("\n") != len(met) - 1:
+            raise ValueError("an empty entry or one with a line break cannot be recorded")
+        lines = [f"{when!r} {entry}" for entry, when in met.items()]
         outcome: list[str] = []
-        for chunk in chunked_map(met):
-            # One line per entry, read by the script without a Redis argument each. Entries hold
-            # no line break (ZIA's format, checked before anything is staged); one that did
-            # would be read as two, so it is refused here.
-            lines = "\n".join([f"{when!r} {entry}" for entry, when in chunk.items()])
-            if lines.count("\n") != len(chunk) - 1 or "" in chunk:
-                raise ValueError("an empty entry or one with a line break cannot be recorded")
-            raw = self._met(keys=[key, stones, staging], args=[int(write), STAGING_TTL, lines])
+        for chunk in chunked(lines):
+            raw = self._met(
+                keys=[key, stones, staging], args=[int(write), STAGING_TTL, "\n".join(chunk)]
+            )
             letters = raw.decode() if isinstance(raw, bytes) else str(raw)
             if len(letters) != len(chunk):
                 raise ValueError("the script read another number of entries than it was sent")

@@ -22,6 +22,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from itertools import compress, islice
 from typing import Any
 
 import structlog
@@ -227,31 +228,32 @@ class Run:
     def write_times(self) -> None:
         """The dedupe: every entry met, against the category and the entries removed by hand,
         with its newest record time; one call per chunk (nothing written in a dry run)."""
-        left_out = self.left_out
-        met = {e: t for e, t in self.sightings.newest().items() if e not in left_out}
+        met = self.sightings.newest()
+        for entry in self.left_out:
+            met.pop(entry, None)
         if not met:
             return
         self.check_lock()
         letters = self.ledger.record_met(self.name, self.staging, met, write=not self.dry_run)
-        fresh: list[str] = []
+        if len(letters) != len(met):
+            raise ValueError("the ledger answered for another number of entries than it was sent")
+        self.known.update(compress(met, map("k".__eq__, letters)))
         skipped = self.tally.skipped
-        for entry, letter in zip(met, letters, strict=True):
-            if letter == "k":
-                self.known.add(entry)
-            elif letter == "f":
-                fresh.append(entry)
-            else:
-                # Removed from the category by hand after its newest record: not pushed back
-                # (docs/design.md#reconciliation).
+        if "b" in letters:
+            # Removed from the category by hand after its newest record: not pushed back
+            # (docs/design.md#reconciliation).
+            for entry in compress(met, map("b".__eq__, letters)):
                 skipped["removed_by_hand"] += 1
                 self.sightings.drop(entry)
         if self.known:
             skipped["already_in_category"] += len(self.known)
+        fresh = letters.count("f")
         if self.dry_run:
-            self.new_in_dry_run += len(fresh)
-            self.sample.extend(fresh[: max(0, SAMPLE - len(self.sample))])
+            self.new_in_dry_run += fresh
+            room = max(0, SAMPLE - len(self.sample))
+            self.sample.extend(islice(compress(met, map("f".__eq__, letters)), room))
         else:
-            self.staged += len(fresh)
+            self.staged += fresh
 
     def write_provenance(self) -> None:
         """Merge this run's sightings into the entries' provenance; memory is freed."""
