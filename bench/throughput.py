@@ -1,15 +1,19 @@
 """Records per second through normalisation and dedupe, on one core (docs/design.md#performance: >=
 100,000/s).
 
-Pages of realistic Mimecast records go through :class:`threatshare.indicators.extract.Extractor` and
-then through the per-page dedupe step of a run (``Run._take_page``: newest time per entry,
-``HMGET`` against the entries already pushed, ``ZADD`` of the new ones into the staging set),
-exactly as :mod:`threatshare.sync` does it, against a real Redis. Two record mixes:
+Pages of realistic Mimecast records go through a run's pull exactly as :mod:`threatshare.sync`
+does it, without the HTTP, against a real Redis: ``Run.take_page`` (extraction, and each entry's
+newest record time and sightings kept in memory), then ``Run.write_times`` (the dedupe against
+the category, one script call per 1,000 entries, the new entries staged). The provenance that
+the pull's end writes is timed apart and reported beside. The record mixes:
 
-- ``distinct``: every record a new URL (the worst case: no decision is cached), reported
-  beside the target rather than held to it;
-- ``realistic``: URLs repeat across clicks and recipients (a pool of a quarter of the records),
-  and a fifth of the pool was already pushed by an earlier run.
+- ``url_logs_distinct``: every record a new URL (the worst case: no decision is cached),
+  reported beside the target rather than held to it;
+- ``url_logs_realistic``: URLs repeat across clicks and recipients (a pool of a quarter of the
+  records), and a fifth of the pool was already pushed by an earlier run;
+- ``impersonation_realistic``: look-alike senders, repeating the same way.
+
+Each mix is measured :data:`PASSES` times from the same state, and the median pass reported.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ from threatshare.sync.pipeline import Run
 
 PAGE = 500
 TARGET = 100_000
+#: Passes over each mix; the median is reported. On a shared machine one pass of the same
+#: code varies by a sixth either way (other tenants' load), which the median evens out.
+PASSES = 3
 _PATHS = ("login", "verify/account", "secure/update.php", "o365/auth", "invoice/view", "")
 _IDENTIFIERS = (
     ["similar_internal_domain"],
@@ -101,7 +108,7 @@ def _rate(count: int, seconds: float) -> float:
 
 
 def _extract_only(
-    records: list[dict[str, Any]], extract_of: Callable[[Extractor], Callable[..., list[str]]]
+    records: list[dict[str, Any]], extract_of: Callable[[Extractor], Callable[..., tuple[str, ...]]]
 ) -> dict[str, Any]:
     extractor = Extractor(["malicious_urls", "url_domains", "malicious_domains"])
     extract = extract_of(extractor)
@@ -144,8 +151,9 @@ def _with_dedupe(
     }
 
 
-def measure(redis_url: str, count: int = 200_000) -> dict[str, Any]:
-    """Records per second for each mix, extractor alone and extractor + dedupe."""
+def measure(redis_url: str, count: int = 200_000, passes_per_mix: int = PASSES) -> dict[str, Any]:
+    """Records per second for each mix, extractor alone and extractor + dedupe: the median of
+    ``passes_per_mix`` passes, each from the same state."""
     instances = {
         "urls": {
             "zia": "prod",
@@ -156,7 +164,12 @@ def measure(redis_url: str, count: int = 200_000) -> dict[str, Any]:
     }
     client = redis.Redis.from_url(redis_url)
     client.flushall()
-    report: dict[str, Any] = {"records": count, "page_size": PAGE, "target_per_s": TARGET}
+    report: dict[str, Any] = {
+        "records": count,
+        "page_size": PAGE,
+        "passes_per_mix": passes_per_mix,
+        "target_per_s": TARGET,
+    }
     with Sandbox() as sandbox, tempfile.TemporaryDirectory() as tmp:
         config = load(write_config(sandbox, Path(tmp) / "bench.toml", instances, redis_url))
         rt = Runtime(config, client)
@@ -170,20 +183,25 @@ def measure(redis_url: str, count: int = 200_000) -> dict[str, Any]:
             ),
         }
         for label, (build, time_field, name) in mixes.items():
-            client.flushall()
             records = build()
-            if label.endswith("realistic"):
-                _preload(rt, name, records[: count // 20], time_field)
             extract_of = (
                 (lambda e: e.url_record)
                 if time_field == "date"
                 else (lambda e: e.impersonation_record)
             )
-            with _input_frozen():
-                report[label] = {
-                    "extract_only": _extract_only(records, extract_of),
-                    "extract_and_dedupe": _with_dedupe(rt, name, records, time_field),
-                }
+            passes = []
+            for _ in range(passes_per_mix):
+                client.flushall()  # each pass starts from the same state
+                if label.endswith("realistic"):
+                    _preload(rt, name, records[: count // 20], time_field)
+                with _input_frozen():
+                    passes.append(
+                        {
+                            "extract_only": _extract_only(records, extract_of),
+                            "extract_and_dedupe": _with_dedupe(rt, name, records, time_field),
+                        }
+                    )
+            report[label] = _median_pass(passes)
             del records
         rt.close()
     client.flushall()
@@ -201,6 +219,15 @@ def measure(redis_url: str, count: int = 200_000) -> dict[str, Any]:
     ]
     report["meets_target"] = min(rates) >= TARGET
     return report
+
+
+def _median_pass(passes: list[dict[str, Any]]) -> dict[str, Any]:
+    """The pass of median dedupe rate, whole (its figures belong together), with every pass's
+    rate beside it: the spread a shared machine gives the same code."""
+    rates = sorted(p["extract_and_dedupe"]["records_per_s"] for p in passes)
+    median = rates[(len(rates) - 1) // 2]
+    chosen = next(p for p in passes if p["extract_and_dedupe"]["records_per_s"] == median)
+    return {**chosen, "passes_records_per_s": rates}
 
 
 def _preload(rt: Runtime, name: str, records: list[dict[str, Any]], time_field: str) -> None:

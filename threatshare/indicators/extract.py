@@ -29,7 +29,7 @@ import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 
-from threatshare.indicators.cache import LONG_KEY, ByteBoundedCache
+from threatshare.indicators.cache import DEFAULT_BUDGET, LONG_KEY, ByteBoundedCache
 from threatshare.indicators.judge import Decision, Judge
 from threatshare.indicators.normalise import Rejected, Skipped, normalise_host, split_url
 from threatshare.indicators.rules import Rules, host_keys, shipped_data, verdict_key
@@ -54,6 +54,11 @@ DOMAIN_IDENTIFIERS = frozenset(
 #: What one URL or sender gives every record of it: its entries (one tuple, shared by those
 #: records) and the skips and rejections each of them counts.
 Result = tuple[tuple[str, ...], tuple[Decision, ...]]
+
+#: Bytes the URL decisions may hold: about 65,000 URLs of the usual length (some 500 bytes each),
+#: so a window with tens of thousands of distinct URLs decides each once. Twice the other
+#: caches' budget: URLs are what Mimecast repeats most, and a decision is the costliest to redo.
+URL_BUDGET = 2 * DEFAULT_BUDGET
 
 #: How many wrappers deep a target is still looked for.
 MAX_WRAPPING = 3
@@ -105,7 +110,7 @@ class Extractor:
         self._verdicts = rules.verdicts
         self._verdict_memo: dict[str, bool] = {}
         # Bound to the instance (not module-level caches) because the lists differ per instance.
-        self._url_results = ByteBoundedCache(self._url_result, _result_size)
+        self._url_results = ByteBoundedCache(self._url_result, _result_size, URL_BUDGET)
         self._url_known = self._url_results.items
         self._sender_results = ByteBoundedCache(self._sender_result, _result_size)
         self._sender_known = self._sender_results.items

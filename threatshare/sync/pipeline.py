@@ -170,7 +170,7 @@ class Run:
     def take_page(
         self,
         page: list[Any],
-        extract: Callable[[Any, Tally], list[str]],
+        extract: Callable[[Any, Tally], tuple[str, ...]],
         time_field: str,
         default_time: float,
         evidence: Callable[[Any], tuple[object, object]],
@@ -269,7 +269,7 @@ class Run:
         sources: list[
             tuple[
                 Iterator[list[Any]],
-                Callable[[Any, Tally], list[str]],
+                Callable[[Any, Tally], tuple[str, ...]],
                 str,
                 Callable[[Any], tuple[object, object]],
             ]
