@@ -251,6 +251,27 @@ def test_a_record_from_the_future_counts_as_seen_at_the_window_s_end(world: Worl
     assert staged == {"future.evil.example/x": end, "future.evil.example": end}
 
 
+@pytest.mark.parametrize("date", [None, 17, "", "yesterday", "2026-13-45T00:00:00+0000", [1]])
+def test_a_record_without_a_readable_date_counts_as_seen_at_the_window_s_end(
+    world: World, date: object
+) -> None:
+    """A record whose date is missing, not text or not a date is shared all the same, seen at
+    the window's end."""
+    config = world.config(URLS)
+    client = redis.Redis.from_url(world.redis_url)
+    run = Run(Runtime(config, client), "urls", dry_run=False)
+    end = datetime.now(UTC).timestamp()
+    record = url_log("https://undated.evil.example/x", datetime.now(UTC))
+    if date is None:
+        del record["date"]
+    else:
+        record["date"] = date
+    run.take_page([record], run.extractor.url_record, "date", end, url_evidence)
+    run.write_met()
+    staged = dict(Ledger(client).staged_oldest(run.staging, 10))
+    assert staged == {"undated.evil.example/x": end, "undated.evil.example": end}
+
+
 def _upgraded_data(tmp_path: Path) -> Path:
     data = tmp_path / "upgraded-data"
     shutil.copytree(Path(rules_module.__file__).parent / "data", data)

@@ -53,17 +53,6 @@ SAMPLE = 20  # entries a dry run lists
 SEEN_LIMIT = 100_000  # entries a run remembers having looked up (bounded memory)
 
 
-def _record_time(record: Any, field_name: str, window_end: float) -> float:
-    """A record's time, clamped to the window: one dated in the future (or not dated at all)
-    counts as seen at the window's end, so no upstream date makes an entry permanent."""
-    try:
-        raw = record[field_name]
-        stamp = datetime.fromisoformat(raw if type(raw) is str else str(raw)).timestamp()
-    except (TypeError, KeyError, ValueError, OverflowError):
-        return window_end
-    return stamp if stamp < window_end else window_end
-
-
 class Run:
     """The state of one run of one instance; :func:`sync_instance` drives it."""
 
@@ -184,11 +173,20 @@ class Run:
         first: list[str] = []
         tally = self.tally
         sighted = self.sightings.add
+        from_iso = datetime.fromisoformat
         for record in page:
             entries = extract(record, tally)
             if not entries:
                 continue
-            when = _record_time(record, time_field, default_time)
+            # A record that gave entries is a dict. Its time, clamped to the window: one dated
+            # in the future, or not dated at all, counts as seen at the window's end, so no
+            # upstream date makes an entry permanent (inline: this runs for every record).
+            try:
+                when = from_iso(record[time_field]).timestamp()
+            except (TypeError, KeyError, ValueError, OverflowError):
+                when = default_time
+            if when > default_time:
+                when = default_time
             # Only a record of a new kind can bring an entry met for the first time; the
             # newest time of each entry is read from the sightings when they are written.
             if sighted(entries, when, evidence, record):

@@ -90,16 +90,18 @@ class Sightings:
         """One record that produced ``entries`` at ``when``; ``evidence`` reads its verdict and
         message id, and only when the sighting is among the newest kept. True when no record
         met before produced these entries together."""
-        group = tuple(entries)
+        group = tuple(entries)  # the extractor's own tuple, as it is: no copy
         met = self._met.get(group)
         if met is None:
-            self._met[group] = [1, [(when, *evidence(record))]]
+            verdict, message = evidence(record)
+            self._met[group] = [1, [(when, verdict, message)]]
             return True
         met[0] += 1
         kept = met[1]
         if len(kept) >= KEEP and when <= kept[0][0]:
             return False  # older than every sighting kept: only counted
-        kept.append((when, *evidence(record)))
+        verdict, message = evidence(record)
+        kept.append((when, verdict, message))
         if when < kept[-2][0]:  # records mostly come in time order: then no sort is needed
             kept.sort(key=_time)
         if len(kept) > KEEP:
