@@ -201,7 +201,7 @@ class Extractor:
         # What ByteBoundedCache.missed does, without its calls: a short URL is its own slot.
         if len(url) > LONG_KEY:
             return self._url_results(url)
-        return self._url_results.store(url, _result(self._decide_url(url)))
+        return self._url_results.store(url, self._url_result(url))
 
     def _url_result(self, url: str) -> Result:
         return _result(self._decide_url(url))
