@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from threatshare.indicators.cache import DEFAULT_BUDGET, ByteBoundedCache
-from threatshare.indicators.extract import Extractor, Tally
+from threatshare.indicators.cache import ByteBoundedCache
+from threatshare.indicators.extract import URL_BUDGET, Extractor, Tally
 
 URLS = 40_000
 URL_BYTES = 8 * 1024
@@ -22,7 +22,7 @@ def test_forty_thousand_distinct_8_kb_urls_stay_within_the_budget() -> None:
         assert len(value) >= URL_BYTES
         accepted.update(extractor.url_record({"url": value, "scanResult": "malicious"}, tally))
     cache = extractor._url_results
-    assert cache.charged <= DEFAULT_BUDGET
+    assert cache.charged <= URL_BUDGET
     assert len(cache) < URLS  # the oldest went to make room
     assert len(accepted) == URLS + 97  # every URL entry and every host, decided right
     assert tally.pulled == URLS and not tally.rejected
