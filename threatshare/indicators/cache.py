@@ -62,18 +62,18 @@ class ByteBoundedCache(Generic[V]):
         found = self.items.get(slot)
         if found is not None:
             return found
-        return self.store(slot, self._compute(key))
+        return self._store(slot, self._compute(key))
 
     def missed(self, key: str) -> V:
         """The value of a key the caller just failed to find in :attr:`items` (a short key
         is its own slot, so it is not looked up again)."""
         if len(key) > LONG_KEY:
             return self(key)
-        return self.store(key, self._compute(key))
+        return self._store(key, self._compute(key))
 
-    def store(self, slot: str | bytes, value: V) -> V:
+    def _store(self, slot: str | bytes, value: V) -> V:
         """Keep ``value`` under ``slot`` (a short key itself, or a long key's digest) and return
-        it; for a caller that computed a missed value itself."""
+        it."""
         size = self._size
         cost = len(slot) + OVERHEAD if size is None else len(slot) + size(value) + OVERHEAD
         if cost > self.budget:

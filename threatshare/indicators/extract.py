@@ -29,7 +29,7 @@ import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 
-from threatshare.indicators.cache import DEFAULT_BUDGET, LONG_KEY, ByteBoundedCache
+from threatshare.indicators.cache import DEFAULT_BUDGET, ByteBoundedCache
 from threatshare.indicators.judge import Decision, Judge
 from threatshare.indicators.normalise import Rejected, Skipped, normalise_host, split_url
 from threatshare.indicators.rules import Rules, host_keys, shipped_data, verdict_key
@@ -111,7 +111,7 @@ class Extractor:
         self._verdict_memo: dict[str, bool] = {}
         # Bound to the instance (not module-level caches) because the lists differ per instance.
         self._url_results = ByteBoundedCache(self._url_result, _result_size, URL_BUDGET)
-        self._url_known = self._url_results.items
+        self._url_known, self._url_missed = self._url_results.items, self._url_results.missed
         self._sender_results = ByteBoundedCache(self._sender_result, _result_size)
         self._sender_known = self._sender_results.items
         # The judge's methods, bound once: a first-time URL calls them on every record.
@@ -136,7 +136,7 @@ class Extractor:
             return ()
         result = self._url_known.get(url)
         if result is None:
-            result = self._first_url(url)
+            result = self._url_missed(url)
         entries, notes = result
         if notes:
             _count(notes, tally)
@@ -196,12 +196,6 @@ class Extractor:
         if isinstance(name, str) and len(self._verdict_memo) < 4096 and len(name) <= 256:
             self._verdict_memo[name] = known  # a few names repeat across every record
         return known
-
-    def _first_url(self, url: str) -> Result:
-        # What ByteBoundedCache.missed does, without its calls: a short URL is its own slot.
-        if len(url) > LONG_KEY:
-            return self._url_results(url)
-        return self._url_results.store(url, self._url_result(url))
 
     def _url_result(self, url: str) -> Result:
         return _result(self._decide_url(url))

@@ -234,7 +234,7 @@ class Ledger:
     ) -> str:
         """Dedupe what a pull met (entry -> its newest record time) against the category, one
         call per chunk: an entry the category holds gets its sighting (``k``), one removed by
-        hand after that record is left out (``b``, see :meth:`buried`), any other is staged
+        hand after that record is left out (``b``, its tombstone being newer), any other is staged
         (``f``). Returns those letters, one per entry of ``met`` in order; with ``write``
         false nothing is written (a dry run)."""
         if not met:
