@@ -35,6 +35,7 @@ from threatshare import keys
 from threatshare.state.chunks import chunked, chunked_map
 from threatshare.state.fenced import FencedWriter
 from threatshare.state.lock import RunLock
+from threatshare.state.streamed import call_per_chunk
 
 #: Mimecast keeps 30 days of logs: a tombstone older than that (and a day) guards nothing.
 TOMBSTONE_KEEP = timedelta(days=31)
@@ -245,16 +246,19 @@ class Ledger:
         # be read as two, so it is refused here, before anything is written.
         if "" in met or "\n".join(met).count("\n") != len(met) - 1:
             raise ValueError("an empty entry or one with a line break cannot be recorded")
-        lines = [f"{when!r} {entry}" for entry, when in met.items()]
-        outcome: list[str] = []
-        for chunk in chunked(lines):
-            raw = self._met(
-                keys=[key, stones, staging], args=[int(write), STAGING_TTL, "\n".join(chunk)]
-            )
-            letters = raw.decode() if isinstance(raw, bytes) else str(raw)
-            if len(letters) != len(chunk):
-                raise ValueError("the script read another number of entries than it was sent")
-            outcome.append(letters)
+        sizes: list[int] = []
+
+        def chunks() -> Iterator[tuple[int, int, str]]:
+            # Built one at a time: Redis works through one chunk while the next is built.
+            for chunk in chunked(met.items()):
+                sizes.append(len(chunk))
+                lines = "\n".join([f"{when!r} {entry}" for entry, when in chunk])
+                yield int(write), STAGING_TTL, lines
+
+        answers = call_per_chunk(self.redis, self._met, [key, stones, staging], chunks())
+        outcome = [raw.decode() if isinstance(raw, bytes) else str(raw) for raw in answers]
+        if list(map(len, outcome)) != sizes:
+            raise ValueError("the script read another number of entries than it was sent")
         return "".join(outcome)
 
     def staged_count(self, staging: str) -> int:
