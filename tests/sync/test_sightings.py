@@ -43,6 +43,24 @@ def test_records_in_any_order_keep_their_newest_three_and_their_count(
     assert found["evil.example"].sources == ["url_domains"]
 
 
+def test_records_with_equal_times_keep_the_newest_times(redis_client: redis.Redis) -> None:
+    """Records sharing a time, in any order, among older and newer ones: the three kept are
+    three of the newest times, each with a message of its own time."""
+    for seed in range(20):
+        sightings, book = _sightings(redis_client)
+        rng = random.Random(seed)
+        times = [rng.choice((5, 7, 9, 9, 12, 12)) for _ in range(8)]
+        for n, at in enumerate(times):
+            sightings.add(["evil.example/x"], at, url_evidence, _record(f"<{at}-{n}>"))
+        sightings.flush(known=())
+        found = book.get(["evil.example/x"])["evil.example/x"]
+        assert found.sightings == len(times)
+        assert [s.at for s in found.evidence] == sorted(times, reverse=True)[:KEEP]
+        messages = {KEY(f"<{at}-{n}>"): at for n, at in enumerate(times)}
+        assert all(messages[s.message] == s.at for s in found.evidence)
+        redis_client.flushdb()
+
+
 def test_an_entry_from_records_of_several_kinds_adds_them_up(redis_client: redis.Redis) -> None:
     """A host met through two URLs counts the records of both and keeps the newest of all."""
     sightings, book = _sightings(redis_client)

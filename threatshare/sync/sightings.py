@@ -62,6 +62,24 @@ class _Keeper:
         return digest
 
 
+#: Length of a record kind's list once it holds KEEP sightings. The list is flat: the count of
+#: records, then time, verdict and message id of each kept sighting, oldest first. One list per
+#: kind and no tuple per sighting: a repeated record, most of a pull, allocates nothing kept,
+#: and the garbage collector has a third of the objects to walk.
+_FULL = 1 + 3 * KEEP
+
+
+def _triples(met: list[Any]) -> list[Seen]:
+    """The kept sightings of a record kind's flat list, oldest first."""
+    return list(zip(met[1::3], met[2::3], met[3::3], strict=True))
+
+
+def _insert(met: list[Any], sighting: Seen) -> None:
+    """Put an older sighting in its place among the kept ones (records out of time order)."""
+    kept = sorted([*_triples(met), sighting], key=_time)
+    met[1:] = [value for seen in kept for value in seen]
+
+
 def _at(sighting: Sighting) -> int:
     return sighting.at
 
@@ -78,7 +96,8 @@ class Sightings:
         self.book = book
         self._key = key
         self._host_source = "url_domains" if "url_domains" in sources else "malicious_urls"
-        #: a record's entries -> [records that produced them, the newest few, oldest first].
+        #: a record's entries -> [records that produced them, then the newest few sightings'
+        #: time, verdict and message id, oldest first] (flat: see _FULL).
         self._met: dict[tuple[str, ...], list[Any]] = {}
         #: entries never pushed (unblocked, removed by hand): their sightings are not kept.
         self._dropped: set[str] = set()
@@ -94,26 +113,26 @@ class Sightings:
         met = self._met.get(group)
         if met is None:
             verdict, message = evidence(record)
-            self._met[group] = [1, [(when, verdict, message)]]
+            self._met[group] = [1, when, verdict, message]
             return True
         met[0] += 1
-        kept = met[1]
-        if len(kept) >= KEEP and when <= kept[0][0]:
+        if len(met) == _FULL and when <= met[1]:
             return False  # older than every sighting kept: only counted
         verdict, message = evidence(record)
-        kept.append((when, verdict, message))
-        if when < kept[-2][0]:  # records mostly come in time order: then no sort is needed
-            kept.sort(key=_time)
-        if len(kept) > KEEP:
-            del kept[0]
+        if when >= met[-3]:  # records mostly come in time order: the newest goes last
+            met += (when, verdict, message)
+        else:
+            _insert(met, (when, verdict, message))
+        if len(met) > _FULL:
+            del met[1:4]
         return False
 
     def newest(self) -> dict[str, float]:
         """Each entry met (dropped ones too) with the time of the newest record that produced
         it: the newest kept sighting of each record kind is that kind's newest record."""
         times: dict[str, float] = {}
-        for group, (_, kept) in self._met.items():
-            when = kept[-1][0]
+        for group, met in self._met.items():
+            when = met[-3]
             for entry in group:
                 if times.get(entry, -1.0) < when:
                     times[entry] = when
@@ -147,7 +166,8 @@ class Sightings:
         spread: dict[str, list[Any]] = {}
         dropped = self._dropped
         keep = _Keeper(self._key)
-        for group, (count, kept) in self._met.items():
+        for group, met in self._met.items():
+            count, kept = met[0], _triples(met)
             evidence = keep(kept)
             encoded = evidence_json(evidence)
             for entry in group:
