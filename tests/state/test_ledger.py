@@ -127,4 +127,8 @@ def test_an_entry_with_a_line_break_is_refused_not_misread(redis_client: redis.R
         ledger.record_met("urls", staging, {"a.example/x\n1 b.example": T, "c.example": T})
     with pytest.raises(ValueError, match="empty"):
         ledger.record_met("urls", staging, {"": T, "c.example": T})
+    # Past the first chunk too: the chunks before it are not sent either.
+    many = {f"n{n}.example": T for n in range(2_500)}
+    with pytest.raises(ValueError, match="line break"):
+        ledger.record_met("urls", staging, {**many, "a.example/x\n1 b.example": T})
     assert ledger.staged_count(staging) == 0

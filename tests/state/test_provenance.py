@@ -124,4 +124,10 @@ def test_an_entry_with_a_line_break_is_refused(redis_client: redis.Redis) -> Non
         book.record({"a.example\nb": [Sighting(1, "P", "")], "c.example": []}, {})
     with pytest.raises(ValueError, match="empty"):
         book.record({"": [Sighting(1, "P", "")], "c.example": []}, {})
+    # Past the first chunk too: the chunks before it are not sent either.
+    many = {f"n{n}.example": [Sighting(1, "P", "")] for n in range(1_200)}
+    with pytest.raises(ValueError, match="line break"):
+        book.record({**many, "a.example\nb": [Sighting(1, "P", "")]}, {})
+    with pytest.raises(ValueError, match="line break"):
+        book.write_new({**dict.fromkeys(many, "{}"), "z.example": "{\n}"})
     assert redis_client.hlen(book.key) == 0

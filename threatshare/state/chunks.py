@@ -5,11 +5,14 @@ A write of every entry at once fails at the sizes a fleet meets: Lua's ``unpack`
 pipeline holds Redis and the client's memory for as long as it takes. Every write that carries
 entries is cut into calls of at most :data:`WRITE_CHUNK`, so any operation works at 100,000
 entries and beyond.
+
+A chunk of entries often travels as one argument, one entry a line (the client's cost is per
+argument): :func:`check_lines` refuses what a script would misread, before anything is sent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from itertools import islice
 from typing import TypeVar
 
@@ -33,3 +36,10 @@ def chunked_map(mapping: Mapping[T, V], size: int = WRITE_CHUNK) -> Iterator[dic
     """``mapping`` in dicts of at most ``size`` items, in order."""
     for keys in chunked(mapping, size):
         yield {k: mapping[k] for k in keys}
+
+
+def check_lines(texts: Collection[str]) -> None:
+    """Raise ValueError for an empty text or one holding a line break: sent one a line, it
+    would be read as none or as two, and shift every text after it."""
+    if texts and ("" in texts or "\n".join(texts).count("\n") != len(texts) - 1):
+        raise ValueError("an empty entry or one with a line break cannot be recorded")

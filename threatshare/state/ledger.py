@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 import redis
 
 from threatshare import keys
-from threatshare.state.chunks import chunked, chunked_map
+from threatshare.state.chunks import check_lines, chunked, chunked_map
 from threatshare.state.fenced import FencedWriter
 from threatshare.state.lock import RunLock
 from threatshare.state.streamed import call_per_chunk
@@ -244,8 +244,7 @@ class Ledger:
         # One line per entry, read by the script without a Redis argument each. Entries hold
         # no line break (ZIA's format, checked before anything is staged); one that did would
         # be read as two, so it is refused here, before anything is written.
-        if "" in met or "\n".join(met).count("\n") != len(met) - 1:
-            raise ValueError("an empty entry or one with a line break cannot be recorded")
+        check_lines(met)
         sizes: list[int] = []
 
         def chunks() -> Iterator[tuple[int, int, str]]:

@@ -27,6 +27,8 @@ from typing import NamedTuple
 import redis
 
 from threatshare import keys
+from threatshare.state.chunks import check_lines, chunked
+from threatshare.state.streamed import call_per_chunk
 
 #: Sightings kept per entry: enough to show a pattern, few enough to keep memory flat.
 KEEP = 3
@@ -180,17 +182,17 @@ class ProvenanceBook:
 
     def merge(self, new: Mapping[str, str]) -> None:
         """Merge a run's :func:`facts` (entry -> facts) into the entries' provenance."""
-        items = list(new.items())
-        for start in range(0, len(items), CHUNK):
-            self._merge(keys=[self.key], args=[KEEP, _packed(items[start : start + CHUNK])])
+        _check(new)
+        chunks = ((KEEP, _packed(chunk)) for chunk in chunked(new.items(), CHUNK))
+        call_per_chunk(self.redis, self._merge, [self.key], chunks)
 
     def write_new(self, new: Mapping[str, str]) -> None:
         """The provenance of entries met for the first time (not in the category): written as
         it is, without reading, unless one is there already (then it is kept: those entries
         are merged by the run that pushes them again)."""
-        items = list(new.items())
-        for start in range(0, len(items), CHUNK):
-            self._first(keys=[self.key], args=[_packed(items[start : start + CHUNK])])
+        _check(new)
+        chunks = ((_packed(chunk),) for chunk in chunked(new.items(), CHUNK))
+        call_per_chunk(self.redis, self._first, [self.key], chunks)
 
     def pushed(self, entries: Iterable[str], at: int) -> None:
         """Mark when entries were pushed (the time an entry became part of the category)."""
@@ -200,7 +202,7 @@ class ProvenanceBook:
     def get(self, entries: Sequence[str]) -> dict[str, Provenance]:
         """The provenance of those of ``entries`` that have one; one round trip per chunk."""
         found: dict[str, Provenance] = {}
-        for chunk in _chunks(list(entries)):
+        for chunk in chunked(entries, CHUNK):
             for entry, raw in zip(chunk, self.redis.hmget(self.key, chunk), strict=True):
                 if raw is not None:
                     found[entry] = Provenance.from_json(raw)
@@ -208,7 +210,7 @@ class ProvenanceBook:
 
     def forget(self, entries: Sequence[str]) -> None:
         """Forget the provenance of entries that left the category."""
-        for chunk in _chunks(list(entries)):
+        for chunk in chunked(entries, CHUNK):
             self.redis.hdel(self.key, *chunk)
 
     def forget_all(self) -> None:
@@ -248,19 +250,16 @@ def _all_facts(
 
 def _packed(pairs: Sequence[tuple[str, str]]) -> str:
     """Pairs (entry, JSON) as the scripts read them: one line each, so a chunk is one argument
-    rather than two a pair (the client's cost is per argument). JSON holds no raw line break and
-    an entry none either; one that did, or an empty one, would shift every pair after it, so it
-    is refused."""
-    lines = "\n".join([f"{entry}\n{facts}" for entry, facts in pairs])
-    if lines.count("\n") != 2 * len(pairs) - 1 or not all(entry for entry, _ in pairs):
-        raise ValueError("an empty entry or one with a line break cannot be recorded")
-    return lines
+    rather than two a pair (the client's cost is per argument); see :func:`_check`."""
+    return "\n".join([f"{entry}\n{facts}" for entry, facts in pairs])
+
+
+def _check(new: Mapping[str, str]) -> None:
+    """Refuse, before anything is written, an entry or a JSON that would shift every pair
+    after it in :func:`_packed` (JSON holds no raw line break; an entry none either)."""
+    check_lines(new)
+    check_lines(new.values())
 
 
 def _at(sighting: Sighting) -> int:
     return sighting.at
-
-
-def _chunks(items: list[str], size: int = CHUNK) -> Iterable[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
