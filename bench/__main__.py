@@ -62,14 +62,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _plans(args: argparse.Namespace, redis_url: str) -> dict[str, Callable[[], dict[str, Any]]]:
+def _plans(
+    args: argparse.Namespace, redis_url: str, server_pid: int | None
+) -> dict[str, Callable[[], dict[str, Any]]]:
     quick = args.quick
     records = args.records or (20_000 if quick else 200_000)
     sizes = tuple(args.backlog or ((10_000, 50_000) if quick else (100_000, 1_000_000)))
     call_sizes = (0, 1, 1_000, 10_000) if quick else (0, 1, 10_000, 100_000)
     shapes = [fleet_shape(args, steady) for steady in (False, True) if _runs(args, steady)]
     return {
-        "throughput": lambda: throughput.measure(redis_url, records),
+        "throughput": lambda: throughput.measure(redis_url, records, server_pid=server_pid),
         "calls": lambda: calls.measure(redis_url, call_sizes),
         "backlog": lambda: backlog.measure(redis_url, sizes, args.backlog_url_bytes),
         "fleet": lambda: fleet.measure_regimes(redis_url, shapes),
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
     }
     with EmbeddedRedis() as server:
-        plans = _plans(args, server.url)
+        plans = _plans(args, server.url, server.pid)
         for name in args.only or NAMES:
             started = time.monotonic()
             print(f"bench: {name}…", file=sys.stderr, flush=True)

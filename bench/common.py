@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +57,30 @@ class Stopwatch:
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self.start
+
+
+@contextlib.contextmanager
+def one_core_each(server_pid: int | None) -> Iterator[dict[str, int] | None]:
+    """The bench's process on one core and the Redis server (``server_pid``, a process of this
+    machine) on another, for the block; both as they were after it. Yields the two cores, or
+    None when there is no server process to place or fewer than two cores to use.
+
+    A measurement "on one core" is of our code on one core. Left to the scheduler, the bench and
+    its Redis sometimes share a core on a 2-core machine: Redis's share of the dedupe then
+    comes out of our core's time, and the same code measures a tenth slower at random."""
+    if server_pid is None or not hasattr(os, "sched_setaffinity"):
+        yield None
+        return
+    own, theirs = os.sched_getaffinity(0), os.sched_getaffinity(server_pid)
+    cores = sorted(own)
+    if len(cores) < 2:
+        yield None
+        return
+    os.sched_setaffinity(0, {cores[0]})
+    os.sched_setaffinity(server_pid, {cores[1]})
+    try:
+        yield {"bench": cores[0], "redis": cores[1]}
+    finally:
+        os.sched_setaffinity(0, own)
+        with contextlib.suppress(ProcessLookupError):  # the server may have stopped
+            os.sched_setaffinity(server_pid, theirs)

@@ -30,7 +30,7 @@ from typing import Any
 
 import redis
 
-from bench.common import load, write_config
+from bench.common import load, one_core_each, write_config
 from threatshare.indicators.evidence import impersonation_evidence, url_evidence
 from threatshare.indicators.extract import Extractor, Tally
 from threatshare.runtime import Runtime
@@ -151,9 +151,15 @@ def _with_dedupe(
     }
 
 
-def measure(redis_url: str, count: int = 200_000, passes_per_mix: int = PASSES) -> dict[str, Any]:
+def measure(
+    redis_url: str,
+    count: int = 200_000,
+    passes_per_mix: int = PASSES,
+    server_pid: int | None = None,
+) -> dict[str, Any]:
     """Records per second for each mix, extractor alone and extractor + dedupe: the median of
-    ``passes_per_mix`` passes, each from the same state."""
+    ``passes_per_mix`` passes, each from the same state. With ``server_pid`` (a Redis server of
+    this machine), the bench runs on one core and Redis on another (``cores`` in the report)."""
     instances = {
         "urls": {
             "zia": "prod",
@@ -170,7 +176,12 @@ def measure(redis_url: str, count: int = 200_000, passes_per_mix: int = PASSES) 
         "passes_per_mix": passes_per_mix,
         "target_per_s": TARGET,
     }
-    with Sandbox() as sandbox, tempfile.TemporaryDirectory() as tmp:
+    with (
+        Sandbox() as sandbox,
+        tempfile.TemporaryDirectory() as tmp,
+        one_core_each(server_pid) as cores,
+    ):
+        report["cores"] = cores
         config = load(write_config(sandbox, Path(tmp) / "bench.toml", instances, redis_url))
         rt = Runtime(config, client)
         mixes: dict[str, tuple[Callable[[], list[dict[str, Any]]], str, str]] = {

@@ -146,6 +146,13 @@ class EmbeddedRedis:
             str(self.data_dir / "redis.log"),
         ]
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        if self._process is None or self._process.poll() is not None:
+            return None
+        return self._process.pid
+
     def start(self) -> EmbeddedRedis:
         self._process = subprocess.Popen(
             [redis_server_binary(), *self._arguments()],

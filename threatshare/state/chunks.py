@@ -12,7 +12,7 @@ argument): :func:`check_lines` refuses what a script would misread, before anyth
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 from typing import TypeVar
 
@@ -38,8 +38,10 @@ def chunked_map(mapping: Mapping[T, V], size: int = WRITE_CHUNK) -> Iterator[dic
         yield {k: mapping[k] for k in keys}
 
 
-def check_lines(texts: Collection[str]) -> None:
+def check_lines(texts: Iterable[str]) -> None:
     """Raise ValueError for an empty text or one holding a line break: sent one a line, it
-    would be read as none or as two, and shift every text after it."""
-    if texts and ("" in texts or "\n".join(texts).count("\n") != len(texts) - 1):
-        raise ValueError("an empty entry or one with a line break cannot be recorded")
+    would be read as none or as two, and shift every text after it. Text by text, so a check
+    of a whole pull's entries and their provenance allocates nothing."""
+    for text in texts:
+        if not text or "\n" in text:
+            raise ValueError("an empty entry or one with a line break cannot be recorded")
