@@ -10,8 +10,8 @@ own share of it.
 The calls go out as ``EVAL`` with the script's text rather than ``EVALSHA``: Redis compiles
 a script once and finds it again by its digest, and an ``EVAL`` can never meet the ``NOSCRIPT``
 answer that a restarted or flushed Redis gives a digest, which here would come back only after
-the later chunks were already sent. The text costs a few hundred bytes beside each chunk's tens
-of thousands.
+the later chunks were already sent. The text (about a kilobyte) costs little beside each
+chunk's tens of kilobytes.
 """
 
 from __future__ import annotations
