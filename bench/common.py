@@ -61,9 +61,10 @@ class Stopwatch:
 
 @contextlib.contextmanager
 def one_core_each(server_pid: int | None) -> Iterator[dict[str, int] | None]:
-    """The bench's process on one core and the Redis server (``server_pid``, a process of this
-    machine) on another, for the block; both as they were after it. Yields the two cores, or
-    None when there is no server process to place or fewer than two cores to use.
+    """The calling thread (the one that measures) on one core and the Redis server
+    (``server_pid``, a process of this machine) on another, for the block; both as they were
+    after it. Yields the two cores, or None when there is no server process to place or fewer
+    than two cores to use.
 
     A measurement "on one core" is of our code on one core. Left to the scheduler, the bench and
     its Redis sometimes share a core on a 2-core machine: Redis's share of the dedupe then

@@ -245,20 +245,17 @@ class Ledger:
         # no line break (ZIA's format, checked before anything is staged); one that did would
         # be read as two, so it is refused here, before anything is written.
         check_lines(met)
-        sizes: list[int] = []
-
-        def chunks() -> Iterator[tuple[int, int, str]]:
-            # Built one at a time: Redis works through one chunk while the next is built.
-            for chunk in chunked(met.items()):
-                sizes.append(len(chunk))
-                lines = "\n".join([f"{when!r} {entry}" for entry, when in chunk])
-                yield int(write), STAGING_TTL, lines
-
-        answers = call_per_chunk(self.redis, self._met, [key, stones, staging], chunks())
-        outcome = [raw.decode() if isinstance(raw, bytes) else str(raw) for raw in answers]
-        if list(map(len, outcome)) != sizes:
+        # Built one at a time, as they are sent: Redis works through one chunk while the next
+        # is built.
+        chunks = (
+            (int(write), STAGING_TTL, "\n".join([f"{when!r} {entry}" for entry, when in chunk]))
+            for chunk in chunked(met.items())
+        )
+        answers = call_per_chunk(self.redis, self._met, [key, stones, staging], chunks)
+        letters = "".join(raw.decode() if isinstance(raw, bytes) else str(raw) for raw in answers)
+        if len(letters) != len(met):
             raise ValueError("the script read another number of entries than it was sent")
-        return "".join(outcome)
+        return letters
 
     def staged_count(self, staging: str) -> int:
         return int(self.redis.zcard(staging))
